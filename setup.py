@@ -1,0 +1,40 @@
+"""mathrl: reinforcement learning with verifiable rewards for math, in JAX."""
+import setuptools
+
+INSTALL_REQUIRES = [
+    "jax>=0.7",
+    "flax>=0.11",
+    "optax>=0.2.5",
+    "orbax-checkpoint>=0.11",
+    "ml_collections>=1.0",
+    "absl-py>=2.0",
+    "numpy>=1.26",
+    "safetensors>=0.4",
+    "transformers>=4.50",
+    "tokenizers>=0.21",
+    "math-verify[antlr4_13_2]>=0.7",
+    "sympy>=1.13",
+    "grain>=0.2.10",
+    "tensorflow-datasets>=4.9.8",
+    "tensorboardX>=2.6",
+    "tqdm>=4.66",
+]
+
+EXTRAS_REQUIRE = {
+    # The parity tests compare against transformers' PyTorch forward. 2.13.0
+    # is pinned because a CPU wheel of it is on the build machines.
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "torch==2.13.0"],
+    "bench": ["torch==2.13.0"],
+    "gpu": ["jax[cuda12]"],
+    "tpu": ["jax[tpu]"],
+}
+
+setuptools.setup(
+    name="mathrl",
+    version="0.1.0",
+    description="JAX research codebase for RL with verifiable rewards on math.",
+    packages=setuptools.find_packages(include=["mathrl", "mathrl.*"]),
+    python_requires=">=3.11",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+)

@@ -1,0 +1,49 @@
+"""Test set-up: 8 fake CPU devices, strict numerics, a persistent XLA cache.
+
+This runs before any test module imports jax, so the flags below take effect.
+"""
+
+import os
+import pathlib
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in _flags:
+  os.environ["XLA_FLAGS"] = (
+      _flags + " --xla_force_host_platform_device_count=8"
+  ).strip()
+
+import jax  # noqa: E402  (must follow the XLA_FLAGS set-up)
+
+# Compiling dominates CPU test time; a persistent cache makes reruns cheap.
+_CACHE_DIR = os.environ.get(
+    "MATHRL_TEST_JAX_CACHE",
+    str(pathlib.Path.home() / ".cache" / "mathrl_jax_test_cache"),
+)
+jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+jax.config.update("jax_threefry_partitionable", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+import pytest  # noqa: E402
+
+SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> pathlib.Path:
+  """The project's ../shared folder (benchmark data, specs)."""
+  if not SHARED.is_dir():
+    pytest.skip(f"{SHARED} not found: tests that read ../shared/data need it")
+  return SHARED
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  if any(d.platform == "gpu" for d in jax.devices()):
+    return
+  skip_gpu = pytest.mark.skip(reason="needs a GPU")
+  for item in items:
+    if "gpu" in item.keywords:
+      item.add_marker(skip_gpu)
