@@ -1,0 +1,31 @@
+"""Datasets and the prompt input pipeline.
+
+Submodules (imported on first use, so `import mathrl.data` stays cheap):
+  records        reading JSON Lines with file/line/field errors; last_boxed
+  benchmarks     the benchmarks' sources, checksums and record normalisers
+  tfds_builders  TFDS builders (array_record, no TensorFlow needed), load()
+  synthetic      seeded arithmetic word problems with worked solutions
+  prompts        prompt templates, tokenisation, left-padding to buckets
+  pipeline       grain pipeline: shuffle, shard, batch, ×G, resumable iterator
+"""
+
+import importlib
+
+_SUBMODULES = (
+    "benchmarks",
+    "pipeline",
+    "prompts",
+    "records",
+    "synthetic",
+    "tfds_builders",
+)
+
+
+def __getattr__(name):
+  if name in _SUBMODULES:
+    return importlib.import_module(f"mathrl.data.{name}")
+  raise AttributeError(f"module 'mathrl.data' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(list(globals()) + list(_SUBMODULES))

@@ -1,0 +1,87 @@
+"""The policy optimizer: AdamW with warm-up + cosine decay and global-norm clipping."""
+
+import optax
+
+
+def learning_rate_schedule(
+    *,
+    peak_value: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    end_fraction: float = 0.0,
+) -> optax.Schedule:
+  """η(s) = η·s/w for s < w, then η·(f + (1−f)·½(1 + cos(π(s−w)/(N−w)))).
+
+  Linear warm-up to `peak_value` over `warmup_steps`, then cosine decay to
+  `end_fraction * peak_value` at `total_steps` (Loshchilov & Hutter 2017,
+  arXiv:1608.03983). `total_steps` counts optimizer updates.
+
+  Args:
+    peak_value: learning rate after warm-up.
+    total_steps: optimizer updates in the whole run.
+    warmup_steps: linear warm-up length.
+    end_fraction: final learning rate as a fraction of the peak.
+
+  Returns:
+    An optax schedule.
+  """
+  if total_steps <= 0:
+    raise ValueError(f"total_steps must be positive, got {total_steps}")
+  if not 0 <= warmup_steps <= total_steps:
+    raise ValueError(
+        f"warmup_steps={warmup_steps} must lie in [0, total_steps="
+        f"{total_steps}]"
+    )
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0 if warmup_steps else peak_value,
+      peak_value=peak_value,
+      warmup_steps=warmup_steps,
+      decay_steps=total_steps,
+      end_value=peak_value * end_fraction,
+  )
+
+
+def adamw(
+    *,
+    learning_rate: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    end_fraction: float = 0.0,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    max_grad_norm: float | None = 1.0,
+) -> optax.GradientTransformation:
+  """θ ← θ − η_s·(m̂/(√v̂ + ε) + λθ), after clipping ‖g‖₂ to `max_grad_norm`.
+
+  AdamW (Loshchilov & Hutter 2019, arXiv:1711.05101) with the schedule of
+  `learning_rate_schedule`.
+
+  Args:
+    learning_rate: peak learning rate.
+    total_steps: optimizer updates in the run (for the schedule).
+    warmup_steps: linear warm-up updates.
+    end_fraction: final learning rate as a fraction of the peak.
+    b1: Adam first-moment decay.
+    b2: Adam second-moment decay.
+    eps: Adam epsilon.
+    weight_decay: decoupled weight decay λ.
+    max_grad_norm: clip the global gradient norm to this; None disables.
+
+  Returns:
+    An optax GradientTransformation.
+  """
+  schedule = learning_rate_schedule(
+      peak_value=learning_rate,
+      total_steps=total_steps,
+      warmup_steps=warmup_steps,
+      end_fraction=end_fraction,
+  )
+  parts = []
+  if max_grad_norm is not None:
+    parts.append(optax.clip_by_global_norm(max_grad_norm))
+  parts.append(
+      optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+  )
+  return optax.chain(*parts)

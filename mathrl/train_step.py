@@ -1,0 +1,337 @@
+"""The jitted RL train step: the one place advantages, losses and optax meet.
+
+  step_fn = train_step.make_train_step(graphdef, optimizer, adv_tx,
+                                       policy_loss=losses.ppo_clip(),
+                                       aggregate=losses.token_mean, ...)
+  state, metrics = jax.jit(step_fn, donate_argnums=0)(state, rollout, ref)
+
+Inside one call:
+  1. a forward pass of the current (= behaviour) policy gives the old
+     log-probs and entropies; a forward pass of the reference policy gives
+     the reference log-probs when KL is on;
+  2. the advantage transform turns rewards [P, G(, K)] into advantages
+     [P, G] or [P, G, T];
+  3. `ppo_epochs` × `num_minibatches` optimizer updates run in a `lax.scan`:
+     each minibatch is a set of whole prompt groups, split into
+     `num_microbatches` for gradient accumulation. Every aggregation is
+     normalised by the minibatch's *global* token and sequence counts, so the
+     loss and gradients do not depend on micro-batching or sharding;
+  4. an update whose loss or gradients are not finite is skipped (parameters
+     and optimizer state untouched) and counted in `num_skipped`.
+"""
+
+import dataclasses
+import inspect
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from flax import struct
+
+from mathrl import logprobs as logprobs_lib
+from mathrl.advantages import base as adv_base
+
+
+@struct.dataclass
+class TrainState:
+  """Everything an RL run checkpoints about the policy."""
+
+  step: jax.Array
+  """int32 scalar: completed train steps."""
+  params: Any
+  """The policy's parameters (`nnx.split(model)[1]`)."""
+  opt_state: Any
+  """optax state."""
+  adv_state: Any
+  """State of the advantage transform (ha_dw's anchor, aapo's momentum...)."""
+  rng: jax.Array
+  """uint32 key data; each step folds in its step number."""
+  num_skipped: jax.Array
+  """int32 scalar: updates skipped so far because of non-finite values."""
+  consecutive_skipped: jax.Array
+  """int32 scalar: non-finite updates in a row (0 after a good update)."""
+
+
+@struct.dataclass
+class Rollout:
+  """One RL batch: B = P·G sequences, row p·G + g is sample g of prompt p."""
+
+  prompt_tokens_BL: jax.Array
+  """Left-padded prompt ids."""
+  prompt_mask_BL: jax.Array
+  """1 on real prompt tokens."""
+  completion_tokens_BT: jax.Array
+  """Right-padded sampled ids."""
+  completion_mask_BT: jax.Array
+  """1 up to and including the stop token."""
+  rewards_PG: jax.Array
+  """Rewards [P, G] or multi-reward [P, G, K]."""
+  valid_PG: jax.Array
+  """1 for samples that take part (0 = padding group/sample)."""
+  progress: jax.Array
+  """float32 scalar in [0, 1]: fraction of the run done (CAPO's schedule)."""
+  extras: dict[str, jax.Array] = dataclasses.field(default_factory=dict)
+  """Method-specific per-sample inputs, e.g. `step_verdicts` [P, G, T]."""
+
+
+def init_train_state(
+    params: Any, optimizer: optax.GradientTransformation, adv_tx, rewards_like,
+    rng: jax.Array,
+) -> TrainState:
+  """A fresh TrainState (call under `jax.jit` with out_shardings to shard)."""
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=optimizer.init(params),
+      adv_state=adv_tx.init(rewards_like),
+      rng=rng,
+      num_skipped=jnp.zeros((), jnp.int32),
+      consecutive_skipped=jnp.zeros((), jnp.int32),
+  )
+
+
+def _masked_mean(x, mask):
+  return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def _group_rows(tree, num_prompts, group_size):
+  """[P·G, ...] → [P, G, ...] for every leaf."""
+  return jax.tree.map(
+      lambda x: x.reshape((num_prompts, group_size) + x.shape[1:]), tree
+  )
+
+
+def global_count_kwargs(aggregate: Callable[..., jax.Array]) -> tuple[str, ...]:
+  """Which of `num_tokens` / `num_sequences` an aggregation accepts.
+
+  The train step passes the minibatch's global counts under these names so
+  that summing the micro-batch losses gives the full-minibatch loss. For
+  `seq_mean_token_sum_norm` this selects TRL's Dr. GRPO normaliser
+  Σ/(B·C) (verl's Σ/C differs by the constant factor B).
+  """
+  params = inspect.signature(aggregate).parameters
+  return tuple(k for k in ("num_tokens", "num_sequences") if k in params)
+
+
+def make_train_step(
+    graphdef: nnx.GraphDef,
+    optimizer: optax.GradientTransformation,
+    adv_tx: adv_base.AdvantageTransform,
+    *,
+    policy_loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]],
+    aggregate: Callable[..., jax.Array],
+    kl_estimator: Optional[Callable[[jax.Array, jax.Array], jax.Array]] = None,
+    kl_coef: float = 0.0,
+    entropy_coef: float = 0.0,
+    ppo_epochs: int = 1,
+    num_minibatches: int = 1,
+    num_microbatches: int = 1,
+) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+  """Builds `train_step(state, rollout, ref_params) -> (state, metrics)`.
+
+  Loss of a minibatch (what is minimised):
+    agg(ℓ_pg) + β·agg(KL(π_θ‖π_ref)) − c_H·agg(H(π_θ)),
+  with agg the configured aggregation over the minibatch's valid tokens.
+
+  Args:
+    graphdef: the policy graph (`nnx.split(model)[0]`); static.
+    optimizer: optax transformation applied to the accumulated gradients.
+    adv_tx: advantage transform (`mathrl.advantages.*`).
+    policy_loss: a `mathrl.losses` policy loss (already configured).
+    aggregate: a `mathrl.losses` aggregation, called with the global counts
+      `num_tokens` and `num_sequences` of the minibatch.
+    kl_estimator: `mathrl.losses.kl_k1/k2/k3` or None for no KL term.
+    kl_coef: β; the reference policy is needed iff β > 0.
+    entropy_coef: c_H of the entropy bonus (0 = off).
+    ppo_epochs: passes over the batch per step.
+    num_minibatches: optimizer updates per epoch; must divide P.
+    num_microbatches: gradient-accumulation chunks per minibatch; must
+      divide the prompts per minibatch.
+
+  Returns:
+    The (un-jitted) train step function.
+  """
+  use_kl = kl_coef > 0.0
+  count_names = global_count_kwargs(aggregate)
+  if use_kl and kl_estimator is None:
+    raise ValueError("kl_coef > 0 needs a kl_estimator (e.g. losses.kl_k3)")
+
+  def row_logprobs(params, rows):
+    return logprobs_lib.completion_logprobs(
+        graphdef, params, rows["prompt_tokens_BL"], rows["prompt_mask_BL"],
+        rows["completion_tokens_BT"], rows["completion_mask_BT"],
+    )
+
+  def micro_loss(params, rows, counts, rng):
+    logp_BT, entropy_BT = row_logprobs(params, rows)
+    mask_BT = rows["completion_mask_BT"]
+    count_kw = {k: counts[k] for k in count_names}
+    agg = lambda x: aggregate(x, mask_BT, **count_kw)
+    pg_BT, pg_metrics = policy_loss(
+        logp=logp_BT, old_logp=rows["old_logp_BT"],
+        advantages=rows["advantages"], mask=mask_BT,
+        entropy=rows["old_entropy_BT"], rng=rng, lengths=rows["lengths_B"],
+        rewards=rows["rewards_B"],
+    )
+    loss = agg(pg_BT)
+    metrics = {"pg_loss": loss}
+    if use_kl:
+      kl = agg(kl_estimator(logp_BT, rows["ref_logp_BT"]))
+      loss = loss + kl_coef * kl
+      metrics["kl"] = kl
+    if entropy_coef:
+      loss = loss - entropy_coef * agg(entropy_BT)
+    metrics["entropy"] = agg(entropy_BT)
+    metrics["loss"] = loss
+    # Per-micro metric means are weighted by this micro's token share.
+    share = jnp.sum(mask_BT) / jnp.maximum(counts["num_tokens"], 1.0)
+    metrics.update({k: v * share for k, v in pg_metrics.items()})
+    return loss, metrics
+
+  grad_fn = jax.grad(micro_loss, has_aux=True)
+
+  def minibatch_update(carry, mb):
+    params, opt_state, num_skipped, consecutive, rng = carry
+    rng, mb_rng = jax.random.split(rng)
+    mask_BT = mb["completion_mask_BT"]
+    counts = {
+        "num_tokens": jnp.sum(mask_BT),
+        "num_sequences": jnp.sum(jnp.any(mask_BT > 0, axis=-1)),
+    }
+    micro = jax.tree.map(
+        lambda x: x.reshape((num_microbatches, -1) + x.shape[1:]), mb
+    )
+
+    def accumulate(acc, inputs):
+      rows, i = inputs
+      grads, metrics = grad_fn(
+          params, rows, counts, jax.random.fold_in(mb_rng, i)
+      )
+      return jax.tree.map(jnp.add, acc, (grads, metrics)), None
+
+    zeros = jax.eval_shape(
+        grad_fn, params, jax.tree.map(lambda x: x[0], micro), counts, mb_rng
+    )
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
+    (grads, metrics), _ = jax.lax.scan(
+        accumulate, zeros, (micro, jnp.arange(num_microbatches))
+    )
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+    updates, new_opt_state = optimizer.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    keep = lambda new, old: jax.tree.map(
+        lambda n, o: jnp.where(finite, n, o), new, old
+    )
+    params = keep(new_params, params)
+    opt_state = keep(new_opt_state, opt_state)
+    skipped = (~finite).astype(jnp.int32)
+    consecutive = jnp.where(finite, 0, consecutive + 1)
+    metrics = dict(metrics, grad_norm=grad_norm)
+    return (params, opt_state, num_skipped + skipped, consecutive, rng), metrics
+
+  def train_step(state: TrainState, rollout: Rollout, ref_params=None):
+    rewards = rollout.rewards_PG
+    num_prompts, group_size = rewards.shape[:2]
+    if num_prompts % num_minibatches:
+      raise ValueError(
+          f"num_minibatches={num_minibatches} must divide the {num_prompts}"
+          " prompts of a batch"
+      )
+    if (num_prompts // num_minibatches) % num_microbatches:
+      raise ValueError(
+          f"num_microbatches={num_microbatches} must divide the"
+          f" {num_prompts // num_minibatches} prompts of a minibatch"
+      )
+    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    perm_rng, update_rng = jax.random.split(rng)
+    valid_PG = rollout.valid_PG.astype(jnp.float32)
+    mask_BT = rollout.completion_mask_BT.astype(jnp.float32) * (
+        valid_PG.reshape(-1, 1)
+    )
+    rows = {
+        "prompt_tokens_BL": rollout.prompt_tokens_BL,
+        "prompt_mask_BL": rollout.prompt_mask_BL,
+        "completion_tokens_BT": rollout.completion_tokens_BT,
+        "completion_mask_BT": mask_BT,
+    }
+    old_logp_BT, old_entropy_BT = jax.lax.stop_gradient(
+        row_logprobs(state.params, rows)
+    )
+    num_tokens = rollout.completion_tokens_BT.shape[1]
+    lengths_PG = jnp.sum(mask_BT, axis=-1).reshape(num_prompts, group_size)
+    mask_PGT = mask_BT.reshape(num_prompts, group_size, num_tokens)
+    entropy_PG = (
+        jnp.sum(old_entropy_BT * mask_BT, -1) / jnp.maximum(jnp.sum(mask_BT, -1), 1.0)
+    ).reshape(num_prompts, group_size)
+    adv, adv_state = adv_tx.update(
+        rewards, state.adv_state, mask=valid_PG,
+        lengths=lengths_PG.astype(jnp.int32), token_mask=mask_PGT,
+        tokens=rollout.completion_tokens_BT.reshape(num_prompts, group_size, -1),
+        entropy=entropy_PG, progress=rollout.progress, **rollout.extras,
+    )
+    adv = jax.lax.stop_gradient(adv.astype(jnp.float32))
+    advantages = adv.reshape((num_prompts * group_size,) + adv.shape[2:])
+    rewards_B = (
+        rewards.sum(-1) if rewards.ndim == 3 else rewards
+    ).reshape(-1).astype(jnp.float32)
+    rows.update(
+        old_logp_BT=old_logp_BT, old_entropy_BT=old_entropy_BT,
+        advantages=advantages, lengths_B=lengths_PG.reshape(-1),
+        rewards_B=rewards_B,
+    )
+    if use_kl:
+      if ref_params is None:
+        raise ValueError("kl_coef > 0: pass the reference policy's params")
+      rows["ref_logp_BT"] = jax.lax.stop_gradient(
+          row_logprobs(ref_params, rows)[0]
+      )
+
+    groups = _group_rows(rows, num_prompts, group_size)
+
+    def epoch_minibatches(key):
+      perm = jax.random.permutation(key, num_prompts)
+      shuffled = jax.tree.map(lambda x: x[perm], groups)
+      return jax.tree.map(
+          lambda x: x.reshape((num_minibatches, -1) + x.shape[2:]), shuffled
+      )
+
+    if ppo_epochs == 1 and num_minibatches == 1:
+      batches = jax.tree.map(
+          lambda x: x.reshape((1, -1) + x.shape[2:]), groups
+      )
+    else:
+      keys = jax.random.split(perm_rng, ppo_epochs)
+      batches = jax.vmap(epoch_minibatches)(keys)
+      batches = jax.tree.map(
+          lambda x: x.reshape((ppo_epochs * num_minibatches,) + x.shape[2:]),
+          batches,
+      )
+    carry = (
+        state.params, state.opt_state, state.num_skipped,
+        state.consecutive_skipped, update_rng,
+    )
+    carry, metrics_U = jax.lax.scan(minibatch_update, carry, batches)
+    params, opt_state, num_skipped, consecutive, _ = carry
+    metrics = {k: jnp.mean(v) for k, v in metrics_U.items()}
+    adv_seq = advantages if advantages.ndim == 1 else jnp.sum(
+        advantages * mask_BT, -1) / jnp.maximum(jnp.sum(mask_BT, -1), 1.0)
+    valid_B = valid_PG.reshape(-1)
+    metrics.update(
+        advantage_mean=_masked_mean(adv_seq, valid_B),
+        advantage_abs_mean=_masked_mean(jnp.abs(adv_seq), valid_B),
+        reward_mean=_masked_mean(rewards_B, valid_B),
+        response_length_mean=_masked_mean(lengths_PG.reshape(-1), valid_B),
+        num_skipped=num_skipped,
+        consecutive_skipped=consecutive,
+    )
+    new_state = state.replace(
+        step=state.step + 1, params=params, opt_state=opt_state,
+        adv_state=adv_state, num_skipped=num_skipped,
+        consecutive_skipped=consecutive,
+    )
+    return new_state, metrics
+
+  return train_step

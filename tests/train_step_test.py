@@ -1,0 +1,139 @@
+"""The jitted train step: equivalences, skipping of non-finite updates."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from mathrl import advantages
+from mathrl import logprobs
+from mathrl import losses
+from mathrl import models
+from mathrl import train_step as train_step_lib
+
+P, G, L, T = 4, 2, 4, 5
+
+
+@pytest.fixture(scope="module")
+def policy():
+  model = models.Transformer(models.presets.TINY, rngs=nnx.Rngs(0))
+  return nnx.split(model)
+
+
+def _rollout(rewards_PG=None):
+  k1, k2 = jax.random.split(jax.random.PRNGKey(1))
+  prompt = jax.random.randint(k1, (P * G, L), 3, 200)
+  prompt_mask = jnp.ones((P * G, L), jnp.int32).at[::3, :2].set(0)
+  completion = jax.random.randint(k2, (P * G, T), 3, 200)
+  lengths = jnp.array([5, 3, 1, 4, 5, 2, 5, 4])
+  completion_mask = (jnp.arange(T)[None] < lengths[:, None]).astype(jnp.int32)
+  if rewards_PG is None:
+    rewards_PG = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 1.0]])
+  return train_step_lib.Rollout(
+      prompt_tokens_BL=prompt,
+      prompt_mask_BL=prompt_mask,
+      completion_tokens_BT=completion,
+      completion_mask_BT=completion_mask,
+      rewards_PG=rewards_PG,
+      valid_PG=jnp.ones((P, G)),
+      progress=jnp.float32(0.0),
+  )
+
+
+def _make(policy, **kw):
+  graphdef, params = policy
+  # SGD, so parameter updates compare as tightly as gradients (Adam's
+  # g/sqrt(v) amplifies float noise in near-zero gradients).
+  opt = optax.sgd(0.5)
+  adv_tx = advantages.grpo()
+  step = train_step_lib.make_train_step(
+      graphdef, opt, adv_tx, policy_loss=losses.ppo_clip(),
+      aggregate=kw.pop("aggregate", losses.token_mean), **kw)
+  state = train_step_lib.init_train_state(
+      params, opt, adv_tx, jnp.zeros((P, G)), jax.random.PRNGKey(0))
+  return jax.jit(step), state
+
+
+
+
+def test_completion_logprobs_match_full_forward(policy):
+  graphdef, params = policy
+  r = _rollout()
+  logp_BT, ent_BT = jax.jit(logprobs.completion_logprobs, static_argnums=0)(
+      graphdef, params, r.prompt_tokens_BL, r.prompt_mask_BL,
+      r.completion_tokens_BT, r.completion_mask_BT)
+  model = nnx.merge(graphdef, params)
+  tokens = jnp.concatenate([r.prompt_tokens_BL, r.completion_tokens_BT], 1)
+  mask = jnp.concatenate([r.prompt_mask_BL, r.completion_mask_BT], 1)
+  logits = model(tokens, attention_mask_BS=mask)
+  logsm = jax.nn.log_softmax(logits, -1)
+  for b in range(P * G):
+    for t in range(T):
+      if r.completion_mask_BT[b, t]:
+        want = logsm[b, L - 1 + t, r.completion_tokens_BT[b, t]]
+        np.testing.assert_allclose(logp_BT[b, t], want, atol=1e-5)
+        p = jnp.exp(logsm[b, L - 1 + t])
+        np.testing.assert_allclose(
+            ent_BT[b, t], -jnp.sum(p * logsm[b, L - 1 + t]), atol=1e-5)
+      else:
+        assert logp_BT[b, t] == 0 and ent_BT[b, t] == 0
+
+
+@pytest.mark.parametrize("aggregate", [losses.token_mean,
+                                       losses.seq_mean_token_mean])
+def test_microbatched_equals_full_batch(policy, aggregate):
+  full, state = _make(policy, aggregate=aggregate, num_microbatches=1)
+  micro, _ = _make(policy, aggregate=aggregate, num_microbatches=4)
+  s_full, m_full = full(state, _rollout(), None)
+  s_micro, m_micro = micro(state, _rollout(), None)
+  np.testing.assert_allclose(m_full["loss"], m_micro["loss"], atol=1e-6)
+  np.testing.assert_allclose(m_full["grad_norm"], m_micro["grad_norm"],
+                             rtol=1e-5)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, atol=1e-6),
+               s_full.params, s_micro.params)
+  assert int(s_full.step) == 1
+  # The step moved the parameters.
+  diff = jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), s_full.params,
+                      state.params)
+  assert max(jax.tree.leaves(diff)) > 1e-4
+
+
+def test_on_policy_ratio_is_one_and_loss_is_minus_mean_advantage(policy):
+  step, state = _make(policy)
+  _, metrics = step(state, _rollout(), None)
+  # On-policy (1 epoch, 1 minibatch): ratio = 1, nothing clipped, and the
+  # token-mean PPO loss is -Σ_t A_i m_it / Σ m. GRPO advantages for groups
+  # [1,0],[0,1],[1,1],[0,1] (std ddof=1 = 0.7071): ±0.7071 per sample, 0 for
+  # the tied group. Lengths 5,3 | 1,4 | 5,2 | 5,4:
+  # (0.7071·5 − 0.7071·3 − 0.7071·1 + 0.7071·4 + 0 − 0.7071·5 + 0.7071·4)/29
+  want = -(0.70710677 * (5 - 3 - 1 + 4 - 5 + 4)) / 29
+  np.testing.assert_allclose(metrics["pg_loss"], want, rtol=1e-4)
+  np.testing.assert_allclose(metrics["clip_frac_low"] + metrics.get(
+      "clip_frac_high", 0.0), 0.0, atol=1e-7)
+
+
+def test_nonfinite_update_is_skipped_and_counted(policy):
+  step, state = _make(policy)
+  bad = _rollout(jnp.array([[1.0, jnp.nan], [0.0, 1.0], [1.0, 1.0],
+                            [0.0, 1.0]]))
+  new_state, metrics = step(state, bad, None)
+  jax.tree.map(np.testing.assert_array_equal, new_state.params, state.params)
+  assert int(new_state.num_skipped) == 1
+  assert int(new_state.consecutive_skipped) == 1
+  good_state, _ = step(new_state, _rollout(), None)
+  assert int(good_state.consecutive_skipped) == 0
+  assert int(good_state.num_skipped) == 1
+  del metrics
+
+
+def test_ppo_epochs_minibatches_and_kl_run(policy):
+  step, state = _make(policy, ppo_epochs=2, num_minibatches=2,
+                       kl_estimator=losses.kl_k3, kl_coef=0.04)
+  new_state, metrics = step(state, _rollout(), state.params)
+  assert np.isfinite(metrics["loss"]) and metrics["kl"] >= 0
+  # 2 epochs × 2 minibatches = 4 updates, each from a distinct minibatch.
+  assert metrics["grad_norm"] > 0 and int(new_state.step) == 1
