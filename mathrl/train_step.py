@@ -77,15 +77,25 @@ class Rollout:
 
 
 def init_train_state(
-    params: Any, optimizer: optax.GradientTransformation, adv_tx, rewards_like,
+    params: Any, optimizer: optax.GradientTransformation, adv_state: Any,
     rng: jax.Array,
 ) -> TrainState:
-  """A fresh TrainState (call under `jax.jit` with out_shardings to shard)."""
+  """A fresh TrainState.
+
+  Args:
+    params: the policy parameters (already sharded).
+    optimizer: its state is initialised here, sharded like `params`.
+    adv_state: the advantage transform's `init(rewards_like)`.
+    rng: uint32 key data (`jax.random.key_data(key)`).
+
+  Returns:
+    A TrainState at step 0.
+  """
   return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,
       opt_state=optimizer.init(params),
-      adv_state=adv_tx.init(rewards_like),
+      adv_state=adv_state,
       rng=rng,
       num_skipped=jnp.zeros((), jnp.int32),
       consecutive_skipped=jnp.zeros((), jnp.int32),
@@ -100,6 +110,28 @@ def _group_rows(tree, num_prompts, group_size):
   """[P·G, ...] → [P, G, ...] for every leaf."""
   return jax.tree.map(
       lambda x: x.reshape((num_prompts, group_size) + x.shape[1:]), tree
+  )
+
+
+def guarded_update(
+    optimizer: optax.GradientTransformation, grads: Any, loss: jax.Array,
+    params: Any, opt_state: Any,
+) -> tuple[Any, Any, jax.Array, jax.Array]:
+  """θ', s' = optimizer step if loss and ‖g‖₂ are finite, else θ, s unchanged.
+
+  Returns:
+    (params, opt_state, finite, grad_norm).
+  """
+  grad_norm = optax.tree.norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  updates, new_opt_state = optimizer.update(grads, opt_state, params)
+  new_params = optax.apply_updates(params, updates)
+  keep = lambda new, old: jax.tree.map(
+      lambda n, o: jnp.where(finite, n, o), new, old
+  )
+  return (
+      keep(new_params, params), keep(new_opt_state, opt_state), finite,
+      grad_norm,
   )
 
 
@@ -218,15 +250,9 @@ def make_train_step(
     (grads, metrics), _ = jax.lax.scan(
         accumulate, zeros, (micro, jnp.arange(num_microbatches))
     )
-    grad_norm = optax.tree.norm(grads)
-    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
-    updates, new_opt_state = optimizer.update(grads, opt_state, params)
-    new_params = optax.apply_updates(params, updates)
-    keep = lambda new, old: jax.tree.map(
-        lambda n, o: jnp.where(finite, n, o), new, old
+    params, opt_state, finite, grad_norm = guarded_update(
+        optimizer, grads, metrics["loss"], params, opt_state
     )
-    params = keep(new_params, params)
-    opt_state = keep(new_opt_state, opt_state)
     skipped = (~finite).astype(jnp.int32)
     consecutive = jnp.where(finite, 0, consecutive + 1)
     metrics = dict(metrics, grad_norm=grad_norm)

@@ -54,7 +54,7 @@ def _make(policy, **kw):
       graphdef, opt, adv_tx, policy_loss=losses.ppo_clip(),
       aggregate=kw.pop("aggregate", losses.token_mean), **kw)
   state = train_step_lib.init_train_state(
-      params, opt, adv_tx, jnp.zeros((P, G)), jax.random.PRNGKey(0))
+      params, opt, adv_tx.init(jnp.zeros((P, G))), jax.random.PRNGKey(0))
   return jax.jit(step), state
 
 
