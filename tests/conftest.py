@@ -47,3 +47,21 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     if "gpu" in item.keywords:
       item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> dict[str, pathlib.Path]:
+  """One tiny random HF checkpoint per family, written once per session.
+
+  Keys: 'qwen2' (tied embeddings, q/k/v bias), 'qwen3' (q/k norm, head_dim
+  32 != 64/4, untied), 'llama' (llama3 RoPE scaling, untied, saved as
+  several shards with model.safetensors.index.json). See hf_checkpoints.py.
+  """
+  import hf_checkpoints  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("tiny_checkpoints")
+  return {
+      family: hf_checkpoints.write_tiny_checkpoint(
+          family, root / family,
+          max_shard_size="100KB" if family == "llama" else None)
+      for family in hf_checkpoints.FAMILIES
+  }

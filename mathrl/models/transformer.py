@@ -1,0 +1,283 @@
+"""The decoder-only Transformer (Qwen2/2.5, Qwen3, Llama 3.x) and its KV cache.
+
+Forward without a cache (training, log-probs):
+
+  logits_BSV = model(tokens_BS)                             # positions 0..S-1
+  logits_BSV = model(tokens_BS, attention_mask_BS=mask_BS)  # left-padded
+
+Positions are cumsum(mask) - 1 clipped at 0 (so a left-padded row starts at
+position 0 on its first real token), or `positions_BS=` when given; each
+query attends causally to real (mask 1) keys.
+
+KV-cache contract (used by `mathrl.sampling`):
+
+  cache = model.init_cache(batch_size, max_length, dtype=None)   # KVCache
+  logits_BSV, cache = model(tokens_BS, attention_mask_BS=mask_BS, cache=cache)
+
+`KVCache` is a `flax.struct.dataclass` pytree:
+
+  k, v             [num_layers, B, M, K, H] (one stacked array each; model
+                   dtype unless `dtype` is given), M = max_length slots.
+  mask_BM          int32 [B, M], 1 where a slot holds a real token.
+  index            int32 scalar, the next slot to write.
+  next_position_B  int32 [B], RoPE position of each row's next real token
+                   (= number of real tokens so far).
+
+A call with a cache writes the S new tokens into slots [index, index + S)
+(`lax.dynamic_update_slice`), sets mask_BM there to attention_mask_BS (all
+ones when None), uses positions next_position_B[:, None] + cumsum(mask_BS)
+- 1 (padding tokens get some position; they are masked), lets the query at
+slot index + s attend to slots j <= index + s whose mask is 1, and returns
+the cache with index += S and next_position_B += sum(mask_BS, axis=1). It
+works under `jax.jit` with the cache traced, and through
+`nnx.split`/`nnx.merge`. The caller keeps index + S <= M (a traced index
+cannot be checked; XLA would clamp the write). `cache_sharding(cache, mesh,
+rules)` gives the cache's NamedShardings (k/v logical axes CACHE_AXES).
+
+Layers are stacked (leading 'layers' axis on every block parameter) and run
+with `jax.lax.scan`, so compile time does not grow with depth.
+
+Numerics: parameters and matmuls in `dtype` (float32 for tests, bfloat16
+for real runs); RMSNorm statistics, RoPE and softmax in float32; logits are
+returned in float32.
+"""
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mathrl import sharding
+from mathrl.models import config as config_lib
+from mathrl.models import layers
+
+
+@flax.struct.dataclass
+class KVCache:
+  """Per-layer keys/values of a batch being decoded (see module docstring)."""
+
+  k: jax.Array
+  """[num_layers, B, M, K, H] cached keys (RoPE applied)."""
+  v: jax.Array
+  """[num_layers, B, M, K, H] cached values."""
+  mask_BM: jax.Array
+  """int32 [B, M]: 1 where a slot holds a real token."""
+  index: jax.Array
+  """int32 scalar: the next slot to write."""
+  next_position_B: jax.Array
+  """int32 [B]: RoPE position of each row's next real token."""
+
+
+# Logical axes of KVCache.k / .v: [layers, B, M, K, H].
+CACHE_AXES = ("layers", "batch", "length", "kv_heads", "head_dim")
+
+
+def cache_sharding(
+    cache: KVCache, mesh: jax.sharding.Mesh, rules: sharding.Rules
+) -> KVCache:
+  """NamedShardings for every field of `cache` (e.g. for jit in_shardings).
+
+  Args:
+    cache: a KVCache (or one from `jax.eval_shape`).
+    mesh: the device mesh.
+    rules: logical-to-mesh rules (normally sharding.SAMPLE_RULES).
+
+  Returns:
+    A KVCache whose leaves are `jax.sharding.NamedSharding`s.
+  """
+  def named(axes, x):
+    return jax.sharding.NamedSharding(
+        mesh, sharding.logical_to_spec(axes, x.shape, mesh, rules))
+
+  return KVCache(
+      k=named(CACHE_AXES, cache.k),
+      v=named(CACHE_AXES, cache.v),
+      mask_BM=named(("batch", "length"), cache.mask_BM),
+      index=named((), cache.index),
+      next_position_B=named(("batch",), cache.next_position_B),
+  )
+
+
+class Block(nnx.Module):
+  """Pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+  def __init__(self, config: config_lib.ModelConfig, *, dtype,
+               num_stacked: int, rngs: nnx.Rngs):
+    d, eps = config.hidden_size, config.rms_norm_eps
+    self.input_norm = layers.RMSNorm(d, "embed", eps=eps, dtype=dtype,
+                                     num_stacked=num_stacked, rngs=rngs)
+    self.attn = layers.Attention(config, dtype=dtype,
+                                 num_stacked=num_stacked, rngs=rngs)
+    self.post_attn_norm = layers.RMSNorm(d, "embed", eps=eps, dtype=dtype,
+                                         num_stacked=num_stacked, rngs=rngs)
+    self.mlp = layers.MLP(config, dtype=dtype, num_stacked=num_stacked,
+                          rngs=rngs)
+
+  def __call__(self, x_BSD, positions_BS, mask_BST, kv=None, index=None,
+               layer=None):
+    """x ← x + Attn(RMSNorm(x)); x ← x + SwiGLU(RMSNorm(x)); arXiv:1706.03762.
+
+    Args:
+      x_BSD: [B, S, D] hidden states.
+      positions_BS: [B, S] RoPE positions.
+      mask_BST: [B, S, T] attention mask (T = S, or M cache slots).
+      kv: None, or the whole cache (k_LBMKH, v_LBMKH) of all layers; this
+        layer's slice `layer` gets the new keys/values at slot `index`.
+      index: first cache slot to write (traced int32 scalar).
+      layer: this layer's index into kv (traced int32 scalar).
+
+    Returns:
+      (x_BSD, kv) with kv updated in place (a scan carry, so XLA updates
+      the buffer without copying the whole cache every step).
+    """
+    q_BSNH, k_BSKH, v_BSKH = self.attn.project_qkv(
+        self.input_norm(x_BSD), positions_BS)
+    if kv is not None:
+      k_LBMKH, v_LBMKH = kv
+      start = (layer, 0, index, 0, 0)
+      k_LBMKH = jax.lax.dynamic_update_slice(
+          k_LBMKH, k_BSKH.astype(k_LBMKH.dtype)[None], start)
+      v_LBMKH = jax.lax.dynamic_update_slice(
+          v_LBMKH, v_BSKH.astype(v_LBMKH.dtype)[None], start)
+      k_LBMKH = sharding.shard(k_LBMKH, *CACHE_AXES)
+      v_LBMKH = sharding.shard(v_LBMKH, *CACHE_AXES)
+      kv = (k_LBMKH, v_LBMKH)
+      k_BSKH = k_LBMKH[layer].astype(q_BSNH.dtype)
+      v_BSKH = v_LBMKH[layer].astype(q_BSNH.dtype)
+    attn_BSNH = layers.attend(q_BSNH, k_BSKH, v_BSKH, mask_BST)
+    x_BSD = x_BSD + self.attn.output(attn_BSNH)
+    x_BSD = x_BSD + self.mlp(self.post_attn_norm(x_BSD))
+    return sharding.shard(x_BSD, "batch", "length", "embed"), kv
+
+
+class Transformer(nnx.Module):
+  """Decoder-only LM: embed -> scanned blocks -> RMSNorm -> logits."""
+
+  def __init__(self, config: config_lib.ModelConfig, *,
+               dtype=jnp.float32, rngs: nnx.Rngs):
+    """Random init (normal(0.02) weights, unit norms, zero biases).
+
+    Args:
+      config: shapes and numerics.
+      dtype: parameter and compute dtype (jnp.float32 or jnp.bfloat16).
+      rngs: initialisation randomness.
+    """
+    self.config = config
+    self.dtype = dtype
+    v, d = config.vocab_size, config.hidden_size
+    self.embed = nnx.Param(
+        layers.WEIGHT_INIT(rngs.params(), (v, d), dtype),
+        out_sharding=("vocab", "embed"), eager_sharding=False)
+    self.layers = Block(config, dtype=dtype, num_stacked=config.num_layers,
+                        rngs=rngs)
+    self.final_norm = layers.RMSNorm(d, "embed", eps=config.rms_norm_eps,
+                                     dtype=dtype, num_stacked=None, rngs=rngs)
+    if config.tie_word_embeddings:
+      self.lm_head = None
+    else:
+      self.lm_head = nnx.Param(
+          layers.WEIGHT_INIT(rngs.params(), (d, v), dtype),
+          out_sharding=("embed", "vocab"), eager_sharding=False)
+
+  def init_cache(self, batch_size: int, max_length: int,
+                 dtype=None) -> KVCache:
+    """An empty KVCache of `max_length` slots (see module docstring).
+
+    Args:
+      batch_size: B.
+      max_length: M, the number of slots (prompt + new tokens).
+      dtype: cache dtype (default: the model dtype).
+
+    Returns:
+      A KVCache with zero keys/values, mask 0, index 0, positions 0.
+    """
+    c = self.config
+    shape = (c.num_layers, batch_size, max_length, c.num_kv_heads, c.head_dim)
+    dtype = self.dtype if dtype is None else dtype
+    return KVCache(
+        k=jnp.zeros(shape, dtype),
+        v=jnp.zeros(shape, dtype),
+        mask_BM=jnp.zeros((batch_size, max_length), jnp.int32),
+        index=jnp.zeros((), jnp.int32),
+        next_position_B=jnp.zeros((batch_size,), jnp.int32),
+    )
+
+  def __call__(
+      self,
+      tokens_BS: jax.Array,
+      attention_mask_BS: jax.Array | None = None,
+      *,
+      positions_BS: jax.Array | None = None,
+      cache: KVCache | None = None,
+  ):
+    """logits = RMSNorm(blocksᴸ(embed(tokens)))·Wᵥ; arXiv:1706.03762.
+
+    Decoder-only, pre-norm, as Llama 3 (arXiv:2407.21783), Qwen2
+    (arXiv:2407.10671) and Qwen3 (arXiv:2505.09388). Returns the logits
+    for every position (and the updated cache when given one).
+
+    Args:
+      tokens_BS: [B, S] int token ids.
+      attention_mask_BS: [B, S] 1 for real tokens, 0 for (left) padding;
+        None means all real.
+      positions_BS: [B, S] explicit RoPE positions (overrides the derived
+        ones).
+      cache: a KVCache from `init_cache`, or None.
+
+    Returns:
+      logits_BSV float32 [B, S, V] without a cache; (logits_BSV, cache)
+      with one.
+    """
+    b, s = tokens_BS.shape
+    if attention_mask_BS is None:
+      mask_BS = jnp.ones((b, s), jnp.int32)
+    else:
+      mask_BS = attention_mask_BS.astype(jnp.int32)
+    if positions_BS is None:
+      positions_BS = jnp.cumsum(mask_BS, axis=1) - 1
+      if cache is not None:
+        positions_BS = positions_BS + cache.next_position_B[:, None]
+      positions_BS = jnp.maximum(positions_BS, 0)
+
+    if cache is None:
+      causal_SS = jnp.tril(jnp.ones((s, s), jnp.bool_))
+      mask_BST = causal_SS[None, :, :] & (mask_BS[:, None, :] > 0)
+      kv, index = None, None
+    else:
+      index = cache.index
+      slots_BM = jax.lax.dynamic_update_slice(
+          cache.mask_BM, mask_BS.astype(cache.mask_BM.dtype), (0, index))
+      m = slots_BM.shape[1]
+      query_slot_S = index + jnp.arange(s)
+      causal_SM = jnp.arange(m)[None, :] <= query_slot_S[:, None]
+      mask_BST = causal_SM[None, :, :] & (slots_BM[:, None, :] > 0)
+      kv = (cache.k, cache.v)
+
+    x_BSD = jnp.take(self.embed[...], tokens_BS, axis=0).astype(self.dtype)
+    x_BSD = sharding.shard(x_BSD, "batch", "length", "embed")
+    graphdef, layer_state = nnx.split(self.layers)
+
+    def body(carry, xs):
+      x_BSD, kv = carry
+      state, layer = xs
+      block = nnx.merge(graphdef, state)
+      return block(x_BSD, positions_BS, mask_BST, kv, index, layer), None
+
+    layer_ids = jnp.arange(self.config.num_layers, dtype=jnp.int32)
+    (x_BSD, kv), _ = jax.lax.scan(body, (x_BSD, kv), (layer_state, layer_ids))
+    x_BSD = self.final_norm(x_BSD)
+    if self.lm_head is None:
+      logits_BSV = jnp.einsum("BSD,VD->BSV", x_BSD, self.embed[...],
+                              preferred_element_type=jnp.float32)
+    else:
+      logits_BSV = jnp.einsum("BSD,DV->BSV", x_BSD, self.lm_head[...],
+                              preferred_element_type=jnp.float32)
+    logits_BSV = sharding.shard(logits_BSV.astype(jnp.float32),
+                                "batch", "length", "vocab")
+    if cache is None:
+      return logits_BSV
+    new_cache = KVCache(
+        k=kv[0], v=kv[1], mask_BM=slots_BM, index=index + s,
+        next_position_B=cache.next_position_B + jnp.sum(mask_BS, axis=1),
+    )
+    return logits_BSV, new_cache
