@@ -1,32 +1,61 @@
-"""mathrl command line: `python -m mathrl.main [--config=...] [--workdir=...]`.
+"""mathrl command line.
 
-The RL trainer (issue: "The RL trainer") is not built yet. Until it is, this
-entry point says so plainly and exits non-zero rather than pretending to train.
+  python -m mathrl.main                                   # the default job
+  python -m mathrl.main --config=configs/NAME.py[:arg] --workdir=DIR \\
+      [--config.a.b=value ...]
+  python -m mathrl.main --mode=eval --config=configs/eval.py \\
+      --config.model.path=DIR
+
+Rerunning the same command with the same workdir resumes.
 """
 
+import json
+import os
 import sys
 
 from absl import app
 from absl import flags
+from ml_collections import config_flags
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
+_DEFAULT_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "configs", "default.py",
+)
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", _DEFAULT_CONFIG, "Run config file.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", "workdir", "Run directory.")
 _MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "eval", "sft", "generate"], "What to run."
+    "mode", "train", ["train", "sft", "eval"],
+    "train: SFT (if configured) then RL; sft: only the SFT stage; eval: "
+    "evaluate the configured model on the eval data.",
 )
 
 
 def main(argv):
-  del argv
-  print(
-      "mathrl: the training loop (mathrl/trainer.py) is not built yet, so"
-      f" --mode={_MODE.value} cannot run. What exists today: the Flax policy"
-      " with Hugging Face import/export (mathrl.models), sharding"
-      " (mathrl.sharding), the rollout sampler (mathrl.sampling), the"
-      " advantage and loss library (mathrl.advantages, mathrl.losses),"
-      " rewards (mathrl.rewards) and datasets (mathrl.data). See README.md.",
-      file=sys.stderr,
-  )
-  sys.exit(2)
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # Imported here so that --help stays fast.
+  from mathrl import trainer  # pylint: disable=g-import-not-at-top
+
+  config = _CONFIG.value
+  if _MODE.value == "eval":
+    run = trainer.Run(config, _WORKDIR.value)
+    try:
+      result = run.evaluate(run.init_params)
+    finally:
+      run.close()
+    print(json.dumps(result, indent=2))
+    return
+  if _MODE.value == "sft":
+    with config.unlocked():
+      config.rl.steps = 0
+  try:
+    trainer.train(config, _WORKDIR.value)
+  except trainer.TrainingError as e:
+    print(f"mathrl: {e}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from flax import nnx
 from flax import struct
 
 from mathrl import logprobs as logprobs_lib
+from mathrl import sharding
 from mathrl.advantages import base as adv_base
 
 
@@ -99,6 +100,36 @@ def init_train_state(
       rng=rng,
       num_skipped=jnp.zeros((), jnp.int32),
       consecutive_skipped=jnp.zeros((), jnp.int32),
+  )
+
+
+def state_shardings(
+    state: TrainState, optimizer: optax.GradientTransformation,
+    mesh: jax.sharding.Mesh, rules: sharding.Rules,
+) -> TrainState:
+  """NamedShardings for every leaf of `state`, by the logical-axis rules.
+
+  Parameters follow `rules`; optimizer moments follow their parameter;
+  everything else (step, counters, RNG, advantage state) is replicated. Use
+  them to place the initial state and as the jitted step's out_shardings, so
+  every call sees identical input shardings and the step compiles once.
+  """
+  # One sharding per parameter array, in the params' own tree structure
+  # (Variables included), so optimizer moments can be matched leaf by leaf.
+  params = jax.tree.unflatten(
+      jax.tree.structure(state.params),
+      jax.tree.leaves(sharding.logical_to_sharding(state.params, mesh, rules)),
+  )
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  opt_state = optax.tree_utils.tree_map_params(
+      optimizer, lambda _, s: s, state.opt_state, params,
+      transform_non_params=lambda _: replicated,
+  )
+  return TrainState(
+      step=replicated, params=params, opt_state=opt_state,
+      adv_state=jax.tree.map(lambda _: replicated, state.adv_state),
+      rng=replicated, num_skipped=replicated,
+      consecutive_skipped=replicated,
   )
 
 

@@ -10,47 +10,17 @@ from mathrl.data import synthetic
 from mathrl.data import tfds_builders
 import numpy as np
 import pytest
-import tokenizers
-from tokenizers import models as tok_models
-from tokenizers import pre_tokenizers
-from tokenizers import trainers
-import transformers
-
-_SPECIALS = ["<pad>", "<unk>", "<eos>", "<user>", "<assistant>", "<system>"]
-_CHAT_TEMPLATE = (
-    "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} <eos> "
-    "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
-)
-
-
-def _tokenizer(chat: bool) -> transformers.PreTrainedTokenizerFast:
-  """A tiny WordLevel tokenizer trained on synthetic problems (no download)."""
-  tasks = synthetic.ArithmeticTasks(300, seed=123, max_ops=4, max_digits=3)
-  texts = [tasks[i]["question"] + " " + tasks[i]["solution"]
-           for i in range(len(tasks))]
-  texts.append("Question: Answer: " + prompts.BOXED_INSTRUCTION)
-  tok = tokenizers.Tokenizer(tok_models.WordLevel(unk_token="<unk>"))
-  tok.pre_tokenizer = pre_tokenizers.Whitespace()
-  tok.train_from_iterator(
-      texts, trainers.WordLevelTrainer(special_tokens=_SPECIALS)
-  )
-  fast = transformers.PreTrainedTokenizerFast(
-      tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
-      eos_token="<eos>",
-  )
-  if chat:
-    fast.chat_template = _CHAT_TEMPLATE
-  return fast
+import tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
 def plain_tok():
-  return _tokenizer(chat=False)
+  return tiny_tokenizer.make(chat=False)
 
 
 @pytest.fixture(scope="module")
 def chat_tok():
-  return _tokenizer(chat=True)
+  return tiny_tokenizer.make(chat=True)
 
 
 # --- synthetic tasks -------------------------------------------------------

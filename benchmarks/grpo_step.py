@@ -1,0 +1,117 @@
+"""Wall time of a full GRPO step in mathrl, on the peers' CPU workload.
+
+Same checkpoint, prompts, reward and hyperparameters as
+../shared/bench/trl_grpo.py (TRL's GRPOTrainer) and tunix_grpo.py: synthetic
+addition prompts, reward 1 when the first integer of the completion is the
+sum, P prompts × G samples, `max_new` new tokens, temperature 1, lr 1e-5,
+KL β = 0.04 (k3), fp32, CPU. A step is generation + reward + update
+(reference and old log-probs included); the median of the steps after the
+first (which compiles) is printed as `median_step_s`.
+
+  python ../shared/bench/make_tiny_qwen2.py /tmp/tinyqwen
+  python benchmarks/grpo_step.py --model /tmp/tinyqwen --prompts 8 --G 8 \\
+      --max_new 32 --steps 6
+"""
+
+import argparse
+import os
+import random
+import re
+import statistics
+import time
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp
+import numpy as np
+import transformers
+from flax import nnx
+
+from mathrl import advantages
+from mathrl import losses
+from mathrl import models
+from mathrl import optim
+from mathrl import rewards
+from mathrl import rollout as rollout_lib
+from mathrl import sampling
+from mathrl import train_step as train_step_lib
+from mathrl.data import pipeline
+from mathrl.data import prompts
+
+
+def first_integer_reward(completions, answers, **extra):
+  """1 if the first integer of the completion is the gold sum (the peers' rule)."""
+  del extra
+  out = []
+  for c, a in zip(completions, answers):
+    m = re.findall(r"-?\d+", c)
+    out.append(1.0 if m and m[0] == a else 0.0)
+  return np.asarray(out, np.float32)
+
+
+def main():
+  p = argparse.ArgumentParser()
+  p.add_argument("--model", required=True)
+  p.add_argument("--steps", type=int, default=6)
+  p.add_argument("--prompts", type=int, default=8)
+  p.add_argument("--G", type=int, default=8)
+  p.add_argument("--max_new", type=int, default=32)
+  a = p.parse_args()
+
+  random.seed(0)
+  rows = []
+  for i in range(512):
+    x, y = random.randint(0, 999), random.randint(0, 999)
+    rows.append({"question": f"What is {x} + {y}?", "answer": str(x + y),
+                 "id": str(i)})
+  tok = transformers.AutoTokenizer.from_pretrained(a.model)
+  # The peers' prompt text, not the tokenizer's (trivial) chat template.
+  template = prompts.PromptTemplate(
+      plain="Question: {question} Answer:", use_chat_template=False)
+  longest = max(len(tok(f"Question: {r['question']} Answer:")["input_ids"])
+                for r in rows)
+  batches = pipeline.PromptIterator(
+      rows, tokenizer=tok, template=template, prompts_per_batch=a.prompts,
+      group_size=a.G, buckets=(longest,), seed=0, shard_index=0,
+      shard_count=1)
+
+  model = models.from_pretrained(a.model, dtype=jnp.float32)
+  graphdef, params = nnx.split(model)
+  optimizer = optim.adamw(learning_rate=1e-5, total_steps=a.steps,
+                          max_grad_norm=1.0)
+  adv_tx = advantages.grpo()
+  step_fn = jax.jit(train_step_lib.make_train_step(
+      graphdef, optimizer, adv_tx, policy_loss=losses.ppo_clip(),
+      aggregate=losses.token_mean, kl_estimator=losses.kl_k3, kl_coef=0.04,
+  ), donate_argnums=0)
+  state = train_step_lib.init_train_state(
+      params, optimizer, adv_tx.init(jnp.zeros((a.prompts, a.G))),
+      jax.random.key_data(jax.random.PRNGKey(0)))
+  ref_params = jax.tree.map(jnp.copy, params)
+  reward_set = rewards.RewardSet(
+      [("correctness", first_integer_reward, 1.0)])
+  sampler = rollout_lib.Sampler(
+      method=sampling.Temperature(1.0), max_new_tokens=a.max_new,
+      eos_ids=(tok.eos_token_id,))
+
+  times = []
+  for step in range(a.steps):
+    t0 = time.perf_counter()
+    batch, _, info = rollout_lib.collect(
+        nnx.merge(graphdef, state.params), batches,
+        rng=jax.random.fold_in(jax.random.PRNGKey(1), step), sampler=sampler,
+        tokenizer=tok, reward_set=reward_set, dynamic_sampling=False,
+        max_rounds=1, multi_reward=False, progress=step / a.steps)
+    state, metrics = step_fn(state, batch, ref_params)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - t0)
+    print(f"step {step}: {times[-1]:.3f}s reward {info['accuracy']:.3f}"
+          f" (generate {info['generate_seconds']:.3f}s,"
+          f" reward {info['reward_seconds']:.3f}s)", flush=True)
+  print("step_seconds", [round(t, 3) for t in times])
+  print("median_step_s", round(statistics.median(times[1:]), 3))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,65 @@
+"""A small byte-level BPE tokenizer trained on a corpus, for CPU-sized runs.
+
+The default job has no downloaded tokenizer: it trains one on its own
+synthetic problems and solutions (a few hundred merges cover that
+vocabulary), saves it in Hugging Face format next to the model, and loads it
+back with `transformers.AutoTokenizer` like any other.
+
+  tok = tokenizer.train_bpe(texts, vocab_size=384, path=workdir + "/tokenizer")
+"""
+
+from collections.abc import Iterable
+import os
+
+import transformers
+
+PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
+
+
+def train_bpe(
+    texts: Iterable[str], *, vocab_size: int, path: str | None = None
+) -> transformers.PreTrainedTokenizerFast:
+  """Trains a byte-level BPE (Sennrich et al. 2016, arXiv:1508.07909).
+
+  Special tokens: `<pad>` (id 0), `<eos>` (id 1), `<unk>` (id 2). Digits
+  are always single tokens. The tokenizer has no chat template, so prompts
+  use the plain template.
+
+  Args:
+    texts: the training corpus.
+    vocab_size: target vocabulary size (including the 256 byte symbols and
+      the special tokens).
+    path: if given, save the tokenizer there (HF format).
+
+  Returns:
+    A `transformers.PreTrainedTokenizerFast`.
+  """
+  import tokenizers  # pylint: disable=g-import-not-at-top
+
+  if vocab_size < 260:
+    raise ValueError(
+        f"vocab_size={vocab_size} is below the 256 byte symbols + 3 special"
+        " tokens of a byte-level BPE; use at least 260."
+    )
+  tok = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token=UNK))
+  # Digits are split one by one (as Qwen and Llama 3 do), so numbers are
+  # written digit by digit and arithmetic generalises across magnitudes.
+  tok.pre_tokenizer = tokenizers.pre_tokenizers.Sequence([
+      tokenizers.pre_tokenizers.Digits(individual_digits=True),
+      tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False),
+  ])
+  tok.decoder = tokenizers.decoders.ByteLevel()
+  trainer = tokenizers.trainers.BpeTrainer(
+      vocab_size=vocab_size,
+      special_tokens=[PAD, EOS, UNK],
+      initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
+      show_progress=False,
+  )
+  tok.train_from_iterator(texts, trainer)
+  fast = transformers.PreTrainedTokenizerFast(
+      tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK
+  )
+  if path is not None:
+    os.makedirs(path, exist_ok=True)
+    fast.save_pretrained(path)
+  return fast

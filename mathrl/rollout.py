@@ -1,0 +1,207 @@
+"""Host side of an RL step: sample, decode, score, filter, assemble a Rollout.
+
+  rollout, info = rollout.collect(model, batches, sampler=..., scorer=...)
+
+`collect` draws prompt batches, samples G completions per prompt on device,
+decodes them, scores them with the reward set (host code: string parsing and
+sympy in worker processes), optionally applies DAPO's dynamic sampling
+(drop groups whose rewards are all equal, refill from further batches), and
+returns a fixed-shape `train_step.Rollout` plus per-sample text for logging.
+"""
+
+import dataclasses
+import time
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mathrl import rewards as rewards_lib
+from mathrl import sampling
+from mathrl import train_step
+from mathrl.data import pipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+  """How completions are drawn (static for the whole run)."""
+
+  method: Any
+  max_new_tokens: int
+  eos_ids: tuple[int, ...]
+
+
+@dataclasses.dataclass
+class Scored:
+  """One generated batch, on the host."""
+
+  prompt_tokens_BL: np.ndarray
+  prompt_mask_BL: np.ndarray
+  completion_tokens_BT: np.ndarray
+  completion_mask_BT: np.ndarray
+  rewards_BK: np.ndarray
+  rewards_B: np.ndarray
+  correct_B: np.ndarray
+  texts_B: list[str]
+  answers_B: tuple[str, ...]
+
+
+def decode(tokenizer, tokens_BT: np.ndarray, mask_BT: np.ndarray) -> list[str]:
+  """Completion texts, cut at the mask, special tokens dropped."""
+  return [
+      tokenizer.decode(row[: int(m.sum())], skip_special_tokens=True)
+      for row, m in zip(tokens_BT, mask_BT)
+  ]
+
+
+def sample_and_score(
+    model, batch: pipeline.PromptBatch, *, rng: jax.Array, sampler: Sampler,
+    tokenizer, reward_set: rewards_lib.RewardSet,
+) -> tuple[Scored, dict[str, float]]:
+  """Samples the batch's rows (already repeated ×G) and scores them."""
+  t0 = time.perf_counter()
+  out = sampling.generate(
+      model, jnp.asarray(batch.tokens_BL), jnp.asarray(batch.mask_BL),
+      rng=rng, max_new_tokens=sampler.max_new_tokens,
+      eos_ids=sampler.eos_ids, method=sampler.method,
+  )
+  tokens_BT = np.asarray(out.tokens_BT)
+  mask_BT = np.asarray(out.mask_BT)
+  t1 = time.perf_counter()
+  texts = decode(tokenizer, tokens_BT, mask_BT)
+  lengths_B = mask_BT.sum(-1).astype(np.int32)
+  rewards_BK = reward_set(
+      texts, batch.answers_B, lengths_B=lengths_B,
+      group_size=batch.group_size,
+  )
+  k = reward_set.names.index("correctness")
+  correct_B = rewards_BK[:, k] > 0
+  t2 = time.perf_counter()
+  scored = Scored(
+      prompt_tokens_BL=np.asarray(batch.tokens_BL),
+      prompt_mask_BL=np.asarray(batch.mask_BL),
+      completion_tokens_BT=tokens_BT, completion_mask_BT=mask_BT,
+      rewards_BK=rewards_BK, rewards_B=reward_set.total(rewards_BK),
+      correct_B=correct_B, texts_B=texts, answers_B=batch.answers_B,
+  )
+  return scored, {
+      "generate_seconds": t1 - t0,
+      "reward_seconds": t2 - t1,
+      "generated_tokens": float(lengths_B.sum()),
+  }
+
+
+def _left_pad_to(x_BL: np.ndarray, length: int, value: int) -> np.ndarray:
+  pad = length - x_BL.shape[1]
+  return np.pad(x_BL, ((0, 0), (pad, 0)), constant_values=value)
+
+
+def _concat(parts: list[Scored]) -> Scored:
+  length = max(p.prompt_tokens_BL.shape[1] for p in parts)
+  cat = lambda xs: np.concatenate(xs, axis=0)
+  return Scored(
+      prompt_tokens_BL=cat([_left_pad_to(p.prompt_tokens_BL, length, 0)
+                            for p in parts]),
+      prompt_mask_BL=cat([_left_pad_to(p.prompt_mask_BL, length, 0)
+                          for p in parts]),
+      completion_tokens_BT=cat([p.completion_tokens_BT for p in parts]),
+      completion_mask_BT=cat([p.completion_mask_BT for p in parts]),
+      rewards_BK=cat([p.rewards_BK for p in parts]),
+      rewards_B=cat([p.rewards_B for p in parts]),
+      correct_B=cat([p.correct_B for p in parts]),
+      texts_B=[t for p in parts for t in p.texts_B],
+      answers_B=tuple(a for p in parts for a in p.answers_B),
+  )
+
+
+def _take_groups(s: Scored, groups: np.ndarray, group_size: int) -> Scored:
+  rows = (groups[:, None] * group_size + np.arange(group_size)).reshape(-1)
+  return Scored(
+      prompt_tokens_BL=s.prompt_tokens_BL[rows],
+      prompt_mask_BL=s.prompt_mask_BL[rows],
+      completion_tokens_BT=s.completion_tokens_BT[rows],
+      completion_mask_BT=s.completion_mask_BT[rows],
+      rewards_BK=s.rewards_BK[rows], rewards_B=s.rewards_B[rows],
+      correct_B=s.correct_B[rows], texts_B=[s.texts_B[r] for r in rows],
+      answers_B=tuple(s.answers_B[r] for r in rows),
+  )
+
+
+def informative_groups(rewards_B: np.ndarray, group_size: int) -> np.ndarray:
+  """DAPO's filter: groups whose rewards are not all equal (std > 0).
+
+  Yu et al. 2025 (arXiv:2503.14476) §3.2; groups of size 1 are kept.
+  """
+  r_PG = rewards_B.reshape(-1, group_size)
+  if group_size == 1:
+    return np.ones(r_PG.shape[0], bool)
+  return r_PG.std(axis=1) > 0
+
+
+def collect(
+    model, batches: Iterator[pipeline.PromptBatch], *,
+    rng: jax.Array, sampler: Sampler, tokenizer,
+    reward_set: rewards_lib.RewardSet, dynamic_sampling: bool,
+    max_rounds: int, multi_reward: bool, progress: float,
+) -> tuple[train_step.Rollout, Scored, dict[str, float]]:
+  """One RL batch of P groups × G samples, as a device-ready Rollout.
+
+  With dynamic sampling, rounds of P prompts are generated until P
+  informative groups are found or `max_rounds` rounds ran; missing groups
+  are filled with uninformative ones marked invalid (valid_PG = 0), so the
+  shapes never change.
+
+  Returns:
+    (rollout, scored host batch, metrics).
+  """
+  parts, kept_parts, info = [], [], {}
+  num_prompts = group_size = None
+  kept = generated = 0
+  rounds = correct = samples = 0
+  while True:
+    batch = next(batches)
+    group_size = batch.group_size
+    num_prompts = len(batch.prompts_P)
+    scored, timing = sample_and_score(
+        model, batch, rng=jax.random.fold_in(rng, rounds), sampler=sampler,
+        tokenizer=tokenizer, reward_set=reward_set,
+    )
+    for k, v in timing.items():
+      info[k] = info.get(k, 0.0) + v
+    rounds += 1
+    generated += num_prompts
+    correct += int(scored.correct_B.sum())
+    samples += len(scored.correct_B)
+    if not dynamic_sampling:
+      kept_parts, kept = [scored], num_prompts
+      break
+    good = informative_groups(scored.rewards_B, group_size)
+    kept += int(good.sum())
+    kept_parts.append(_take_groups(scored, np.flatnonzero(good), group_size))
+    parts.append(_take_groups(scored, np.flatnonzero(~good), group_size))
+    if kept >= num_prompts or rounds >= max_rounds:
+      break
+  full = _concat(kept_parts + parts)
+  valid_P = np.arange(len(full.rewards_B) // group_size) < min(kept, num_prompts)
+  full = _take_groups(full, np.arange(num_prompts), group_size)
+  valid_PG = np.repeat(valid_P[:num_prompts, None], group_size, axis=1)
+  rewards = full.rewards_BK if multi_reward else full.rewards_B
+  rewards_PG = rewards.reshape((num_prompts, group_size) + rewards.shape[1:])
+  rollout = train_step.Rollout(
+      prompt_tokens_BL=full.prompt_tokens_BL,
+      prompt_mask_BL=full.prompt_mask_BL,
+      completion_tokens_BT=full.completion_tokens_BT,
+      completion_mask_BT=full.completion_mask_BT,
+      rewards_PG=rewards_PG.astype(np.float32),
+      valid_PG=valid_PG.astype(np.float32),
+      progress=np.float32(progress),
+  )
+  info.update(
+      # Over every generated sample, filtered or not.
+      accuracy=correct / max(samples, 1),
+      dynamic_sampling_pass_rate=kept / max(generated, 1),
+      dynamic_sampling_rounds=float(rounds),
+  )
+  info.update(reward_set.metrics(full.rewards_BK))
+  return rollout, full, info
