@@ -1,0 +1,188 @@
+"""The rollout sampler: exactness against transformers and the full forward,
+sampling distributions, compile-once, sharding, and memory checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hf_checkpoints
+from mathrl import models
+from mathrl import sampling
+from mathrl import sharding
+
+# Three left-padded prompts of lengths 5, 3 and 1 in a bucket of 6.
+PROMPTS_BL = np.array([[0, 11, 12, 13, 14, 15],
+                       [0, 0, 0, 21, 22, 23],
+                       [0, 0, 0, 0, 0, 31]], np.int32)
+MASK_BL = (PROMPTS_BL > 0).astype(np.int32)
+T = 8
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_checkpoints):
+  return {f: models.from_pretrained(p) for f, p in tiny_checkpoints.items()}
+
+
+def _hf_greedy(path, eos_id):
+  torch = hf_checkpoints._torch()  # pylint: disable=protected-access
+  import transformers  # pylint: disable=g-import-not-at-top
+  hf = transformers.AutoModelForCausalLM.from_pretrained(path)
+  out = hf.generate(torch.tensor(PROMPTS_BL).long(),
+                    attention_mask=torch.tensor(MASK_BL).long(),
+                    do_sample=False, max_new_tokens=T, eos_token_id=eos_id,
+                    pad_token_id=0)
+  return out[:, PROMPTS_BL.shape[1]:].numpy()
+
+
+@pytest.mark.parametrize("family", hf_checkpoints.FAMILIES)
+def test_greedy_equals_transformers_with_eos_stop(family, loaded,
+                                                  tiny_checkpoints):
+  model = loaded[family]
+  free = sampling.generate(model, PROMPTS_BL, MASK_BL, rng=jax.random.key(0),
+                           max_new_tokens=T, eos_ids=(255,))
+  # Stop on the token row 0 emits third, so rows stop at different steps.
+  eos = int(free.tokens_BT[0, 2])
+  out = sampling.generate(model, PROMPTS_BL, MASK_BL, rng=jax.random.key(0),
+                          max_new_tokens=T, eos_ids=(eos,))
+  hf = _hf_greedy(tiny_checkpoints[family], eos)
+  tokens, mask = np.asarray(out.tokens_BT), np.asarray(out.mask_BT)
+  for b in range(3):
+    n = int(mask[b].sum())
+    np.testing.assert_array_equal(tokens[b, :n], hf[b, :n])
+    stops = np.flatnonzero(tokens[b, :n] == eos)
+    # Mask is 1 up to and including the first stop token, 0 after it.
+    if stops.size:
+      assert n == stops[0] + 1
+      assert (tokens[b, n:] == 0).all()
+    else:
+      assert n == T
+  assert mask[0].sum() <= 3  # row 0 stops by its third token
+
+
+@pytest.mark.parametrize("family", hf_checkpoints.FAMILIES)
+def test_logprobs_and_entropy_equal_full_forward(family, loaded):
+  model = loaded[family]
+  out = sampling.generate(model, PROMPTS_BL, MASK_BL, rng=jax.random.key(3),
+                          max_new_tokens=T, eos_ids=(7,),
+                          method=sampling.TopK(20, temperature=0.8),
+                          return_entropy=True)
+  tokens_BS = jnp.concatenate([PROMPTS_BL, out.tokens_BT], 1)
+  mask_BS = jnp.concatenate([MASK_BL, out.mask_BT], 1)
+  logp_BSV = jax.nn.log_softmax(model(tokens_BS, attention_mask_BS=mask_BS))
+  # Position L - 1 + t predicts completion token t (temperature 1, untruncated).
+  logp_BTV = logp_BSV[:, PROMPTS_BL.shape[1] - 1:-1]
+  want_BT = jnp.take_along_axis(logp_BTV, out.tokens_BT[..., None], -1)[..., 0]
+  want_ent_BT = -jnp.sum(jnp.exp(logp_BTV) * logp_BTV, -1)
+  m = np.asarray(out.mask_BT, bool)
+  np.testing.assert_allclose(np.asarray(out.logprobs_BT)[m],
+                             np.asarray(want_BT)[m], atol=1e-5)
+  np.testing.assert_allclose(np.asarray(out.entropy_BT)[m],
+                             np.asarray(want_ent_BT)[m], atol=1e-5)
+  assert (np.asarray(out.logprobs_BT)[~m] == 0).all()
+
+
+# A known distribution over 8 tokens.
+_P = np.array([0.3, 0.2, 0.15, 0.1, 0.1, 0.08, 0.05, 0.02])
+_N = 20_000
+# Total-variation bound: the expected TV of N=20k multinomial draws over 8
+# outcomes is about ½·Σ sqrt(p(1−p)/N) ≈ 0.008; 0.02 leaves a wide margin
+# and still catches any wrong truncation (each wrong token moves ≥ 0.02).
+_TV_BOUND = 0.02
+
+
+def _renorm(p, keep):
+  q = np.where(keep, p, 0.0)
+  return q / q.sum()
+
+
+@pytest.mark.parametrize("method,want", [
+    # softmax(log p / 0.7) ∝ p^(1/0.7).
+    (sampling.Temperature(0.7), _P ** (1 / 0.7) / np.sum(_P ** (1 / 0.7))),
+    # The 3 most likely tokens, renormalised: [.3, .2, .15] / .65.
+    (sampling.TopK(3), _renorm(_P, np.arange(8) < 3)),
+    # Nucleus 0.6: mass before tokens 0,1,2 is 0, .3, .5 < .6, before
+    # token 3 it is .65 ≥ .6, so tokens 0-2 remain.
+    (sampling.TopP(0.6), _renorm(_P, np.arange(8) < 3)),
+    # Min-p 0.4: keep p ≥ 0.4 · 0.3 = 0.12, i.e. tokens 0-2.
+    (sampling.MinP(0.4), _renorm(_P, _P >= 0.12)),
+    # Min-p 0.3 at temperature 2: q ∝ sqrt(p); keep q ≥ 0.3 q_max, i.e.
+    # sqrt(p) ≥ 0.3·sqrt(0.3) ⇔ p ≥ 0.027: all but the last token.
+    (sampling.MinP(0.3, temperature=2.0), _renorm(np.sqrt(_P), _P >= 0.027)),
+])
+def test_sampling_distributions_match_truncated_targets(method, want):
+  logits_NV = jnp.broadcast_to(jnp.log(jnp.asarray(_P, jnp.float32)), (_N, 8))
+  draws = np.asarray(jax.jit(method.sample)(logits_NV, jax.random.key(0)))
+  freq = np.bincount(draws, minlength=8) / _N
+  tv = 0.5 * np.abs(freq - want).sum()
+  assert tv < _TV_BOUND, (freq, want)
+  assert (freq[want == 0] == 0).all()
+
+
+def test_greedy_is_argmax_and_methods_validate_arguments():
+  logits = jnp.array([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0]])
+  np.testing.assert_array_equal(
+      sampling.Greedy().sample(logits, jax.random.key(0)), [1, 0])
+  for bad in (lambda: sampling.Temperature(0.0), lambda: sampling.TopK(0),
+              lambda: sampling.TopP(0.0), lambda: sampling.MinP(1.5)):
+    with pytest.raises(ValueError):
+      bad()
+
+
+def test_samples_per_prompt_are_independent_and_deterministic(loaded):
+  model = loaded["qwen2"]
+  kw = dict(rng=jax.random.key(5), max_new_tokens=T, eos_ids=(255,),
+            method=sampling.Temperature(1.0), num_samples=3)
+  a = sampling.generate(model, PROMPTS_BL, MASK_BL, **kw)
+  b = sampling.generate(model, PROMPTS_BL, MASK_BL, **kw)
+  np.testing.assert_array_equal(a.tokens_BT, b.tokens_BT)
+  assert a.tokens_BT.shape == (9, T)
+  # Rows p*3 + g share prompt p but not their samples.
+  for p in range(3):
+    rows = np.asarray(a.tokens_BT[3 * p:3 * p + 3])
+    assert len({tuple(r) for r in rows}) > 1
+
+
+def test_compiles_once_per_bucket(loaded):
+  model = loaded["llama"]
+  kw = dict(max_new_tokens=4, eos_ids=(255,), method=sampling.Temperature(1.0),
+            buckets=(8,))
+  before = sampling._generate._cache_size()  # pylint: disable=protected-access
+  sampling.generate(model, PROMPTS_BL, MASK_BL, rng=jax.random.key(1), **kw)
+  # Different prompts, lengths and key; same bucket, batch and T.
+  other = np.array([[0, 0, 41, 42], [51, 52, 53, 54], [0, 61, 62, 63]])
+  sampling.generate(model, other, (other > 0).astype(np.int32),
+                    rng=jax.random.key(2), **kw)
+  assert sampling._generate._cache_size() == before + 1  # pylint: disable=protected-access
+
+
+def test_sharded_sampling_equals_single_device(loaded):
+  model = loaded["qwen3"]
+  kw = dict(rng=jax.random.key(9), max_new_tokens=T, eos_ids=(255,),
+            method=sampling.Temperature(1.0), num_samples=8)
+  single = sampling.generate(model, PROMPTS_BL, MASK_BL, **kw)
+  mesh = sharding.make_mesh(data=2, fsdp=2, tensor=2)
+  sharded = sampling.generate(model, PROMPTS_BL, MASK_BL, mesh=mesh, **kw)
+  np.testing.assert_array_equal(single.tokens_BT, sharded.tokens_BT)
+  np.testing.assert_allclose(single.logprobs_BT, sharded.logprobs_BT,
+                             atol=1e-5)
+
+
+def test_cache_too_large_fails_before_compiling(loaded):
+  model = loaded["qwen2"]
+  # 2 · 2 layers · 3 rows · (6 + 8) slots · 2 kv heads · 16 dims · 4 bytes.
+  need = 2 * 2 * 3 * 14 * 2 * 16 * 4
+  assert sampling.kv_cache_bytes(model.config, 3, 14, jnp.float32) == need
+  with pytest.raises(ValueError, match="reduce the batch"):
+    sampling.generate(model, PROMPTS_BL, MASK_BL, rng=jax.random.key(0),
+                      max_new_tokens=T, eos_ids=(1,),
+                      max_cache_bytes=need - 1)
+
+
+def test_bucket_padding_and_its_errors():
+  tokens, mask = sampling.pad_to_bucket(PROMPTS_BL, MASK_BL, (4, 8, 16))
+  assert tokens.shape == (3, 8)
+  np.testing.assert_array_equal(tokens[:, -6:], PROMPTS_BL)
+  assert mask[:, :2].sum() == 0
+  with pytest.raises(ValueError, match="largest bucket 4"):
+    sampling.pad_to_bucket(PROMPTS_BL, MASK_BL, (2, 4))
