@@ -35,6 +35,7 @@ from mathrl import optim
 from mathrl import rewards
 from mathrl import rollout as rollout_lib
 from mathrl import sampling
+from mathrl import sharding
 from mathrl import train_step as train_step_lib
 from mathrl.data import pipeline
 from mathrl.data import prompts
@@ -81,13 +82,22 @@ def main():
   optimizer = optim.adamw(learning_rate=1e-5, total_steps=a.steps,
                           max_grad_norm=1.0)
   adv_tx = advantages.grpo()
+  mesh = sharding.make_mesh(data=-1)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  state_sh = train_step_lib.state_shardings(
+      train_step_lib.init_train_state(
+          params, optimizer, adv_tx.init(jnp.zeros((a.prompts, a.G))),
+          jax.random.key_data(jax.random.PRNGKey(0))),
+      optimizer, mesh, sharding.TRAIN_RULES)
   step_fn = jax.jit(train_step_lib.make_train_step(
       graphdef, optimizer, adv_tx, policy_loss=losses.ppo_clip(),
       aggregate=losses.token_mean, kl_estimator=losses.kl_k3, kl_coef=0.04,
-  ), donate_argnums=0)
+      recompute_old_logp=False,  # one update per batch, as TRL's default
+  ), out_shardings=(state_sh, replicated), donate_argnums=0)
   state = train_step_lib.init_train_state(
       params, optimizer, adv_tx.init(jnp.zeros((a.prompts, a.G))),
       jax.random.key_data(jax.random.PRNGKey(0)))
+  state = jax.device_put(state, state_sh)
   ref_params = jax.tree.map(jnp.copy, params)
   reward_set = rewards.RewardSet(
       [("correctness", first_integer_reward, 1.0)])

@@ -161,6 +161,11 @@ def base_config() -> mlc.ConfigDict:
   c.rl.ppo_epochs = 1
   c.rl.num_minibatches = 1
   c.rl.num_microbatches = 1
+  # Recompute the behaviour policy's log-probs with a forward pass before
+  # updating. Needed when ppo_epochs > 1 or num_minibatches > 1 and for
+  # advantages that read the policy's entropy (canon); with one update per
+  # batch False saves that pass (old = stop_gradient(current), ratio 1).
+  c.rl.recompute_old_logp = False
   # Advantage transform: a name in mathrl.advantages, and its arguments.
   c.rl.advantage = "grpo"
   c.rl.advantage_kwargs = mlc.ConfigDict()

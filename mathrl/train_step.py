@@ -191,6 +191,7 @@ def make_train_step(
     ppo_epochs: int = 1,
     num_minibatches: int = 1,
     num_microbatches: int = 1,
+    recompute_old_logp: bool = True,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """Builds `train_step(state, rollout, ref_params) -> (state, metrics)`.
 
@@ -212,12 +213,25 @@ def make_train_step(
     num_minibatches: optimizer updates per epoch; must divide P.
     num_microbatches: gradient-accumulation chunks per minibatch; must
       divide the prompts per minibatch.
+    recompute_old_logp: compute the behaviour policy's log-probs and
+      entropies with a forward pass before any update (needed for several
+      PPO updates per batch, and for advantages that read the policy's
+      entropy, e.g. canon). False is the on-policy shortcut for one update
+      per batch: old = stop_gradient(current), so the ratio is exactly 1 and
+      one forward pass is saved; the advantage transform then gets no
+      `entropy` extra.
 
   Returns:
     The (un-jitted) train step function.
   """
   use_kl = kl_coef > 0.0
   count_names = global_count_kwargs(aggregate)
+  if not recompute_old_logp and (ppo_epochs > 1 or num_minibatches > 1):
+    raise ValueError(
+        "recompute_old_logp=False is only valid with one update per batch"
+        f" (ppo_epochs={ppo_epochs}, num_minibatches={num_minibatches}):"
+        " later updates need the behaviour policy's log-probs"
+    )
   if use_kl and kl_estimator is None:
     raise ValueError("kl_coef > 0 needs a kl_estimator (e.g. losses.kl_k3)")
 
@@ -229,13 +243,18 @@ def make_train_step(
 
   def micro_loss(params, rows, counts, rng):
     logp_BT, entropy_BT = row_logprobs(params, rows)
+    if recompute_old_logp:
+      old_logp_BT, old_entropy_BT = rows["old_logp_BT"], rows["old_entropy_BT"]
+    else:
+      old_logp_BT = jax.lax.stop_gradient(logp_BT)
+      old_entropy_BT = jax.lax.stop_gradient(entropy_BT)
     mask_BT = rows["completion_mask_BT"]
     count_kw = {k: counts[k] for k in count_names}
     agg = lambda x: aggregate(x, mask_BT, **count_kw)
     pg_BT, pg_metrics = policy_loss(
-        logp=logp_BT, old_logp=rows["old_logp_BT"],
+        logp=logp_BT, old_logp=old_logp_BT,
         advantages=rows["advantages"], mask=mask_BT,
-        entropy=rows["old_entropy_BT"], rng=rng, lengths=rows["lengths_B"],
+        entropy=old_entropy_BT, rng=rng, lengths=rows["lengths_B"],
         rewards=rows["rewards_B"],
     )
     loss = agg(pg_BT)
@@ -314,20 +333,24 @@ def make_train_step(
         "completion_tokens_BT": rollout.completion_tokens_BT,
         "completion_mask_BT": mask_BT,
     }
-    old_logp_BT, old_entropy_BT = jax.lax.stop_gradient(
-        row_logprobs(state.params, rows)
-    )
     num_tokens = rollout.completion_tokens_BT.shape[1]
     lengths_PG = jnp.sum(mask_BT, axis=-1).reshape(num_prompts, group_size)
     mask_PGT = mask_BT.reshape(num_prompts, group_size, num_tokens)
-    entropy_PG = (
-        jnp.sum(old_entropy_BT * mask_BT, -1) / jnp.maximum(jnp.sum(mask_BT, -1), 1.0)
-    ).reshape(num_prompts, group_size)
+    policy_extras = {}
+    if recompute_old_logp:
+      old_logp_BT, old_entropy_BT = jax.lax.stop_gradient(
+          row_logprobs(state.params, rows)
+      )
+      rows.update(old_logp_BT=old_logp_BT, old_entropy_BT=old_entropy_BT)
+      policy_extras["entropy"] = (
+          jnp.sum(old_entropy_BT * mask_BT, -1)
+          / jnp.maximum(jnp.sum(mask_BT, -1), 1.0)
+      ).reshape(num_prompts, group_size)
     adv, adv_state = adv_tx.update(
         rewards, state.adv_state, mask=valid_PG,
         lengths=lengths_PG.astype(jnp.int32), token_mask=mask_PGT,
         tokens=rollout.completion_tokens_BT.reshape(num_prompts, group_size, -1),
-        entropy=entropy_PG, progress=rollout.progress, **rollout.extras,
+        progress=rollout.progress, **policy_extras, **rollout.extras,
     )
     adv = jax.lax.stop_gradient(adv.astype(jnp.float32))
     advantages = adv.reshape((num_prompts * group_size,) + adv.shape[2:])
@@ -335,7 +358,6 @@ def make_train_step(
         rewards.sum(-1) if rewards.ndim == 3 else rewards
     ).reshape(-1).astype(jnp.float32)
     rows.update(
-        old_logp_BT=old_logp_BT, old_entropy_BT=old_entropy_BT,
         advantages=advantages, lengths_B=lengths_PG.reshape(-1),
         rewards_B=rewards_B,
     )

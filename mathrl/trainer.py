@@ -51,6 +51,15 @@ def validate(config: mlc.ConfigDict) -> None:
         f"rl.num_microbatches={rl.num_microbatches} must divide the"
         f" {per_minibatch} prompts of a minibatch"
     )
+  if not rl.recompute_old_logp and (rl.ppo_epochs > 1
+                                    or rl.num_minibatches > 1):
+    raise ValueError(
+        "rl.recompute_old_logp=False needs one update per batch; set it to"
+        " True for ppo_epochs > 1 or num_minibatches > 1"
+    )
+  if not rl.recompute_old_logp and rl.advantage == "canon":
+    raise ValueError("rl.advantage='canon' reads the policy's entropy: set"
+                     " rl.recompute_old_logp=True")
   if rl.dynamic_sampling and rl.num_generations < 2:
     raise ValueError("rl.dynamic_sampling needs rl.num_generations >= 2")
   if config.rewards.multi and rl.advantage not in ("gdpo", "bnpo", "dgpo"):
@@ -255,6 +264,7 @@ class RLSetup:
         entropy_coef=c.rl.entropy_coef, ppo_epochs=c.rl.ppo_epochs,
         num_minibatches=c.rl.num_minibatches,
         num_microbatches=c.rl.num_microbatches,
+        recompute_old_logp=c.rl.recompute_old_logp,
     ), out_shardings=(self.state_sh, self.run.replicated), donate_argnums=0)
 
 

@@ -152,7 +152,7 @@ def test_cached_decode_matches_full_forward(loaded):
   np.testing.assert_array_equal(cache.next_position_B, [3 + 4, 5 + 4])
   np.testing.assert_array_equal(
       cache.mask_BM, [[0, 0] + [1] * 7 + [0] * 3, [1] * 9 + [0] * 3])
-  assert cache.k.shape == (2, 2, 12, 2, 16)  # [layers, B, M, K, H]
+  assert cache.k.shape == (2, 2, 2, 12, 16)  # [layers, B, K, M, H]
 
 
 def test_bfloat16_params_and_float32_logits(tiny_checkpoints, loaded,

@@ -137,3 +137,15 @@ def test_ppo_epochs_minibatches_and_kl_run(policy):
   assert np.isfinite(metrics["loss"]) and metrics["kl"] >= 0
   # 2 epochs × 2 minibatches = 4 updates, each from a distinct minibatch.
   assert metrics["grad_norm"] > 0 and int(new_state.step) == 1
+
+
+def test_on_policy_shortcut_equals_recomputed_old_logp(policy):
+  recompute, state = _make(policy, recompute_old_logp=True)
+  shortcut, _ = _make(policy, recompute_old_logp=False)
+  s_a, m_a = recompute(state, _rollout(), None)
+  s_b, m_b = shortcut(state, _rollout(), None)
+  np.testing.assert_allclose(m_a["loss"], m_b["loss"], atol=1e-6)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, atol=1e-6),
+               s_a.params, s_b.params)
+  with pytest.raises(ValueError, match="one update per batch"):
+    _make(policy, recompute_old_logp=False, ppo_epochs=2)

@@ -144,37 +144,39 @@ def apply_rope(
 
 def attend(
     q_BSNH: jax.Array,
-    k_BTKH: jax.Array,
-    v_BTKH: jax.Array,
+    k_BKTH: jax.Array,
+    v_BKTH: jax.Array,
     mask_BST: jax.Array,
 ) -> jax.Array:
   """softmax(q·kᵀ/√H + mask)·v with grouped KV heads; arXiv:1706.03762.
 
   Grouped-query attention (arXiv:2305.13245): query head n uses kv head
-  n // (N/K). Logits and softmax in float32; masked entries get a large
-  negative finite value so fully masked rows (left padding) give finite
-  output rather than NaN.
+  n // (N/K). Keys and values are laid out [B, K, T, H] (the KV cache's
+  layout), so both contractions are plain batched matmuls over (B, K).
+  Logits and softmax in float32; masked entries get a large negative finite
+  value so fully masked rows (left padding) give finite output rather than
+  NaN.
 
   Args:
     q_BSNH: [B, S, N, H] queries (RoPE applied).
-    k_BTKH: [B, T, K, H] keys (T = key positions or cache slots).
-    v_BTKH: [B, T, K, H] values.
+    k_BKTH: [B, K, T, H] keys (T = key positions or cache slots).
+    v_BKTH: [B, K, T, H] values.
     mask_BST: [B, S, T] bool, True where query s may attend key t.
 
   Returns:
     [B, S, N, H] attention output, dtype of q.
   """
   b, s, n, h = q_BSNH.shape
-  k = k_BTKH.shape[2]
-  q_BSKGH = q_BSNH.reshape(b, s, k, n // k, h)
+  k = k_BKTH.shape[1]
+  q_BKGSH = jnp.transpose(q_BSNH.reshape(b, s, k, n // k, h), (0, 2, 3, 1, 4))
   logits_BKGST = jnp.einsum(
-      "BSKGH,BTKH->BKGST", q_BSKGH, k_BTKH,
+      "BKGSH,BKTH->BKGST", q_BKGSH, k_BKTH,
       preferred_element_type=jnp.float32) / math.sqrt(h)
   logits_BKGST = jnp.where(mask_BST[:, None, None, :, :], logits_BKGST,
                            jnp.finfo(jnp.float32).min)
-  probs_BKGST = jax.nn.softmax(logits_BKGST, axis=-1).astype(v_BTKH.dtype)
-  out_BSKGH = jnp.einsum("BKGST,BTKH->BSKGH", probs_BKGST, v_BTKH)
-  return out_BSKGH.reshape(b, s, n, h)
+  probs_BKGST = jax.nn.softmax(logits_BKGST, axis=-1).astype(v_BKTH.dtype)
+  out_BKGSH = jnp.einsum("BKGST,BKTH->BKGSH", probs_BKGST, v_BKTH)
+  return jnp.transpose(out_BKGSH, (0, 3, 1, 2, 4)).reshape(b, s, n, h)
 
 
 class Attention(nnx.Module):

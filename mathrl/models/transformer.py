@@ -16,7 +16,7 @@ KV-cache contract (used by `mathrl.sampling`):
 
 `KVCache` is a `flax.struct.dataclass` pytree:
 
-  k, v             [num_layers, B, M, K, H] (one stacked array each; model
+  k, v             [num_layers, B, K, M, H] (one stacked array each; model
                    dtype unless `dtype` is given), M = max_length slots.
   mask_BM          int32 [B, M], 1 where a slot holds a real token.
   index            int32 scalar, the next slot to write.
@@ -57,9 +57,9 @@ class KVCache:
   """Per-layer keys/values of a batch being decoded (see module docstring)."""
 
   k: jax.Array
-  """[num_layers, B, M, K, H] cached keys (RoPE applied)."""
+  """[num_layers, B, K, M, H] cached keys (RoPE applied)."""
   v: jax.Array
-  """[num_layers, B, M, K, H] cached values."""
+  """[num_layers, B, K, M, H] cached values."""
   mask_BM: jax.Array
   """int32 [B, M]: 1 where a slot holds a real token."""
   index: jax.Array
@@ -68,8 +68,10 @@ class KVCache:
   """int32 [B]: RoPE position of each row's next real token."""
 
 
-# Logical axes of KVCache.k / .v: [layers, B, M, K, H].
-CACHE_AXES = ("layers", "batch", "length", "kv_heads", "head_dim")
+# Logical axes of KVCache.k / .v: [layers, B, K, M, H]. Slots sit next to
+# head_dim so attention contracts a contiguous [M, H] block per (B, K) with
+# no transpose of the cache at every decode step.
+CACHE_AXES = ("layers", "batch", "kv_heads", "length", "head_dim")
 
 
 def cache_sharding(
@@ -121,7 +123,7 @@ class Block(nnx.Module):
       x_BSD: [B, S, D] hidden states.
       positions_BS: [B, S] RoPE positions.
       mask_BST: [B, S, T] attention mask (T = S, or M cache slots).
-      kv: None, or the whole cache (k_LBMKH, v_LBMKH) of all layers; this
+      kv: None, or the whole cache (k_LBKMH, v_LBKMH) of all layers; this
         layer's slice `layer` gets the new keys/values at slot `index`.
       index: first cache slot to write (traced int32 scalar).
       layer: this layer's index into kv (traced int32 scalar).
@@ -132,19 +134,21 @@ class Block(nnx.Module):
     """
     q_BSNH, k_BSKH, v_BSKH = self.attn.project_qkv(
         self.input_norm(x_BSD), positions_BS)
+    k_BKSH = jnp.swapaxes(k_BSKH, 1, 2)
+    v_BKSH = jnp.swapaxes(v_BSKH, 1, 2)
     if kv is not None:
-      k_LBMKH, v_LBMKH = kv
-      start = (layer, 0, index, 0, 0)
-      k_LBMKH = jax.lax.dynamic_update_slice(
-          k_LBMKH, k_BSKH.astype(k_LBMKH.dtype)[None], start)
-      v_LBMKH = jax.lax.dynamic_update_slice(
-          v_LBMKH, v_BSKH.astype(v_LBMKH.dtype)[None], start)
-      k_LBMKH = sharding.shard(k_LBMKH, *CACHE_AXES)
-      v_LBMKH = sharding.shard(v_LBMKH, *CACHE_AXES)
-      kv = (k_LBMKH, v_LBMKH)
-      k_BSKH = k_LBMKH[layer].astype(q_BSNH.dtype)
-      v_BSKH = v_LBMKH[layer].astype(q_BSNH.dtype)
-    attn_BSNH = layers.attend(q_BSNH, k_BSKH, v_BSKH, mask_BST)
+      k_LBKMH, v_LBKMH = kv
+      start = (layer, 0, 0, index, 0)
+      k_LBKMH = jax.lax.dynamic_update_slice(
+          k_LBKMH, k_BKSH.astype(k_LBKMH.dtype)[None], start)
+      v_LBKMH = jax.lax.dynamic_update_slice(
+          v_LBKMH, v_BKSH.astype(v_LBKMH.dtype)[None], start)
+      k_LBKMH = sharding.shard(k_LBKMH, *CACHE_AXES)
+      v_LBKMH = sharding.shard(v_LBKMH, *CACHE_AXES)
+      kv = (k_LBKMH, v_LBKMH)
+      k_BKSH = k_LBKMH[layer].astype(q_BSNH.dtype)
+      v_BKSH = v_LBKMH[layer].astype(q_BSNH.dtype)
+    attn_BSNH = layers.attend(q_BSNH, k_BKSH, v_BKSH, mask_BST)
     x_BSD = x_BSD + self.attn.output(attn_BSNH)
     x_BSD = x_BSD + self.mlp(self.post_attn_norm(x_BSD))
     return sharding.shard(x_BSD, "batch", "length", "embed"), kv
@@ -192,7 +196,7 @@ class Transformer(nnx.Module):
       A KVCache with zero keys/values, mask 0, index 0, positions 0.
     """
     c = self.config
-    shape = (c.num_layers, batch_size, max_length, c.num_kv_heads, c.head_dim)
+    shape = (c.num_layers, batch_size, c.num_kv_heads, max_length, c.head_dim)
     dtype = self.dtype if dtype is None else dtype
     return KVCache(
         k=jnp.zeros(shape, dtype),
