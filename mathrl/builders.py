@@ -7,6 +7,7 @@ an error that lists the valid ones.
 """
 
 import functools
+import inspect
 import os
 from typing import Any, Callable
 
@@ -200,9 +201,14 @@ def make_advantage(config: mlc.ConfigDict) -> advantages.AdvantageTransform:
 
 
 def make_policy_loss(config: mlc.ConfigDict):
+  """The policy loss; losses that read groups get G from rl.num_generations."""
   factory = resolve(losses, config.rl.loss, "rl.loss")
+  kwargs = kwargs_of(config.rl.loss_kwargs)
+  if ("group_size" in inspect.signature(factory).parameters
+      and kwargs.get("group_size") is None):
+    kwargs["group_size"] = config.rl.num_generations
   try:
-    return factory(**kwargs_of(config.rl.loss_kwargs))
+    return factory(**kwargs)
   except TypeError as e:
     raise ValueError(f"rl.loss_kwargs do not fit {config.rl.loss}: {e}") from e
 

@@ -196,6 +196,8 @@ def collect(
       rewards_PG=rewards_PG.astype(np.float32),
       valid_PG=valid_PG.astype(np.float32),
       progress=np.float32(progress),
+      extras={"correctness": full.correct_B.reshape(
+          num_prompts, group_size).astype(np.float32)},
   )
   info.update(
       # Over every generated sample, filtered or not.

@@ -74,7 +74,9 @@ class Rollout:
   progress: jax.Array
   """float32 scalar in [0, 1]: fraction of the run done (CAPO's schedule)."""
   extras: dict[str, jax.Array] = dataclasses.field(default_factory=dict)
-  """Method-specific per-sample inputs, e.g. `step_verdicts` [P, G, T]."""
+  """Per-sample inputs [P, G, ...] given by name to the advantage transform
+  (as [P, G, ...]) and to the policy loss (as [B, ...]): e.g. `correctness`
+  (DRPO), `step_verdicts` [P, G, T] (FSPO), `ref_rewards` (AAPO)."""
 
 
 def init_train_state(
@@ -131,6 +133,9 @@ def state_shardings(
       rng=replicated, num_skipped=replicated,
       consecutive_skipped=replicated,
   )
+
+
+_EXTRA = "extra/"
 
 
 def _masked_mean(x, mask):
@@ -256,6 +261,8 @@ def make_train_step(
         advantages=rows["advantages"], mask=mask_BT,
         entropy=old_entropy_BT, rng=rng, lengths=rows["lengths_B"],
         rewards=rows["rewards_B"],
+        **{k[len(_EXTRA):]: v for k, v in rows.items()
+           if k.startswith(_EXTRA)},
     )
     loss = agg(pg_BT)
     metrics = {"pg_loss": loss}
@@ -361,6 +368,11 @@ def make_train_step(
         advantages=advantages, lengths_B=lengths_PG.reshape(-1),
         rewards_B=rewards_B,
     )
+    # Per-sample extras travel with their rows into minibatches, flattened
+    # [P, G, ...] → [B, ...], and reach the policy loss by name.
+    for name, value in rollout.extras.items():
+      rows[_EXTRA + name] = value.reshape(
+          (num_prompts * group_size,) + value.shape[2:])
     if use_kl:
       if ref_params is None:
         raise ValueError("kl_coef > 0: pass the reference policy's params")

@@ -149,3 +149,25 @@ def test_on_policy_shortcut_equals_recomputed_old_logp(policy):
                s_a.params, s_b.params)
   with pytest.raises(ValueError, match="one update per batch"):
     _make(policy, recompute_old_logp=False, ppo_epochs=2)
+
+
+def test_rollout_extras_reach_the_policy_loss(policy):
+  # DRPO reads per-sample `correctness`; it travels with its rows through
+  # minibatching ([P, G] → [B]).
+  graphdef, params = policy
+  opt = optax.sgd(0.5)
+  adv_tx = advantages.grpo()
+  step = jax.jit(train_step_lib.make_train_step(
+      graphdef, opt, adv_tx, policy_loss=losses.drpo(group_size=G),
+      aggregate=losses.token_mean, ppo_epochs=1, num_minibatches=2,
+      recompute_old_logp=True))
+  state = train_step_lib.init_train_state(
+      params, opt, adv_tx.init(jnp.zeros((P, G))), jax.random.PRNGKey(0))
+  rollout = _rollout()
+  rollout = rollout.replace(extras={
+      "correctness": (rollout.rewards_PG > 0).astype(jnp.float32)})
+  new_state, metrics = step(state, rollout, None)
+  # Groups [1,0] and [0,1] have a correct and an incorrect answer.
+  assert metrics["active_prompt_frac"] > 0
+  assert np.isfinite(metrics["loss"]) and metrics["grad_norm"] > 0
+  assert int(new_state.num_skipped) == 0
