@@ -15,6 +15,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 _DEFAULT_CONFIG = os.path.join(
@@ -27,9 +28,10 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string("workdir", "workdir", "Run directory.")
 _MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "sft", "eval"],
+    "mode", "train", ["train", "sft", "eval", "generate"],
     "train: SFT (if configured) then RL; sft: only the SFT stage; eval: "
-    "evaluate the configured model on the eval data.",
+    "evaluate the configured model on the eval data; generate: like eval, "
+    "and write every completion to WORKDIR/samples.jsonl.",
 )
 
 
@@ -39,11 +41,14 @@ def main(argv):
   # Imported here so that --help stays fast.
   from mathrl import trainer  # pylint: disable=g-import-not-at-top
 
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   config = _CONFIG.value
-  if _MODE.value == "eval":
+  if _MODE.value in ("eval", "generate"):
     run = trainer.Run(config, _WORKDIR.value)
+    samples = (os.path.join(_WORKDIR.value, "samples.jsonl")
+               if _MODE.value == "generate" else None)
     try:
-      result = run.evaluate(run.init_params)
+      result = run.evaluate(run.init_params, samples_path=samples)
     finally:
       run.close()
     print(json.dumps(result, indent=2))

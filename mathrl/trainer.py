@@ -124,8 +124,14 @@ class Run:
   def model(self, params) -> nnx.Module:
     return nnx.merge(self.graphdef, params)
 
-  def evaluate(self, params) -> dict[str, float]:
-    """Held-out greedy accuracy (overall and per difficulty)."""
+  def evaluate(self, params, samples_path: str | None = None
+               ) -> dict[str, float]:
+    """Held-out greedy accuracy (overall and per difficulty).
+
+    Args:
+      params: the policy parameters to evaluate.
+      samples_path: also write every completion there (JSON Lines).
+    """
     c = self.config
     batches = pipeline.PromptIterator(
         self.eval_source, tokenizer=self.tokenizer, template=self.template,
@@ -138,6 +144,7 @@ class Run:
         method=builders.make_sampling_method(c, greedy=True),
         max_new_tokens=c.eval.max_new_tokens, eos_ids=self.eos_ids,
         rng=jax.random.PRNGKey(c.seed), batch_size=c.eval.batch_size,
+        samples_path=samples_path,
     )
     return result
 
