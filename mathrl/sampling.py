@@ -28,7 +28,6 @@ memory limit when it reports one) before compiling anything.
 
 import dataclasses
 import functools
-import math
 from typing import Any, Sequence
 
 import jax
@@ -38,10 +37,9 @@ from flax import nnx
 from flax import struct
 
 from mathrl import sharding
+from mathrl.data import prompts
 from mathrl.models import transformer
 
-
-# --- sampling methods --------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,8 +151,6 @@ class MinP:
     return jax.random.categorical(rng, logits_BV).astype(jnp.int32)
 
 
-# --- state and output --------------------------------------------------------
-
 
 @struct.dataclass
 class SamplingOutput:
@@ -188,8 +184,6 @@ class SamplingState:
   entropy_BT: jax.Array
 
 
-# --- helpers -----------------------------------------------------------------
-
 
 def pad_to_bucket(
     prompt_tokens_BL: Any,
@@ -197,7 +191,7 @@ def pad_to_bucket(
     buckets: Sequence[int],
     pad_id: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-  """Left-pads prompts to the smallest bucket ≥ L (an error above the largest).
+  """Left-pads prompts to the smallest bucket that fits the longest one.
 
   Args:
     prompt_tokens_BL: left-padded prompt ids.
@@ -206,27 +200,23 @@ def pad_to_bucket(
     pad_id: id written into new padding.
 
   Returns:
-    (tokens, mask) of width = the chosen bucket.
+    (tokens, mask) whose width is the chosen bucket.
+
+  Raises:
+    ValueError: a prompt is longer than every bucket, or the prompts are
+      not left-padded.
   """
   tokens = np.asarray(prompt_tokens_BL)
   mask = np.asarray(prompt_mask_BL)
-  real = int(mask.sum(axis=1).max()) if mask.size else 0
-  fits = sorted(b for b in buckets if b >= real)
-  if not fits:
-    raise ValueError(
-        f"a prompt has {real} tokens, more than the largest bucket"
-        f" {max(buckets)}; add a larger bucket or shorten the prompts"
-    )
-  width = fits[0]
-  # Drop surplus left padding, then pad to the bucket.
-  tokens, mask = tokens[:, tokens.shape[1] - min(tokens.shape[1], width):], (
-      mask[:, mask.shape[1] - min(mask.shape[1], width):])
-  if mask.shape[1] and (np.asarray(prompt_mask_BL).sum(1) > mask.sum(1)).any():
-    raise ValueError("prompts must be left-padded (real tokens at the end)")
-  extra = width - tokens.shape[1]
-  tokens = np.pad(tokens, ((0, 0), (extra, 0)), constant_values=pad_id)
-  mask = np.pad(mask, ((0, 0), (extra, 0)), constant_values=0)
-  return tokens, mask
+  width = prompts.bucket_length(int(mask.sum(axis=1).max()), buckets)
+  surplus = tokens.shape[1] - width
+  if surplus > 0:
+    if mask[:, :surplus].any():
+      raise ValueError("prompts must be left-padded (real tokens at the end)")
+    return tokens[:, surplus:], mask[:, surplus:]
+  pad = ((0, 0), (-surplus, 0))
+  return (np.pad(tokens, pad, constant_values=pad_id),
+          np.pad(mask, pad, constant_values=0))
 
 
 def kv_cache_bytes(config, batch_size: int, length: int, dtype) -> int:
@@ -243,11 +233,6 @@ def _device_memory_limit() -> int | None:
   except Exception:  # pylint: disable=broad-except
     return None
   return (stats or {}).get("bytes_limit")
-
-
-def _entropy(logits_BV):
-  logp_BV = jax.nn.log_softmax(logits_BV, axis=-1)
-  return -jnp.sum(jnp.exp(logp_BV) * logp_BV, axis=-1)
 
 
 @functools.partial(
