@@ -259,7 +259,9 @@ class RLSetup:
     self.state_sh = train_step_lib.state_shardings(
         state, self.optimizer, self.run.mesh, sharding.TRAIN_RULES)
     state = jax.device_put(state, self.state_sh)
-    return {"state": state, "ref": {"params": params} if self.kl_coef else {}}
+    # The reference gets its own buffers: the step donates the state's.
+    ref = {"params": jax.tree.map(jnp.copy, params)} if self.kl_coef else {}
+    return {"state": state, "ref": ref}
 
   def step_fn(self):
     c = self.run.config

@@ -1,0 +1,20 @@
+"""Clip-Cov (Cui et al. 2025, arXiv:2505.22617).
+
+  python -m mathrl.main --config=configs/clip_cov.py --workdir=/tmp/clip_cov
+
+Detach the gradient of a small random subset of the tokens whose
+log-prob/advantage covariance is highest, to keep entropy from collapsing."""
+
+from mathrl import configlib
+
+
+def get_config(arg=None):
+  del arg
+  c = configlib.base_config()
+  # Authors' recipe: ratio 2e-4, covariance bounds 1 and 5, clip 1 / 1.
+  c.rl.loss = "clip_cov"
+  c.rl.loss_kwargs.clip_cov_ratio = 2e-4
+  c.rl.loss_kwargs.clip_cov_lb = 1.0
+  c.rl.loss_kwargs.clip_cov_ub = 5.0
+  c.rl.aggregation = "token_mean"
+  return c

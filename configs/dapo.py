@@ -1,0 +1,32 @@
+"""DAPO (Yu et al. 2025, arXiv:2503.14476).
+
+  python -m mathrl.main --config=configs/dapo.py --workdir=/tmp/dapo
+
+Clip-higher (0.2 / 0.28), dynamic sampling (drop groups whose rewards are all
+equal, refill), token-level loss, overlong reward shaping, no KL."""
+
+from mathrl import configlib
+
+
+def get_config(arg=None):
+  del arg
+  c = configlib.base_config()
+  # Paper: decoupled clip, eps_low 0.2, eps_high 0.28; verl recipe dual clip 10.
+  c.rl.loss = "ppo_clip"
+  c.rl.loss_kwargs.clip_low = 0.2
+  c.rl.loss_kwargs.clip_high = 0.28
+  c.rl.loss_kwargs.dual_clip = 10.0
+  # Paper: token-level policy-gradient loss.
+  c.rl.aggregation = "token_mean"
+  # Paper: dynamic sampling, at most 10 generation rounds in the verl recipe;
+  # 3 here keeps the CPU run short.
+  c.rl.dynamic_sampling = True
+  c.rl.dynamic_sampling_max_rounds = 3
+  # Paper: overlong penalty, linear over the last L_cache tokens, factor 1
+  # (L_cache 4096 of 20480 in the paper; a third of the budget here).
+  c.rewards.overlong = 1.0
+  c.rewards.overlong_buffer = c.sampling.max_new_tokens // 3
+  # Paper: no KL term.
+  c.rl.kl = ""
+  c.rl.kl_coef = 0.0
+  return c

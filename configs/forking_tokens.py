@@ -1,0 +1,20 @@
+"""80/20 forking tokens (Wang et al. 2025, arXiv:2506.01939).
+
+  python -m mathrl.main --config=configs/forking_tokens.py --workdir=/tmp/forking_tokens
+
+Policy gradient only on the 20% highest-entropy tokens of the batch; DAPO's
+clip-higher and token-level loss otherwise."""
+
+from mathrl import configlib
+
+
+def get_config(arg=None):
+  del arg
+  c = configlib.base_config()
+  # Paper: top 20% entropy tokens, DAPO clip 0.2 / 0.28 with dual clip 10.
+  c.rl.loss = "forking_tokens"
+  c.rl.loss_kwargs.top_fraction = 0.2
+  c.rl.loss_kwargs.clip_low = 0.2
+  c.rl.loss_kwargs.clip_high = 0.28
+  c.rl.aggregation = "token_mean"
+  return c

@@ -1,0 +1,19 @@
+"""KL-Cov (Cui et al. 2025, arXiv:2505.22617).
+
+  python -m mathrl.main --config=configs/kl_cov.py --workdir=/tmp/kl_cov
+
+Add a KL penalty (|log ratio|) on the tokens with the highest
+log-prob/advantage covariance."""
+
+from mathrl import configlib
+
+
+def get_config(arg=None):
+  del arg
+  c = configlib.base_config()
+  # Authors' recipe: top 0.2% tokens, KL coefficient 1.
+  c.rl.loss = "kl_cov"
+  c.rl.loss_kwargs.kl_cov_ratio = 2e-3
+  c.rl.loss_kwargs.ppo_kl_coef = 1.0
+  c.rl.aggregation = "token_mean"
+  return c

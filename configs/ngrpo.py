@@ -1,0 +1,21 @@
+"""NGRPO (negative-enhanced GRPO, arXiv:2509.18851).
+
+  python -m mathrl.main --config=configs/ngrpo.py --workdir=/tmp/ngrpo
+
+A virtual maximum-reward sample joins every group's statistics, so all-wrong
+groups still get a learning signal; asymmetric clip."""
+
+from mathrl import configlib
+
+
+def get_config(arg=None):
+  del arg
+  c = configlib.base_config()
+  # Authors' defaults: one virtual sample of reward 1.
+  c.rl.advantage = "ngrpo"
+  c.rl.advantage_kwargs.max_reward = 1.0
+  c.rl.advantage_kwargs.add_max_reward_num = 1
+  # Paper: asymmetric clip 0.16 / 0.24.
+  c.rl.loss_kwargs.clip_low = 0.16
+  c.rl.loss_kwargs.clip_high = 0.24
+  return c
