@@ -3,11 +3,16 @@
 A tiny Qwen2-architecture policy with a byte-level BPE tokenizer the job
 trains itself learns arithmetic word problems: supervised on worked
 solutions until held-out greedy accuracy passes `sft.stop_accuracy`, then
-GRPO with a 0/1 correctness reward. Runs on a 2-core CPU in minutes.
+GRPO with a 0/1 correctness reward, and a summary table of held-out greedy
+accuracy per difficulty (number of operations) after SFT and after RL.
 
   python -m mathrl.main                          # this config, WORKDIR=./workdir
   python -m mathrl.main --config=configs/default.py --workdir=/tmp/run \\
       --config.rl.steps=10 --config.seed=1
+
+Measured on the 2-core CPU (seed 0, see README.md): about 5.5 minutes in
+all; SFT stops at step 500 with 56% greedy accuracy, RL (GRPO, 100 steps)
+reaches 59-61%.
 """
 
 from mathrl import configlib
@@ -15,4 +20,16 @@ from mathrl import configlib
 
 def get_config(arg=None):
   del arg
-  return configlib.base_config()
+  c = configlib.base_config()
+  # One-digit starting amounts: SFT reaches the ~55% stop threshold in about
+  # 500 steps (two-digit amounts needed over 1,200 in a probe).
+  c.data.synthetic.max_digits = 1
+  # Prompts of one-digit problems with up to 3 operations fit in 69 tokens.
+  c.data.buckets = (72,)
+  # Up to 1,000 SFT steps, evaluated every 100; it stops at the threshold.
+  c.sft.steps = 1000
+  c.sft.eval_every = 100
+  # 100 RL steps, evaluated every 50 (each evaluation decodes 256 problems).
+  c.rl.steps = 100
+  c.eval.every_steps = 50
+  return c
