@@ -246,6 +246,7 @@ def make_optimizer(
       learning_rate=section.learning_rate,
       total_steps=max(total_steps, 1),
       warmup_steps=min(section.warmup_steps, max(total_steps, 1)),
+      end_fraction=section.lr_end_fraction,
       weight_decay=section.weight_decay,
       max_grad_norm=section.max_grad_norm,
   )

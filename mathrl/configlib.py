@@ -137,6 +137,9 @@ def base_config() -> mlc.ConfigDict:
   c.sft.learning_rate = 1e-3
   c.sft.warmup_steps = 20
   c.sft.weight_decay = 0.0
+  # Final learning rate of the cosine decay, as a fraction of the peak
+  # (1.0 keeps it constant after warm-up).
+  c.sft.lr_end_fraction = 0.0
   c.sft.max_grad_norm = 1.0
   # Evaluate greedy accuracy every this many SFT steps.
   c.sft.eval_every = 50
@@ -155,6 +158,9 @@ def base_config() -> mlc.ConfigDict:
   c.rl.learning_rate = 1e-4
   c.rl.warmup_steps = 0
   c.rl.weight_decay = 0.0
+  # Final learning rate of the cosine decay, as a fraction of the peak
+  # (1.0 keeps it constant after warm-up).
+  c.rl.lr_end_fraction = 0.0
   c.rl.max_grad_norm = 1.0
   # PPO epochs over a batch, optimizer updates per epoch, and gradient
   # accumulation chunks per update.

@@ -1,0 +1,48 @@
+"""The optimizer's schedule and clipping."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from mathrl import optim
+
+
+def test_warmup_then_cosine_to_end_fraction():
+  sched = optim.learning_rate_schedule(
+      peak_value=1.0, total_steps=10, warmup_steps=2, end_fraction=0.5)
+  # Linear warm-up: 0, 0.5, then the peak at step 2.
+  np.testing.assert_allclose([sched(0), sched(1), sched(2)], [0.0, 0.5, 1.0])
+  # Cosine over the 8 remaining steps: at step 6 (halfway) the factor is
+  # 0.5 + 0.5·½(1 + cos(π/2)) = 0.75; at step 10 it is the end value 0.5.
+  np.testing.assert_allclose(sched(6), 0.5 + 0.5 * 0.5 * (1 + math.cos(
+      math.pi / 2)), atol=1e-6)
+  np.testing.assert_allclose(sched(10), 0.5, atol=1e-6)
+  constant = optim.learning_rate_schedule(
+      peak_value=3e-4, total_steps=5, end_fraction=1.0)
+  np.testing.assert_allclose([constant(0), constant(5)], [3e-4, 3e-4])
+
+
+def test_adamw_clips_the_global_norm_before_the_update():
+  tx = optim.adamw(learning_rate=0.1, total_steps=10, max_grad_norm=1.0)
+  params = {"w": jnp.zeros(3)}
+  state = tx.init(params)
+  # ‖g‖ = 10 is clipped to 1; Adam's first step moves each coordinate by
+  # lr·sign(g) = 0.1 whatever the scale, so check the clipped moments.
+  grads = {"w": jnp.array([6.0, 8.0, 0.0])}
+  updates, state = tx.update(grads, state, params)
+  np.testing.assert_allclose(updates["w"], [-0.1, -0.1, 0.0], atol=1e-6)
+  adam_state = state[1][0]
+  np.testing.assert_allclose(adam_state.mu["w"], 0.1 * np.array(
+      [0.6, 0.8, 0.0]), atol=1e-6)
+  assert isinstance(tx, optax.GradientTransformation)
+
+
+def test_bad_schedules_are_rejected():
+  with pytest.raises(ValueError, match="total_steps"):
+    optim.learning_rate_schedule(peak_value=1.0, total_steps=0)
+  with pytest.raises(ValueError, match="warmup_steps"):
+    optim.learning_rate_schedule(peak_value=1.0, total_steps=3,
+                                 warmup_steps=4)
