@@ -227,3 +227,40 @@ def base_config() -> mlc.ConfigDict:
   # Weights & Biases project ("" = off).
   c.log.wandb_project = ""
   return c
+
+
+def hf_checkpoint_run(
+    c: mlc.ConfigDict, *, max_new_tokens: int
+) -> mlc.ConfigDict:
+  """Overrides shared by recipes that train a Hugging Face checkpoint.
+
+  bf16 weights and compute (fp32 logits), no SFT stage (start from the
+  checkpoint), parameters FSDP-sharded over every device, P 32 × G 8 at
+  lr 1e-6 for 500 steps, evaluation and checkpoints every 50 steps. The
+  model folder is given on the command line: --config.model.path=DIR.
+
+  Args:
+    c: a config from `base_config()`, changed in place.
+    max_new_tokens: completion budget for sampling and evaluation.
+
+  Returns:
+    `c`.
+  """
+  c.model.dtype = "bfloat16"
+  c.sft.steps = 0
+  c.rl.steps = 500
+  c.rl.prompts_per_step = 32
+  c.rl.num_generations = 8
+  c.rl.learning_rate = 1e-6
+  c.rl.warmup_steps = 10
+  c.sampling.method = "temperature"
+  c.sampling.temperature = 1.0
+  c.sampling.max_new_tokens = max_new_tokens
+  c.eval.every_steps = 50
+  c.eval.batch_size = 128
+  c.eval.max_new_tokens = max_new_tokens
+  c.checkpoint.every_steps = 50
+  c.mesh.data = 1
+  c.mesh.fsdp = -1
+  c.mesh.tensor = 1
+  return c
