@@ -147,13 +147,14 @@ def test_compiles_once_per_bucket(loaded):
   model = loaded["llama"]
   kw = dict(max_new_tokens=4, eos_ids=(255,), method=sampling.Temperature(1.0),
             buckets=(8,))
-  before = sampling._generate._cache_size()  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  before = sampling._generate._cache_size()
   sampling.generate(model, PROMPTS_BL, MASK_BL, rng=jax.random.key(1), **kw)
   # Different prompts, lengths and key; same bucket, batch and T.
   other = np.array([[0, 0, 41, 42], [51, 52, 53, 54], [0, 61, 62, 63]])
   sampling.generate(model, other, (other > 0).astype(np.int32),
                     rng=jax.random.key(2), **kw)
-  assert sampling._generate._cache_size() == before + 1  # pylint: disable=protected-access
+  assert sampling._generate._cache_size() == before + 1
 
 
 def test_sharded_sampling_equals_single_device(loaded):
@@ -186,3 +187,30 @@ def test_bucket_padding_and_its_errors():
   assert mask[:, :2].sum() == 0
   with pytest.raises(ValueError, match="largest bucket 4"):
     sampling.pad_to_bucket(PROMPTS_BL, MASK_BL, (2, 4))
+
+
+def test_cached_decode_logits_equal_full_forward(loaded):
+  model = loaded["qwen2"]
+  out = sampling.generate(model, PROMPTS_BL, MASK_BL, rng=jax.random.key(4),
+                          max_new_tokens=T, eos_ids=(255,),
+                          method=sampling.Temperature(1.0))
+  tokens_BS = jnp.concatenate([PROMPTS_BL, out.tokens_BT], 1)
+  mask_BS = jnp.concatenate([MASK_BL, out.mask_BT], 1)
+  full_BSV = model(tokens_BS, attention_mask_BS=mask_BS)
+  # The sampler's path: prefill the prompt, then one cached token per step.
+  l = PROMPTS_BL.shape[1]
+  cache = model.init_cache(3, l + T)
+  step_BSV, cache = model(jnp.asarray(PROMPTS_BL), attention_mask_BS=MASK_BL,
+                          cache=cache)
+  got = [step_BSV[:, -1]]
+  for t in range(T - 1):
+    step_BSV, cache = model(out.tokens_BT[:, t:t + 1],
+                            attention_mask_BS=out.mask_BT[:, t:t + 1],
+                            cache=cache)
+    got.append(step_BSV[:, 0])
+  got_BTV = jnp.stack(got, 1)
+  # Logits at position L - 1 + t predict completion token t.
+  want_BTV = full_BSV[:, l - 1:-1]
+  m = np.asarray(out.mask_BT, bool)
+  np.testing.assert_allclose(np.asarray(got_BTV)[m], np.asarray(want_BTV)[m],
+                             atol=1e-5)
