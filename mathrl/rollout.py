@@ -11,7 +11,7 @@ returns a fixed-shape `train_step.Rollout` plus per-sample text for logging.
 
 import dataclasses
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import jax
 import jax.numpy as jnp

@@ -356,7 +356,7 @@ def train(config: mlc.ConfigDict, workdir: str) -> dict[str, Any]:
   run = Run(config, workdir)
   try:
     params = run.init_params
-    results: dict[str, Any] = {"init": {}}
+    results: dict[str, Any] = {}
     if config.sft.steps:
       params, results["sft"] = run_sft(run)
     if config.rl.steps:
