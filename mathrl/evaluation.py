@@ -31,6 +31,7 @@ import numpy as np
 from mathrl import rewards
 from mathrl import sampling
 from mathrl.data import pipeline
+from mathrl.data import prompts
 
 EqualFn = Callable[[str, str], bool]
 
@@ -187,13 +188,6 @@ class Sample:
   difficulty: int | None
 
 
-def _decode(tokenizer, tokens_BT: np.ndarray, mask_BT: np.ndarray):
-  return [
-      tokenizer.decode(row[: int(m.sum())], skip_special_tokens=True)
-      for row, m in zip(tokens_BT, mask_BT)
-  ]
-
-
 def _pad_rows(x_BL: np.ndarray, rows: int) -> np.ndarray:
   """Appends copies of row 0 (a real prompt: no all-padding rows)."""
   if rows == x_BL.shape[0]:
@@ -280,7 +274,7 @@ def generate_rows(
     )
     tokens_BT = np.asarray(out.tokens_BT)[:rows]
     mask_BT = np.asarray(out.mask_BT)[:rows]
-    texts = _decode(tokenizer, tokens_BT, mask_BT)
+    texts = prompts.decode_completions(tokenizer, tokens_BT, mask_BT)
     golds = list(batch.answers_B)
     verdicts = _score(texts, golds, score_fn)
     lengths_B = mask_BT.sum(axis=-1)

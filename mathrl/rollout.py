@@ -21,6 +21,7 @@ from mathrl import rewards as rewards_lib
 from mathrl import sampling
 from mathrl import train_step
 from mathrl.data import pipeline
+from mathrl.data import prompts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,14 +48,6 @@ class Scored:
   answers_B: tuple[str, ...]
 
 
-def decode(tokenizer, tokens_BT: np.ndarray, mask_BT: np.ndarray) -> list[str]:
-  """Completion texts, cut at the mask, special tokens dropped."""
-  return [
-      tokenizer.decode(row[: int(m.sum())], skip_special_tokens=True)
-      for row, m in zip(tokens_BT, mask_BT)
-  ]
-
-
 def sample_and_score(
     model, batch: pipeline.PromptBatch, *, rng: jax.Array, sampler: Sampler,
     tokenizer, reward_set: rewards_lib.RewardSet,
@@ -69,7 +62,7 @@ def sample_and_score(
   tokens_BT = np.asarray(out.tokens_BT)
   mask_BT = np.asarray(out.mask_BT)
   t1 = time.perf_counter()
-  texts = decode(tokenizer, tokens_BT, mask_BT)
+  texts = prompts.decode_completions(tokenizer, tokens_BT, mask_BT)
   lengths_B = mask_BT.sum(-1).astype(np.int32)
   rewards_BK = reward_set(
       texts, batch.answers_B, lengths_B=lengths_B,

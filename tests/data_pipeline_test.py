@@ -3,6 +3,7 @@
 import json
 import re
 
+from mathrl.rewards import extract
 from mathrl.data import pipeline
 from mathrl.data import prompts
 from mathrl.data import records
@@ -76,7 +77,7 @@ def test_synthetic_solutions_are_correct_and_graded():
         assert int(a) % int(b) == 0
       value = ops[op](int(a), int(b))
       assert value == int(c) and value >= 0
-    assert records.last_boxed(final) == r["answer"] == str(value)
+    assert extract.last_boxed(final) == r["answer"] == str(value)
     seen.add((r["difficulty"], r["digits"]))
   assert len(seen) == 5 * 4  # every (ops, digits) level occurs
 

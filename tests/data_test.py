@@ -7,6 +7,7 @@ import json
 import sys
 import threading
 
+from mathrl.rewards import extract
 from mathrl.data import benchmarks
 from mathrl.data import records
 from mathrl.data import tfds_builders
@@ -143,7 +144,7 @@ def test_tfds_registry_and_data_source(tfds_dir, data_root, prepared):
     ],
 )
 def test_last_boxed(text, expected):
-  assert records.last_boxed(text) == expected
+  assert extract.last_boxed(text) == expected
 
 
 def _write(path, lines):

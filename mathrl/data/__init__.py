@@ -1,7 +1,7 @@
 """Datasets and the prompt input pipeline.
 
 Submodules (imported on first use, so `import mathrl.data` stays cheap):
-  records        reading JSON Lines with file/line/field errors; last_boxed
+  records        reading JSON Lines with file/line/field errors
   benchmarks     the benchmarks' sources, checksums and record normalisers
   tfds_builders  TFDS builders (array_record, no TensorFlow needed), load()
   synthetic      seeded arithmetic word problems with worked solutions

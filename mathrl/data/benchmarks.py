@@ -23,6 +23,7 @@ import dataclasses
 import os
 
 from mathrl.data import records
+from mathrl.rewards import extract
 
 _QWEN = (
     "https://raw.githubusercontent.com/QwenLM/Qwen2.5-Math/"
@@ -98,7 +99,7 @@ def _gsm8k(raw: records.RawLine) -> dict[str, str]:
 
 
 def _boxed_answer(raw: records.RawLine, solution: str) -> str:
-  answer = records.last_boxed(solution)
+  answer = extract.last_boxed(solution)
   if answer is None:
     raise records.RecordError(
         f"{raw.where('solution')}: no complete \\boxed{{...}} to take the "

@@ -157,3 +157,13 @@ def left_pad(
       tokens_PL[p, length - len(ids) :] = ids
       mask_PL[p, length - len(ids) :] = 1
   return tokens_PL, mask_PL
+
+
+def decode_completions(
+    tokenizer: Any, tokens_BT: np.ndarray, mask_BT: np.ndarray
+) -> list[str]:
+  """Completion texts, each cut at its mask, special tokens dropped."""
+  return [
+      tokenizer.decode(row[: int(m.sum())], skip_special_tokens=True)
+      for row, m in zip(tokens_BT, mask_BT)
+  ]

@@ -5,11 +5,6 @@ reads such a file and hands out typed fields; when a line is not JSON, or a
 field is missing or of the wrong type, the error names the file, the line
 number (1-based, as an editor shows it) and the field, so a corrupt download
 or a hand-edited copy is found in seconds.
-
-It also holds `last_boxed`, the brace-matched `\\boxed{...}` reader that
-turns a MATH-style worked solution into its gold answer. (The reward side has
-its own, more lenient extractor in `mathrl.rewards`; gold answers come from
-well-formed reference solutions, so the strict one here is enough.)
 """
 
 from collections.abc import Iterator
@@ -114,36 +109,3 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[RawLine]:
             f"{type(data).__name__}"
         )
       yield RawLine(path=path, line=line_no, data=data)
-
-
-def last_boxed(text: str) -> str | None:
-  """The content of the last `\\boxed{...}` (or `\\fbox{...}`) in `text`.
-
-  Braces are matched, so `\\boxed{\\frac{1}{2}}` gives `\\frac{1}{2}`. The
-  brace-less form `\\boxed 5` gives `5`.
-
-  Args:
-    text: a worked solution.
-
-  Returns:
-    The boxed content, stripped, or None when there is no complete box.
-  """
-  start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-  if start < 0:
-    return None
-  i = start + (len("\\boxed") if text.startswith("\\boxed", start) else 5)
-  if i < len(text) and text[i] == " ":
-    # `\boxed 5`: the answer runs to the next `$` or whitespace.
-    words = text[i + 1 :].split("$", 1)[0].split()
-    return words[0] if words else None
-  if i >= len(text) or text[i] != "{":
-    return None
-  depth = 0
-  for j in range(i, len(text)):
-    if text[j] == "{":
-      depth += 1
-    elif text[j] == "}":
-      depth -= 1
-      if depth == 0:
-        return text[i + 1 : j].strip()
-  return None
