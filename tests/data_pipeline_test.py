@@ -6,7 +6,6 @@ import re
 from mathrl.rewards import extract
 from mathrl.data import pipeline
 from mathrl.data import prompts
-from mathrl.data import records
 from mathrl.data import synthetic
 from mathrl.data import tfds_builders
 import numpy as np
