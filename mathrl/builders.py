@@ -200,6 +200,15 @@ def make_advantage(config: mlc.ConfigDict) -> advantages.AdvantageTransform:
     ) from e
 
 
+def make_loss_sample_mask(config: mlc.ConfigDict):
+  """MC-GRPO drops each group's pivot from the loss; others drop nothing."""
+  if config.rl.advantage != "mc_grpo":
+    return None
+  weights = kwargs_of(config.rl.advantage_kwargs).get("reward_weights")
+  return functools.partial(advantages.mc_grpo_keep_mask,
+                           reward_weights=weights)
+
+
 def make_policy_loss(config: mlc.ConfigDict):
   """The policy loss; losses that read groups get G from rl.num_generations."""
   factory = resolve(losses, config.rl.loss, "rl.loss")

@@ -197,6 +197,7 @@ def make_train_step(
     num_minibatches: int = 1,
     num_microbatches: int = 1,
     recompute_old_logp: bool = True,
+    loss_sample_mask: Optional[Callable[..., jax.Array]] = None,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """Builds `train_step(state, rollout, ref_params) -> (state, metrics)`.
 
@@ -225,6 +226,11 @@ def make_train_step(
       per batch: old = stop_gradient(current), so the ratio is exactly 1 and
       one forward pass is saved; the advantage transform then gets no
       `entropy` extra.
+    loss_sample_mask: optional `(rewards, mask_PG) -> [P, G]` 0/1 mask of
+      the samples that enter the loss, applied after the advantage transform
+      has seen every valid sample: a 0 drops the sample from the loss and
+      from every normaliser (MC-GRPO's pivot:
+      `advantages.mc_grpo_keep_mask`).
 
   Returns:
     The (un-jitted) train step function.
@@ -331,9 +337,16 @@ def make_train_step(
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     perm_rng, update_rng = jax.random.split(rng)
     valid_PG = rollout.valid_PG.astype(jnp.float32)
-    mask_BT = rollout.completion_mask_BT.astype(jnp.float32) * (
+    in_loss_PG = valid_PG
+    if loss_sample_mask is not None:
+      in_loss_PG = valid_PG * jax.lax.stop_gradient(
+          loss_sample_mask(rewards, valid_PG).astype(jnp.float32))
+    # What the advantage transform sees (every valid sample), and what the
+    # loss sees (minus the samples loss_sample_mask drops).
+    seen_BT = rollout.completion_mask_BT.astype(jnp.float32) * (
         valid_PG.reshape(-1, 1)
     )
+    mask_BT = seen_BT * in_loss_PG.reshape(-1, 1)
     rows = {
         "prompt_tokens_BL": rollout.prompt_tokens_BL,
         "prompt_mask_BL": rollout.prompt_mask_BL,
@@ -341,8 +354,8 @@ def make_train_step(
         "completion_mask_BT": mask_BT,
     }
     num_tokens = rollout.completion_tokens_BT.shape[1]
-    lengths_PG = jnp.sum(mask_BT, axis=-1).reshape(num_prompts, group_size)
-    mask_PGT = mask_BT.reshape(num_prompts, group_size, num_tokens)
+    lengths_PG = jnp.sum(seen_BT, axis=-1).reshape(num_prompts, group_size)
+    mask_PGT = seen_BT.reshape(num_prompts, group_size, num_tokens)
     policy_extras = {}
     if recompute_old_logp:
       old_logp_BT, old_entropy_BT = jax.lax.stop_gradient(
@@ -350,8 +363,8 @@ def make_train_step(
       )
       rows.update(old_logp_BT=old_logp_BT, old_entropy_BT=old_entropy_BT)
       policy_extras["entropy"] = (
-          jnp.sum(old_entropy_BT * mask_BT, -1)
-          / jnp.maximum(jnp.sum(mask_BT, -1), 1.0)
+          jnp.sum(old_entropy_BT * seen_BT, -1)
+          / jnp.maximum(jnp.sum(seen_BT, -1), 1.0)
       ).reshape(num_prompts, group_size)
     adv, adv_state = adv_tx.update(
         rewards, state.adv_state, mask=valid_PG,

@@ -274,6 +274,7 @@ class RLSetup:
         num_minibatches=c.rl.num_minibatches,
         num_microbatches=c.rl.num_microbatches,
         recompute_old_logp=c.rl.recompute_old_logp,
+        loss_sample_mask=builders.make_loss_sample_mask(c),
     ), out_shardings=(self.state_sh, self.run.replicated), donate_argnums=0)
 
 

@@ -152,7 +152,9 @@ def test_cached_decode_matches_full_forward(loaded):
   np.testing.assert_array_equal(cache.next_position_B, [3 + 4, 5 + 4])
   np.testing.assert_array_equal(
       cache.mask_BM, [[0, 0] + [1] * 7 + [0] * 3, [1] * 9 + [0] * 3])
-  assert cache.k.shape == (2, 2, 2, 12, 16)  # [layers, B, K, M, H]
+  assert len(cache.k) == len(cache.v) == 2  # one buffer per layer
+  assert cache.k[0].shape == (2, 2, 16, 12)  # [B, K, H, M]
+  assert cache.v[0].shape == (2, 2, 12, 16)  # [B, K, M, H]
 
 
 def test_bfloat16_params_and_float32_logits(tiny_checkpoints, loaded,

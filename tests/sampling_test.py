@@ -119,6 +119,23 @@ def test_sampling_distributions_match_truncated_targets(method, want):
   assert (freq[want == 0] == 0).all()
 
 
+def test_inverse_cdf_categorical_matches_target_and_skips_masked_tokens():
+  # Tokens 0 and 7 masked (-inf): the target is _P renormalised over 1-6.
+  logits_V = np.log(_P).astype(np.float32)
+  logits_V[[0, 7]] = -np.inf
+  draws = np.asarray(jax.jit(sampling.categorical)(
+      jax.random.key(3), jnp.broadcast_to(jnp.asarray(logits_V), (_N, 8))))
+  freq = np.bincount(draws, minlength=8) / _N
+  want = _renorm(_P, np.isfinite(logits_V))
+  assert 0.5 * np.abs(freq - want).sum() < _TV_BOUND, (freq, want)
+  assert freq[0] == freq[7] == 0
+  # One finite logit per row: always that token; ids are int32.
+  one_BV = jnp.where(jnp.eye(4, 6, k=2) > 0, 0.0, -jnp.inf)
+  got = sampling.categorical(jax.random.key(0), one_BV)
+  assert got.dtype == jnp.int32
+  np.testing.assert_array_equal(got, [2, 3, 4, 5])
+
+
 def test_greedy_is_argmax_and_methods_validate_arguments():
   logits = jnp.array([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0]])
   np.testing.assert_array_equal(

@@ -116,6 +116,19 @@ def test_on_policy_ratio_is_one_and_loss_is_minus_mean_advantage(policy):
       "clip_frac_high", 0.0), 0.0, atol=1e-7)
 
 
+def test_loss_sample_mask_drops_samples_after_the_advantages(policy):
+  # Drop sample 1 of group 0 and sample 0 of group 3 from the loss (as
+  # MC-GRPO drops its pivot). The advantages still see them: GRPO gives
+  # ±0.7071 as above (group 0 alone would give 0). Kept, lengths 5 | 1,4 |
+  # 5,2 | 4: loss = −0.7071·(5 − 1 + 4 + 0 + 4)/(5 + 1 + 4 + 5 + 2 + 4)
+  # = −0.7071·12/21.
+  keep_PG = jnp.array([[1.0, 0.0], [1.0, 1.0], [1.0, 1.0], [0.0, 1.0]])
+  step, state = _make(policy, loss_sample_mask=lambda r, m: keep_PG)
+  _, metrics = step(state, _rollout(), None)
+  np.testing.assert_allclose(metrics["pg_loss"], -0.70710677 * 12 / 21,
+                             rtol=1e-4)
+
+
 def test_nonfinite_update_is_skipped_and_counted(policy):
   step, state = _make(policy)
   bad = _rollout(jnp.array([[1.0, jnp.nan], [0.0, 1.0], [1.0, 1.0],

@@ -116,12 +116,56 @@ def rope_inv_freq(
   return np.where(medium, smoothed, scaled).astype(np.float32)
 
 
+def rope_cos_sin(
+    positions_BS: jax.Array, inv_freq: np.ndarray
+) -> tuple[jax.Array, jax.Array]:
+  """cos(pθ), sin(pθ) for every position; RoFormer arXiv:2104.09864.
+
+  Computed once per forward and shared by every layer (all layers have the
+  same head_dim and RoPE base).
+
+  Args:
+    positions_BS: [B, S] int positions.
+    inv_freq: [H/2] inverse frequencies (`rope_inv_freq`).
+
+  Returns:
+    (cos_BSH, sin_BSH) float32 [B, S, H], the half-split layout repeated.
+  """
+  angles_BSh = positions_BS.astype(jnp.float32)[..., None] * jnp.asarray(
+      inv_freq)[None, None, :]
+  angles_BSH = jnp.concatenate([angles_BSh, angles_BSh], axis=-1)
+  return jnp.cos(angles_BSH), jnp.sin(angles_BSH)
+
+
+def rotate(
+    x_BSNH: jax.Array, cos_BSH: jax.Array, sin_BSH: jax.Array
+) -> jax.Array:
+  """x·cos(pθ) + rotate_half(x)·sin(pθ); RoFormer arXiv:2104.09864.
+
+  Half-split (not interleaved) layout, as Hugging Face Llama/Qwen.
+
+  Args:
+    x_BSNH: [B, S, N, H] queries or keys.
+    cos_BSH: [B, S, H] from `rope_cos_sin`.
+    sin_BSH: [B, S, H] from `rope_cos_sin`.
+
+  Returns:
+    [B, S, N, H] rotated, dtype of x.
+  """
+  cos_BS1H = cos_BSH[:, :, None, :].astype(x_BSNH.dtype)
+  sin_BS1H = sin_BSH[:, :, None, :].astype(x_BSNH.dtype)
+  half = x_BSNH.shape[-1] // 2
+  rotated_BSNH = jnp.concatenate(
+      [-x_BSNH[..., half:], x_BSNH[..., :half]], axis=-1)
+  return x_BSNH * cos_BS1H + rotated_BSNH * sin_BS1H
+
+
 def apply_rope(
     x_BSNH: jax.Array, positions_BS: jax.Array, inv_freq: np.ndarray
 ) -> jax.Array:
   """x·cos(pθ) + rotate_half(x)·sin(pθ); RoFormer arXiv:2104.09864.
 
-  Half-split (not interleaved) layout, as Hugging Face Llama/Qwen.
+  `rotate` with the angles of `positions_BS` (see `rope_cos_sin`).
 
   Args:
     x_BSNH: [B, S, N, H] queries or keys.
@@ -131,35 +175,29 @@ def apply_rope(
   Returns:
     [B, S, N, H] rotated, dtype of x.
   """
-  angles_BSh = positions_BS.astype(jnp.float32)[..., None] * jnp.asarray(
-      inv_freq)[None, None, :]
-  angles_BSH = jnp.concatenate([angles_BSh, angles_BSh], axis=-1)
-  cos_BS1H = jnp.cos(angles_BSH)[:, :, None, :].astype(x_BSNH.dtype)
-  sin_BS1H = jnp.sin(angles_BSH)[:, :, None, :].astype(x_BSNH.dtype)
-  half = x_BSNH.shape[-1] // 2
-  rotated_BSNH = jnp.concatenate(
-      [-x_BSNH[..., half:], x_BSNH[..., :half]], axis=-1)
-  return x_BSNH * cos_BS1H + rotated_BSNH * sin_BS1H
+  return rotate(x_BSNH, *rope_cos_sin(positions_BS, inv_freq))
 
 
 def attend(
     q_BSNH: jax.Array,
-    k_BKTH: jax.Array,
+    k_BKHT: jax.Array,
     v_BKTH: jax.Array,
     mask_BST: jax.Array,
 ) -> jax.Array:
   """softmax(q·kᵀ/√H + mask)·v with grouped KV heads; arXiv:1706.03762.
 
   Grouped-query attention (arXiv:2305.13245): query head n uses kv head
-  n // (N/K). Keys and values are laid out [B, K, T, H] (the KV cache's
-  layout), so both contractions are plain batched matmuls over (B, K).
+  n // (N/K). Keys are laid out [B, K, H, T] and values [B, K, T, H] (the
+  KV cache's layouts), so both contractions are plain (not transposed)
+  batched matmuls over (B, K): on CPU a decode step's q·kᵀ against a
+  [B, K, T, H] key cache costs 2.4x as much (measured at B=64, T=80).
   Logits and softmax in float32; masked entries get a large negative finite
   value so fully masked rows (left padding) give finite output rather than
   NaN.
 
   Args:
     q_BSNH: [B, S, N, H] queries (RoPE applied).
-    k_BKTH: [B, K, T, H] keys (T = key positions or cache slots).
+    k_BKHT: [B, K, H, T] keys (T = key positions or cache slots).
     v_BKTH: [B, K, T, H] values.
     mask_BST: [B, S, T] bool, True where query s may attend key t.
 
@@ -167,10 +205,10 @@ def attend(
     [B, S, N, H] attention output, dtype of q.
   """
   b, s, n, h = q_BSNH.shape
-  k = k_BKTH.shape[1]
+  k = k_BKHT.shape[1]
   q_BKGSH = jnp.transpose(q_BSNH.reshape(b, s, k, n // k, h), (0, 2, 3, 1, 4))
   logits_BKGST = jnp.einsum(
-      "BKGSH,BKTH->BKGST", q_BKGSH, k_BKTH,
+      "BKGSH,BKHT->BKGST", q_BKGSH, k_BKHT,
       preferred_element_type=jnp.float32) / math.sqrt(h)
   logits_BKGST = jnp.where(mask_BST[:, None, None, :, :], logits_BKGST,
                            jnp.finfo(jnp.float32).min)
@@ -209,24 +247,34 @@ class Attention(nnx.Module):
                             dtype=dtype, num_stacked=num_stacked, rngs=rngs)
     else:
       self.q_norm = self.k_norm = None
-    # Static (hashable) RoPE settings; the frequencies are numpy constants.
-    self.rope = (h, config.rope_theta, config.rope_scaling)
 
   def project_qkv(
-      self, x_BSD: jax.Array, positions_BS: jax.Array
+      self, x_BSD: jax.Array, rope_BSH: tuple[jax.Array, jax.Array]
   ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Queries, keys and values with bias, q/k norm and RoPE applied.
 
     Args:
       x_BSD: [B, S, D] normalised hidden states.
-      positions_BS: [B, S] RoPE positions.
+      rope_BSH: (cos_BSH, sin_BSH) from `rope_cos_sin` at the positions.
 
     Returns:
       q_BSNH [B, S, N, H], k_BSKH and v_BSKH [B, S, K, H].
     """
-    q_BSNH = jnp.einsum("BSD,DNH->BSNH", x_BSD, self.q_kernel[...])
-    k_BSKH = jnp.einsum("BSD,DKH->BSKH", x_BSD, self.k_kernel[...])
-    v_BSKH = jnp.einsum("BSD,DKH->BSKH", x_BSD, self.v_kernel[...])
+    # One matmul for q, k and v: the weights stacked per kv head as
+    # [D, K, G + 2, H] (G = N / K query heads, then k, then v), so the
+    # stacked kernel keeps the kv_heads sharding of its parts. Inside a
+    # decode loop XLA hoists the stacking out of the loop.
+    d, n, h = self.q_kernel.shape[-3:]
+    k = self.k_kernel.shape[-2]
+    qkv_DKEH = jnp.concatenate(
+        [self.q_kernel[...].reshape(d, k, n // k, h),
+         self.k_kernel[...][:, :, None], self.v_kernel[...][:, :, None]],
+        axis=2)
+    qkv_BSKEH = jnp.einsum("BSD,DKEH->BSKEH", x_BSD, qkv_DKEH)
+    b, s = x_BSD.shape[:2]
+    q_BSNH = qkv_BSKEH[:, :, :, :-2].reshape(b, s, n, h)
+    k_BSKH = qkv_BSKEH[:, :, :, -2]
+    v_BSKH = qkv_BSKEH[:, :, :, -1]
     if self.q_bias is not None:
       q_BSNH = q_BSNH + self.q_bias[...][None, None]
       k_BSKH = k_BSKH + self.k_bias[...][None, None]
@@ -234,9 +282,8 @@ class Attention(nnx.Module):
     if self.q_norm is not None:
       q_BSNH = self.q_norm(q_BSNH)
       k_BSKH = self.k_norm(k_BSKH)
-    inv_freq = rope_inv_freq(*self.rope)
-    q_BSNH = apply_rope(q_BSNH, positions_BS, inv_freq)
-    k_BSKH = apply_rope(k_BSKH, positions_BS, inv_freq)
+    q_BSNH = rotate(q_BSNH, *rope_BSH)
+    k_BSKH = rotate(k_BSKH, *rope_BSH)
     q_BSNH = sharding.shard(q_BSNH, "batch", "length", "heads", "head_dim")
     return q_BSNH, k_BSKH, v_BSKH
 
@@ -259,8 +306,10 @@ class MLP(nnx.Module):
                               num_stacked)
 
   def __call__(self, x_BSD: jax.Array) -> jax.Array:
-    gate_BSF = jnp.einsum("BSD,DF->BSF", x_BSD, self.gate_kernel[...])
-    up_BSF = jnp.einsum("BSD,DF->BSF", x_BSD, self.up_kernel[...])
+    # gate and up in one matmul (their kernels stacked as [D, 2, F]).
+    gate_up_D2F = jnp.stack([self.gate_kernel[...], self.up_kernel[...]], 1)
+    gate_up_BS2F = jnp.einsum("BSD,DEF->BSEF", x_BSD, gate_up_D2F)
+    gate_BSF, up_BSF = gate_up_BS2F[:, :, 0], gate_up_BS2F[:, :, 1]
     hidden_BSF = sharding.shard(jax.nn.silu(gate_BSF) * up_BSF,
                                 "batch", "length", "mlp")
     return jnp.einsum("BSF,FD->BSD", hidden_BSF, self.down_kernel[...])

@@ -16,8 +16,10 @@ KV-cache contract (used by `mathrl.sampling`):
 
 `KVCache` is a `flax.struct.dataclass` pytree:
 
-  k, v             [num_layers, B, K, M, H] (one stacked array each; model
-                   dtype unless `dtype` is given), M = max_length slots.
+  k                tuple of num_layers arrays [B, K, H, M] (keys stored
+                   transposed, so q·kᵀ is a plain matmul), M = max_length
+                   slots; model dtype unless `dtype` is given.
+  v                tuple of num_layers arrays [B, K, M, H].
   mask_BM          int32 [B, M], 1 where a slot holds a real token.
   index            int32 scalar, the next slot to write.
   next_position_B  int32 [B], RoPE position of each row's next real token
@@ -32,10 +34,16 @@ the cache with index += S and next_position_B += sum(mask_BS, axis=1). It
 works under `jax.jit` with the cache traced, and through
 `nnx.split`/`nnx.merge`. The caller keeps index + S <= M (a traced index
 cannot be checked; XLA would clamp the write). `cache_sharding(cache, mesh,
-rules)` gives the cache's NamedShardings (k/v logical axes CACHE_AXES).
+rules)` gives the cache's NamedShardings (logical axes K_CACHE_AXES and V_CACHE_AXES).
 
-Layers are stacked (leading 'layers' axis on every block parameter) and run
-with `jax.lax.scan`, so compile time does not grow with depth.
+Layers are stacked (leading 'layers' axis on every block parameter). The
+forward without a cache runs them with `jax.lax.scan`, so compile time does
+not grow with depth. With a cache (prefill and decode) the layers are
+unrolled and every layer has its own key and value buffers: inside the
+sampler's decode loop XLA then hoists the per-layer weight slices out of
+the loop and updates each cache buffer in place, where a scan over a
+stacked cache sliced weights and cache every step (on CPU, 14.3 → 8 ms per
+decode step for the 3.3M benchmark model at B=64).
 
 Numerics: parameters and matmuls in `dtype` (float32 for tests, bfloat16
 for real runs); RMSNorm statistics, RoPE and softmax in float32; logits are
@@ -56,10 +64,10 @@ from mathrl.models import layers
 class KVCache:
   """Per-layer keys/values of a batch being decoded (see module docstring)."""
 
-  k: jax.Array
-  """[num_layers, B, K, M, H] cached keys (RoPE applied)."""
-  v: jax.Array
-  """[num_layers, B, K, M, H] cached values."""
+  k: tuple[jax.Array, ...]
+  """Per layer [B, K, H, M] cached keys (RoPE applied), stored transposed."""
+  v: tuple[jax.Array, ...]
+  """Per layer [B, K, M, H] cached values."""
   mask_BM: jax.Array
   """int32 [B, M]: 1 where a slot holds a real token."""
   index: jax.Array
@@ -68,10 +76,11 @@ class KVCache:
   """int32 [B]: RoPE position of each row's next real token."""
 
 
-# Logical axes of KVCache.k / .v: [layers, B, K, M, H]. Slots sit next to
-# head_dim so attention contracts a contiguous [M, H] block per (B, K) with
-# no transpose of the cache at every decode step.
-CACHE_AXES = ("layers", "batch", "kv_heads", "length", "head_dim")
+# Logical axes of each layer's KVCache.k [B, K, H, M] and .v [B, K, M, H]:
+# q·kᵀ contracts [H, M] and probs·v contracts [M, H] per (B, K), both plain
+# matmuls with no transpose of the cache at every decode step.
+K_CACHE_AXES = ("batch", "kv_heads", "head_dim", "length")
+V_CACHE_AXES = ("batch", "kv_heads", "length", "head_dim")
 
 
 def cache_sharding(
@@ -92,8 +101,8 @@ def cache_sharding(
         mesh, sharding.logical_to_spec(axes, x.shape, mesh, rules))
 
   return KVCache(
-      k=named(CACHE_AXES, cache.k),
-      v=named(CACHE_AXES, cache.v),
+      k=tuple(named(K_CACHE_AXES, x) for x in cache.k),
+      v=tuple(named(V_CACHE_AXES, x) for x in cache.v),
       mask_BM=named(("batch", "length"), cache.mask_BM),
       index=named((), cache.index),
       next_position_B=named(("batch",), cache.next_position_B),
@@ -115,40 +124,35 @@ class Block(nnx.Module):
     self.mlp = layers.MLP(config, dtype=dtype, num_stacked=num_stacked,
                           rngs=rngs)
 
-  def __call__(self, x_BSD, positions_BS, mask_BST, kv=None, index=None,
-               layer=None):
+  def __call__(self, x_BSD, rope_BSH, mask_BST, kv=None, index=None):
     """x ← x + Attn(RMSNorm(x)); x ← x + SwiGLU(RMSNorm(x)); arXiv:1706.03762.
 
     Args:
       x_BSD: [B, S, D] hidden states.
-      positions_BS: [B, S] RoPE positions.
+      rope_BSH: (cos_BSH, sin_BSH) RoPE angles of the S positions.
       mask_BST: [B, S, T] attention mask (T = S, or M cache slots).
-      kv: None, or the whole cache (k_LBKMH, v_LBKMH) of all layers; this
-        layer's slice `layer` gets the new keys/values at slot `index`.
+      kv: None, or this layer's cache (k_BKHM, v_BKMH); the new keys and
+        values are written at slot `index`.
       index: first cache slot to write (traced int32 scalar).
-      layer: this layer's index into kv (traced int32 scalar).
 
     Returns:
-      (x_BSD, kv) with kv updated in place (a scan carry, so XLA updates
-      the buffer without copying the whole cache every step).
+      (x_BSD, kv) with kv updated (in place inside a jitted loop).
     """
     q_BSNH, k_BSKH, v_BSKH = self.attn.project_qkv(
-        self.input_norm(x_BSD), positions_BS)
-    k_BKSH = jnp.swapaxes(k_BSKH, 1, 2)
+        self.input_norm(x_BSD), rope_BSH)
+    k_BKHS = jnp.transpose(k_BSKH, (0, 2, 3, 1))
     v_BKSH = jnp.swapaxes(v_BSKH, 1, 2)
     if kv is not None:
-      k_LBKMH, v_LBKMH = kv
-      start = (layer, 0, 0, index, 0)
-      k_LBKMH = jax.lax.dynamic_update_slice(
-          k_LBKMH, k_BKSH.astype(k_LBKMH.dtype)[None], start)
-      v_LBKMH = jax.lax.dynamic_update_slice(
-          v_LBKMH, v_BKSH.astype(v_LBKMH.dtype)[None], start)
-      k_LBKMH = sharding.shard(k_LBKMH, *CACHE_AXES)
-      v_LBKMH = sharding.shard(v_LBKMH, *CACHE_AXES)
-      kv = (k_LBKMH, v_LBKMH)
-      k_BKSH = k_LBKMH[layer].astype(q_BSNH.dtype)
-      v_BKSH = v_LBKMH[layer].astype(q_BSNH.dtype)
-    attn_BSNH = layers.attend(q_BSNH, k_BKSH, v_BKSH, mask_BST)
+      k_BKHM, v_BKMH = kv
+      k_BKHM = jax.lax.dynamic_update_slice(
+          k_BKHM, k_BKHS.astype(k_BKHM.dtype), (0, 0, 0, index))
+      v_BKMH = jax.lax.dynamic_update_slice(
+          v_BKMH, v_BKSH.astype(v_BKMH.dtype), (0, 0, index, 0))
+      kv = (sharding.shard(k_BKHM, *K_CACHE_AXES),
+            sharding.shard(v_BKMH, *V_CACHE_AXES))
+      k_BKHS = k_BKHM.astype(q_BSNH.dtype)
+      v_BKSH = v_BKMH.astype(q_BSNH.dtype)
+    attn_BSNH = layers.attend(q_BSNH, k_BKHS, v_BKSH, mask_BST)
     x_BSD = x_BSD + self.attn.output(attn_BSNH)
     x_BSD = x_BSD + self.mlp(self.post_attn_norm(x_BSD))
     return sharding.shard(x_BSD, "batch", "length", "embed"), kv
@@ -183,6 +187,13 @@ class Transformer(nnx.Module):
           layers.WEIGHT_INIT(rngs.params(), (d, v), dtype),
           out_sharding=("embed", "vocab"), eager_sharding=False)
 
+  def split_layers(self) -> tuple[Block, ...]:
+    """One Block per layer, each holding its slice of the stacked params."""
+    graphdef, state = nnx.split(self.layers)
+    return tuple(
+        nnx.merge(graphdef, jax.tree.map(lambda x: x[i], state))  # pylint: disable=cell-var-from-loop
+        for i in range(self.config.num_layers))
+
   def init_cache(self, batch_size: int, max_length: int,
                  dtype=None) -> KVCache:
     """An empty KVCache of `max_length` slots (see module docstring).
@@ -196,11 +207,12 @@ class Transformer(nnx.Module):
       A KVCache with zero keys/values, mask 0, index 0, positions 0.
     """
     c = self.config
-    shape = (c.num_layers, batch_size, c.num_kv_heads, max_length, c.head_dim)
+    k_shape = (batch_size, c.num_kv_heads, c.head_dim, max_length)
+    v_shape = (batch_size, c.num_kv_heads, max_length, c.head_dim)
     dtype = self.dtype if dtype is None else dtype
     return KVCache(
-        k=jnp.zeros(shape, dtype),
-        v=jnp.zeros(shape, dtype),
+        k=tuple(jnp.zeros(k_shape, dtype) for _ in range(c.num_layers)),
+        v=tuple(jnp.zeros(v_shape, dtype) for _ in range(c.num_layers)),
         mask_BM=jnp.zeros((batch_size, max_length), jnp.int32),
         index=jnp.zeros((), jnp.int32),
         next_position_B=jnp.zeros((batch_size,), jnp.int32),
@@ -213,6 +225,7 @@ class Transformer(nnx.Module):
       *,
       positions_BS: jax.Array | None = None,
       cache: KVCache | None = None,
+      blocks: tuple[Block, ...] | None = None,
   ):
     """logits = RMSNorm(blocksᴸ(embed(tokens)))·Wᵥ; arXiv:1706.03762.
 
@@ -227,6 +240,9 @@ class Transformer(nnx.Module):
       positions_BS: [B, S] explicit RoPE positions (overrides the derived
         ones).
       cache: a KVCache from `init_cache`, or None.
+      blocks: with a cache, the per-layer blocks from `split_layers()` to
+        use instead of slicing the stacked parameters here (a decode loop
+        splits once, outside the loop).
 
     Returns:
       logits_BSV float32 [B, S, V] without a cache; (logits_BSV, cache)
@@ -246,7 +262,6 @@ class Transformer(nnx.Module):
     if cache is None:
       causal_SS = jnp.tril(jnp.ones((s, s), jnp.bool_))
       mask_BST = causal_SS[None, :, :] & (mask_BS[:, None, :] > 0)
-      kv, index = None, None
     else:
       index = cache.index
       slots_BM = jax.lax.dynamic_update_slice(
@@ -255,20 +270,28 @@ class Transformer(nnx.Module):
       query_slot_S = index + jnp.arange(s)
       causal_SM = jnp.arange(m)[None, :] <= query_slot_S[:, None]
       mask_BST = causal_SM[None, :, :] & (slots_BM[:, None, :] > 0)
-      kv = (cache.k, cache.v)
 
+    c = self.config
+    rope_BSH = layers.rope_cos_sin(
+        positions_BS,
+        layers.rope_inv_freq(c.head_dim, c.rope_theta, c.rope_scaling))
     x_BSD = jnp.take(self.embed[...], tokens_BS, axis=0).astype(self.dtype)
     x_BSD = sharding.shard(x_BSD, "batch", "length", "embed")
-    graphdef, layer_state = nnx.split(self.layers)
+    if cache is None:
+      graphdef, layer_state = nnx.split(self.layers)
 
-    def body(carry, xs):
-      x_BSD, kv = carry
-      state, layer = xs
-      block = nnx.merge(graphdef, state)
-      return block(x_BSD, positions_BS, mask_BST, kv, index, layer), None
+      def body(x_BSD, state):
+        block = nnx.merge(graphdef, state)
+        return block(x_BSD, rope_BSH, mask_BST)[0], None
 
-    layer_ids = jnp.arange(self.config.num_layers, dtype=jnp.int32)
-    (x_BSD, kv), _ = jax.lax.scan(body, (x_BSD, kv), (layer_state, layer_ids))
+      x_BSD, _ = jax.lax.scan(body, x_BSD, layer_state)
+    else:
+      new_k, new_v = [], []
+      for i, block in enumerate(blocks or self.split_layers()):
+        x_BSD, (k, v) = block(x_BSD, rope_BSH, mask_BST,
+                              (cache.k[i], cache.v[i]), index)
+        new_k.append(k)
+        new_v.append(v)
     x_BSD = self.final_norm(x_BSD)
     if self.lm_head is None:
       logits_BSV = jnp.einsum("BSD,VD->BSV", x_BSD, self.embed[...],
@@ -281,7 +304,7 @@ class Transformer(nnx.Module):
     if cache is None:
       return logits_BSV
     new_cache = KVCache(
-        k=kv[0], v=kv[1], mask_BM=slots_BM, index=index + s,
+        k=tuple(new_k), v=tuple(new_v), mask_BM=slots_BM, index=index + s,
         next_position_B=cache.next_position_B + jnp.sum(mask_BS, axis=1),
     )
     return logits_BSV, new_cache
