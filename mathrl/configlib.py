@@ -100,6 +100,9 @@ def base_config() -> mlc.ConfigDict:
   c.data.synthetic = mlc.ConfigDict()
   c.data.synthetic.num_train = 100_000
   c.data.synthetic.num_eval = 256
+  # Validation problems for the SFT stop rule (a split disjoint from both
+  # the training and the evaluation questions).
+  c.data.synthetic.num_validation = 256
   c.data.synthetic.min_ops = 1
   c.data.synthetic.max_ops = 3
   c.data.synthetic.min_digits = 1
@@ -141,9 +144,10 @@ def base_config() -> mlc.ConfigDict:
   # (1.0 keeps it constant after warm-up).
   c.sft.lr_end_fraction = 0.0
   c.sft.max_grad_norm = 1.0
-  # Evaluate greedy accuracy every this many SFT steps.
+  # Check validation greedy accuracy every this many SFT steps (the
+  # synthetic task's validation split; other datasets: the eval set).
   c.sft.eval_every = 50
-  # Stop SFT early once held-out greedy accuracy reaches this (RL from a
+  # Stop SFT early once validation greedy accuracy reaches this (RL from a
   # weak policy does not learn; from a perfect one it has nothing to do).
   c.sft.stop_accuracy = 0.55
   # Completion length of SFT targets (solution + EOS), in tokens.

@@ -2,7 +2,7 @@
 
   trainer.train(config, workdir)
 
-SFT warm-start (when `sft.steps` > 0) until held-out greedy accuracy reaches
+SFT warm-start (when `sft.steps` > 0) until validation greedy accuracy reaches
 `sft.stop_accuracy`, then RL: prompts → `generate` → rewards (host) →
 dynamic sampling → `train_step` → metrics → evaluation → checkpoint.
 Rerunning the same command with the same workdir resumes from the last
@@ -104,6 +104,7 @@ class Run:
     self.mesh = builders.make_mesh(config)
     self.train_source = builders.make_train_source(config, workdir)
     self.eval_source = builders.make_eval_source(config, workdir)
+    self.validation_source = builders.make_validation_source(config, workdir)
     self.tokenizer = builders.make_tokenizer(config, workdir, self.train_source)
     self.template = builders.make_template(config)
     if self.tokenizer.eos_token_id is None:
@@ -124,17 +125,18 @@ class Run:
   def model(self, params) -> nnx.Module:
     return nnx.merge(self.graphdef, params)
 
-  def evaluate(self, params, samples_path: str | None = None
-               ) -> dict[str, float]:
+  def evaluate(self, params, samples_path: str | None = None,
+               source=None) -> dict[str, float]:
     """Held-out greedy accuracy (overall and per difficulty).
 
     Args:
       params: the policy parameters to evaluate.
       samples_path: also write every completion there (JSON Lines).
+      source: the problems (default: the evaluation set).
     """
     c = self.config
     batches = pipeline.PromptIterator(
-        self.eval_source, tokenizer=self.tokenizer, template=self.template,
+        self.eval_source if source is None else source, tokenizer=self.tokenizer, template=self.template,
         prompts_per_batch=c.eval.batch_size, group_size=1,
         buckets=tuple(c.data.buckets), seed=c.seed, shuffle=False,
         num_epochs=1, drop_remainder=False, shard_index=0, shard_count=1,
@@ -160,7 +162,7 @@ def _fresh_state(run: Run, params, optimizer, adv_state):
 
 
 def run_sft(run: Run) -> tuple[Any, dict[str, float]]:
-  """Supervised warm-start; returns (params, last evaluation)."""
+  """Supervised warm-start; returns (params, last validation result)."""
   c = run.config
   ckpt = checkpoint.Checkpointer(
       os.path.join(run.workdir, "checkpoints", "sft"),
@@ -215,10 +217,10 @@ def run_sft(run: Run) -> tuple[Any, dict[str, float]]:
     row = {k: float(v) for k, v in jax.device_get(m).items()}
     done = step == c.sft.steps
     if step % c.sft.eval_every == 0 or done:
-      last_eval = run.evaluate(state.params)
-      row.update({f"eval_{k}": v for k, v in last_eval.items()})
+      last_eval = run.evaluate(state.params, source=run.validation_source)
+      row.update({f"validation_{k}": v for k, v in last_eval.items()})
       _log(f"SFT step {step}: nll {row['nll']:.3f},"
-           f" eval accuracy {last_eval['accuracy']:.3f}")
+           f" validation accuracy {last_eval['accuracy']:.3f}")
       done = done or last_eval["accuracy"] >= c.sft.stop_accuracy
     if step % c.log.every_steps == 0 or done:
       run.writer.write(step, row, stage="sft")
@@ -359,9 +361,14 @@ def train(config: mlc.ConfigDict, workdir: str) -> dict[str, Any]:
     params = run.init_params
     results: dict[str, Any] = {}
     if config.sft.steps:
-      params, results["sft"] = run_sft(run)
+      params, _ = run_sft(run)
     if config.rl.steps:
-      results["rl"] = run_rl(run, params)["end"]
+      rl = run_rl(run, params)
+      if config.sft.steps:
+        results["sft"] = rl["start"]  # the SFT policy on the eval set
+      results["rl"] = rl["end"]
+    elif config.sft.steps:
+      results["sft"] = run.evaluate(params)
     table = evaluation.summary_table(
         {name: r for name, r in results.items() if r}
     )

@@ -27,19 +27,40 @@ def chat_tok():
 
 
 def test_synthetic_golden_item():
-  # Item (seed=0, index=0) is fixed forever by its sha512-seeded generator.
+  # Item (seed=0, "train", index=0) is fixed forever by its sha512-seeded
+  # generator (and by the SHA-256 split rule its first draw passed).
   record = synthetic.ArithmeticTasks(10, seed=0, max_ops=4, max_digits=3)[0]
   assert record == {
-      "question": "Mia has 8 stones. She splits her stones into 4 equal "
-                  "groups and keeps one group. How many stones does Mia "
-                  "have now?",
-      "answer": "2",  # 8 / 4 = 2
-      "solution": "8 / 4 = 2.\nThe answer is \\boxed{2}.",
+      "question": "Ben has 393 coins. He buys 182 more coins. He gives 81"
+                  " coins to Max. He gives 128 coins to Lily. How many coins"
+                  " does Ben have now?",
+      "answer": "366",  # 393 + 182 − 81 − 128
+      "solution": "393 + 182 = 575.\n575 - 81 = 494.\n494 - 128 = 366.\n"
+                  "The answer is \\boxed{366}.",
       "source": "synthetic_arithmetic",
-      "id": "arith-0-0",
-      "difficulty": 1,
-      "digits": 1,
+      "id": "arith-0-train-0",
+      "difficulty": 3,
+      "digits": 3,
   }
+
+
+def test_synthetic_splits_are_disjoint_even_where_the_space_is_small():
+  # One-digit amounts, one operation: a few thousand distinct questions, so
+  # independent draws would share many; the SHA-256 split rule shares none.
+  kw = dict(min_ops=1, max_ops=1, min_digits=1, max_digits=1)
+  train = synthetic.ArithmeticTasks(20_000, seed=0, **kw)
+  seen = {train[i]["question"] for i in range(20_000)}
+  for split in ("validation", "test"):
+    held = synthetic.ArithmeticTasks(200, seed=0, split=split, **kw)
+    questions = {held[i]["question"] for i in range(200)}
+    assert not questions & seen
+    assert all(synthetic.split_of(q) == split for q in questions)
+  val = synthetic.ArithmeticTasks(200, seed=0, split="validation", **kw)
+  test = synthetic.ArithmeticTasks(200, seed=0, split="test", **kw)
+  assert not ({val[i]["question"] for i in range(200)}
+              & {test[i]["question"] for i in range(200)})
+  with pytest.raises(ValueError, match="split must be one of"):
+    synthetic.ArithmeticTasks(10, split="dev")
 
 
 def test_synthetic_deterministic_random_access():

@@ -61,6 +61,9 @@ def test_two_step_run_logs_every_required_metric(two_step_run):
     assert not missing, missing
   assert [r["step"] for r in rows if r["stage"] == "sft"] == [1, 2]
   assert any("eval_accuracy" in r for r in rows if r["stage"] == "rl")
+  # The SFT stop rule reads the validation split, not the eval set.
+  assert any("validation_accuracy" in r for r in rows if r["stage"] == "sft")
+  assert not any("eval_accuracy" in r for r in rows if r["stage"] == "sft")
   assert {"sft", "rl"} <= set(results)
   assert os.path.isfile(os.path.join(workdir, "config.json"))
   assert os.path.isfile(os.path.join(workdir, "summary.json"))

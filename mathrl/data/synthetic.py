@@ -5,7 +5,15 @@ person and one kind of object, changed by `num_ops` operations (add, take
 away, multiply, share out), with an integer gold answer and a worked solution
 (one equation per step, then `The answer is \\boxed{n}.`) for SFT warm-start.
 
-Item `i` is computed from `(seed, i)` alone, so the source has random access
+Splits are disjoint by construction: a question's split is fixed by the
+SHA-256 of its text (1/16 of all questions are "test", 1/16 "validation",
+the rest "train"), and item `i` of a split is the first problem drawn from
+`(seed, i, attempt)`, attempt = 0, 1, ..., whose text hashes into it. So no
+evaluation question appears verbatim in training, whatever the seeds (with
+one-digit amounts the whole question space has only ~10^5 members, and
+independent draws overlap heavily: 121 of 256 did).
+
+Item `i` is computed from `(seed, split, i)` alone, so the source has random access
 (grain indexes it) and is identical on every host and Python run. Difficulty
 grows with the number of operations and the number of digits of the starting
 and added amounts; both are drawn per item from the configured ranges and
@@ -19,6 +27,7 @@ tokenizer trained on these texts covers everything it will see.
 """
 
 import dataclasses
+import hashlib
 import random
 
 NAMES = (
@@ -36,6 +45,16 @@ SOURCE = "synthetic_arithmetic"
 # Multipliers stay in one digit so answers stay readable at every level.
 _MAX_FACTOR = 5
 
+# A question belongs to split SPLITS[b] for hash bucket b < 2, else "train".
+SPLITS = ("test", "validation", "train")
+_NUM_BUCKETS = 16
+
+
+def split_of(question: str) -> str:
+  """The split a question text belongs to (stable across runs and hosts)."""
+  bucket = hashlib.sha256(question.encode()).digest()[0] % _NUM_BUCKETS
+  return SPLITS[min(bucket, 2)]
+
 
 @dataclasses.dataclass(frozen=True)
 class ArithmeticTasks:
@@ -43,7 +62,8 @@ class ArithmeticTasks:
 
   Attributes:
     num_examples: number of items (`len`); any index below it is valid.
-    seed: base seed; item i depends only on (seed, i).
+    seed: base seed; item i depends only on (seed, split, i).
+    split: "train", "validation" or "test" (disjoint question sets).
     min_ops: fewest operations per problem (>= 1).
     max_ops: most operations per problem.
     min_digits: fewest digits of the starting and added amounts (>= 1).
@@ -52,6 +72,7 @@ class ArithmeticTasks:
 
   num_examples: int
   seed: int = 0
+  split: str = "train"
   min_ops: int = 1
   max_ops: int = 3
   min_digits: int = 1
@@ -60,6 +81,10 @@ class ArithmeticTasks:
   def __post_init__(self):
     if self.num_examples < 1:
       raise ValueError(f"num_examples must be >= 1, got {self.num_examples}")
+    if self.split not in SPLITS:
+      raise ValueError(
+          f"split must be one of {', '.join(SPLITS)}, got {self.split!r}"
+      )
     if not 1 <= self.min_ops <= self.max_ops:
       raise ValueError(
           f"need 1 <= min_ops <= max_ops, got {self.min_ops}, {self.max_ops}"
@@ -82,17 +107,27 @@ class ArithmeticTasks:
           f"index {index} out of range for {self.num_examples} examples"
       )
     # A string seed is hashed with sha512 by `random`: stable across runs,
-    # platforms and Python versions (unlike `hash()`).
-    rng = random.Random(f"mathrl-arithmetic/{self.seed}/{index}")
+    # platforms and Python versions (unlike `hash()`). Each attempt keeps
+    # the item's number of operations and digits; about 1 in 16 attempts
+    # lands in a held-out split, and every split is reachable at every
+    # difficulty (a few hundred questions each even at one op, one digit).
+    rng = random.Random(f"mathrl-arithmetic/{self.seed}/{self.split}/{index}")
     num_ops = rng.randint(self.min_ops, self.max_ops)
     digits = rng.randint(self.min_digits, self.max_digits)
-    question, solution, answer = make_problem(rng, num_ops, digits)
+    for attempt in range(100_000):
+      draw = random.Random(
+          f"mathrl-arithmetic/{self.seed}/{self.split}/{index}/{attempt}")
+      question, solution, answer = make_problem(draw, num_ops, digits)
+      if split_of(question) == self.split:
+        break
+    else:
+      raise RuntimeError(f"no {self.split} question found for item {index}")
     return {
         "question": question,
         "answer": str(answer),
         "solution": solution,
         "source": SOURCE,
-        "id": f"arith-{self.seed}-{index}",
+        "id": f"arith-{self.seed}-{self.split}-{index}",
         "difficulty": num_ops,
         "digits": digits,
     }
