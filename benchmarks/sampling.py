@@ -96,7 +96,45 @@ def cpu_comparison(args):
     results[name] = (n / tm, n / th)
     print(f"{name:8s} mathrl {n / tm:9.0f} tok/s   transformers"
           f" {n / th:9.0f} tok/s   ratio {th / tm:5.2f}x", flush=True)
+  floor = matmul_floor(model, args.rows, args.new, args.repeats)
+  print(f"matmul floor: {n / floor:9.0f} tok/s (the decode steps' matmuls"
+        f" alone); at most {n / floor / min(r[1] for r in results.values()):.2f}x"
+        " transformers on this machine", flush=True)
   return results
+
+
+def matmul_floor(model, rows, new, repeats):
+  """Seconds for `new` decode steps' worth of the model's matmuls alone.
+
+  Each step: per layer x·[Wq Wk Wv], attn·Wo, x·[Wgate Wup], h·Wdown on
+  [rows, D] activations, then the LM head, in one jitted while loop (no
+  attention, norms, cache or sampling). No sampler can decode faster on
+  this machine without fewer FLOPs or faster matmuls, so it bounds the
+  ratio to transformers from above.
+  """
+  cfg = model.config
+  d, f, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+  qkv = (cfg.num_heads + 2 * cfg.num_kv_heads) * cfg.head_dim
+  o = cfg.num_heads * cfg.head_dim
+  keys = iter(jax.random.split(jax.random.key(0), 4 * cfg.num_layers + 1))
+  normal = lambda shape: 0.02 * jax.random.normal(next(keys), shape)  # noqa: E731
+  weights = [(normal((d, qkv)), normal((o, d)), normal((d, 2 * f)),
+              normal((f, d))) for _ in range(cfg.num_layers)]
+  head = normal((d, v))
+
+  @jax.jit
+  def steps(x_BD):
+    def body(i, x_BD):
+      for w_qkv, w_o, w_gu, w_down in weights:
+        x_BD = x_BD + (x_BD @ w_qkv)[:, :o] @ w_o
+        gu = x_BD @ w_gu
+        x_BD = x_BD + (gu[:, :f] * gu[:, f:]) @ w_down
+      return x_BD + 1e-3 * (x_BD @ head)[:, :1]
+    return jax.lax.fori_loop(0, new, body, x_BD)
+
+  x = jnp.ones((rows, d))
+  jax.block_until_ready(steps(x))
+  return _median_time(lambda: jax.block_until_ready(steps(x)), repeats)
 
 
 def gpu_roofline(args):
