@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mathrl.losses.siren import top_p_entropy
+
 
 def token_logprobs_and_entropy(
     logits_BTV: jax.Array, tokens_BT: jax.Array
@@ -45,7 +47,8 @@ def completion_logprobs(
     prompt_mask_BL: jax.Array,
     completion_tokens_BT: jax.Array,
     completion_mask_BT: jax.Array,
-) -> tuple[jax.Array, jax.Array]:
+    nucleus_top_p: float | None = None,
+) -> tuple[jax.Array, ...]:
   """log π_θ(y_t | x, y_<t) and H(π_θ(· | x, y_<t)) for every completion token.
 
   Args:
@@ -55,9 +58,12 @@ def completion_logprobs(
     prompt_mask_BL: 1 on real prompt tokens.
     completion_tokens_BT: right-padded completion ids.
     completion_mask_BT: 1 on completion tokens up to and including the stop.
+    nucleus_top_p: also return SIREN's nucleus entropy H^p at this p
+      (`losses.top_p_entropy`, with gradient).
 
   Returns:
-    (logp_BT, entropy_BT) float32, zero where completion_mask_BT is 0.
+    (logp_BT, entropy_BT), or (logp_BT, entropy_BT, nucleus_entropy_BT)
+    with `nucleus_top_p`; float32, zero where completion_mask_BT is 0.
   """
   model = nnx.merge(graphdef, params)
   prompt_len = prompt_tokens_BL.shape[1]
@@ -72,7 +78,11 @@ def completion_logprobs(
       logits_BTV, completion_tokens_BT
   )
   valid_BT = completion_mask_BT > 0
-  return (
+  out = (
       jnp.where(valid_BT, logp_BT, 0.0),
       jnp.where(valid_BT, entropy_BT, 0.0),
   )
+  if nucleus_top_p is None:
+    return out
+  nucleus_BT = top_p_entropy(logits_BTV, nucleus_top_p)
+  return out + (jnp.where(valid_BT, nucleus_BT, 0.0),)

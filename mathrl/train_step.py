@@ -31,6 +31,7 @@ from flax import nnx
 from flax import struct
 
 from mathrl import logprobs as logprobs_lib
+from mathrl.losses.siren import selected_entropy
 from mathrl import sharding
 from mathrl.advantages import base as adv_base
 
@@ -53,6 +54,8 @@ class TrainState:
   """int32 scalar: updates skipped so far because of non-finite values."""
   consecutive_skipped: jax.Array
   """int32 scalar: non-finite updates in a row (0 after a good update)."""
+  entropy_anchor: jax.Array
+  """float32 scalar: SIREN's H0, NaN until its first step sets it."""
 
 
 @struct.dataclass
@@ -102,6 +105,7 @@ def init_train_state(
       rng=rng,
       num_skipped=jnp.zeros((), jnp.int32),
       consecutive_skipped=jnp.zeros((), jnp.int32),
+      entropy_anchor=jnp.full((), jnp.nan, jnp.float32),
   )
 
 
@@ -131,7 +135,7 @@ def state_shardings(
       step=replicated, params=params, opt_state=opt_state,
       adv_state=jax.tree.map(lambda _: replicated, state.adv_state),
       rng=replicated, num_skipped=replicated,
-      consecutive_skipped=replicated,
+      consecutive_skipped=replicated, entropy_anchor=replicated,
   )
 
 
@@ -245,15 +249,31 @@ def make_train_step(
     )
   if use_kl and kl_estimator is None:
     raise ValueError("kl_coef > 0 needs a kl_estimator (e.g. losses.kl_k3)")
+  # SIREN: the train step supplies the nucleus entropies of the current
+  # logits and the anchor H0 (set from the first step's rollout batch, then
+  # held in TrainState), and adds c·(H_sel − H0)² to the aggregated loss
+  # itself, so the penalty is exact under every aggregation; the loss runs
+  # with coef 0.
+  siren_hp = None
+  if getattr(policy_loss, "name", None) == "siren":
+    siren_hp = dict(policy_loss.hparams)
+    policy_loss = dataclasses.replace(policy_loss, hparams=tuple(sorted(
+        dict(siren_hp, coef=0.0).items())))
 
-  def row_logprobs(params, rows):
+  def row_logprobs(params, rows, nucleus=False):
     return logprobs_lib.completion_logprobs(
         graphdef, params, rows["prompt_tokens_BL"], rows["prompt_mask_BL"],
         rows["completion_tokens_BT"], rows["completion_mask_BT"],
+        nucleus_top_p=siren_hp["top_p"] if nucleus else None,
     )
 
-  def micro_loss(params, rows, counts, rng):
-    logp_BT, entropy_BT = row_logprobs(params, rows)
+  def micro_loss(params, rows, counts, rng, anchor):
+    siren_extras = {}
+    if siren_hp:
+      logp_BT, entropy_BT, nucleus_BT = row_logprobs(params, rows, True)
+      siren_extras = dict(entropy_nucleus=nucleus_BT, entropy_anchor=anchor)
+    else:
+      logp_BT, entropy_BT = row_logprobs(params, rows)
     if recompute_old_logp:
       old_logp_BT, old_entropy_BT = rows["old_logp_BT"], rows["old_entropy_BT"]
     else:
@@ -266,12 +286,24 @@ def make_train_step(
         logp=logp_BT, old_logp=old_logp_BT,
         advantages=rows["advantages"], mask=mask_BT,
         entropy=old_entropy_BT, rng=rng, lengths=rows["lengths_B"],
-        rewards=rows["rewards_B"],
+        rewards=rows["rewards_B"], **siren_extras,
         **{k[len(_EXTRA):]: v for k, v in rows.items()
            if k.startswith(_EXTRA)},
     )
     loss = agg(pg_BT)
     metrics = {"pg_loss": loss}
+    if siren_hp:
+      # H_sel of this micro-batch, weighted by its share of the minibatch's
+      # sequences (the authors' per-micro-batch penalty, averaged).
+      h_sel = selected_entropy(
+          siren_extras["entropy_nucleus"], mask_BT,
+          siren_hp["entropy_top_fraction"])
+      rows_share = jnp.sum(jnp.any(mask_BT > 0, axis=-1)) / jnp.maximum(
+          counts["num_sequences"], 1.0)
+      penalty = siren_hp["coef"] * jnp.square(h_sel - anchor)
+      loss = loss + rows_share * penalty
+      siren_metrics = dict(entropy_selected=rows_share * h_sel,
+                           entropy_penalty=rows_share * penalty)
     if use_kl:
       kl = agg(kl_estimator(logp_BT, rows["ref_logp_BT"]))
       loss = loss + kl_coef * kl
@@ -283,11 +315,13 @@ def make_train_step(
     # Per-micro metric means are weighted by this micro's token share.
     share = jnp.sum(mask_BT) / jnp.maximum(counts["num_tokens"], 1.0)
     metrics.update({k: v * share for k, v in pg_metrics.items()})
+    if siren_hp:
+      metrics.update(siren_metrics)
     return loss, metrics
 
   grad_fn = jax.grad(micro_loss, has_aux=True)
 
-  def minibatch_update(carry, mb):
+  def minibatch_update(carry, mb, anchor):
     params, opt_state, num_skipped, consecutive, rng = carry
     rng, mb_rng = jax.random.split(rng)
     mask_BT = mb["completion_mask_BT"]
@@ -302,12 +336,13 @@ def make_train_step(
     def accumulate(acc, inputs):
       rows, i = inputs
       grads, metrics = grad_fn(
-          params, rows, counts, jax.random.fold_in(mb_rng, i)
+          params, rows, counts, jax.random.fold_in(mb_rng, i), anchor
       )
       return jax.tree.map(jnp.add, acc, (grads, metrics)), None
 
     zeros = jax.eval_shape(
-        grad_fn, params, jax.tree.map(lambda x: x[0], micro), counts, mb_rng
+        grad_fn, params, jax.tree.map(lambda x: x[0], micro), counts, mb_rng,
+        anchor,
     )
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
     (grads, metrics), _ = jax.lax.scan(
@@ -393,6 +428,16 @@ def make_train_step(
           row_logprobs(ref_params, rows)[0]
       )
 
+    anchor = state.entropy_anchor
+    if siren_hp:
+      def first_anchor():
+        nucleus_BT = jax.lax.stop_gradient(
+            row_logprobs(state.params, rows, True)[2])
+        return selected_entropy(
+            nucleus_BT, mask_BT, siren_hp["entropy_top_fraction"])
+
+      anchor = jax.lax.cond(jnp.isnan(anchor), first_anchor, lambda: anchor)
+
     groups = _group_rows(rows, num_prompts, group_size)
 
     def epoch_minibatches(key):
@@ -417,7 +462,8 @@ def make_train_step(
         state.params, state.opt_state, state.num_skipped,
         state.consecutive_skipped, update_rng,
     )
-    carry, metrics_U = jax.lax.scan(minibatch_update, carry, batches)
+    carry, metrics_U = jax.lax.scan(
+        lambda c, mb: minibatch_update(c, mb, anchor), carry, batches)
     params, opt_state, num_skipped, consecutive, _ = carry
     metrics = {k: jnp.mean(v) for k, v in metrics_U.items()}
     adv_seq = advantages if advantages.ndim == 1 else jnp.sum(
@@ -431,10 +477,12 @@ def make_train_step(
         num_skipped=num_skipped,
         consecutive_skipped=consecutive,
     )
+    if siren_hp:
+      metrics["entropy_anchor"] = anchor
     new_state = state.replace(
         step=state.step + 1, params=params, opt_state=opt_state,
         adv_state=adv_state, num_skipped=num_skipped,
-        consecutive_skipped=consecutive,
+        consecutive_skipped=consecutive, entropy_anchor=anchor,
     )
     return new_state, metrics
 
