@@ -101,7 +101,18 @@ class Checkpointer:
         state=ocp.args.StandardRestore(abstract_state),
         metadata=ocp.args.JsonRestore(),
     )
-    restored = self._manager.restore(int(step), args=args)
+    try:
+      restored = self._manager.restore(int(step), args=args)
+    except ValueError as e:
+      first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+      raise ValueError(
+          f"checkpoint {step} in {self.directory} does not match the state"
+          " this run builds (another config: model shape, optimizer,"
+          " advantage or loss; or a checkpoint written by another mathrl"
+          f" version): {first} Resume with the config that wrote it (the"
+          " workdir's config.json), or start a fresh workdir; the"
+          " checkpoint is left as it is."
+      ) from e
     return restored.state, dict(restored.metadata or {})
 
   def wait(self):

@@ -79,6 +79,25 @@ _SAVER = textwrap.dedent("""
 """)
 
 
+def test_mismatched_state_error_says_what_to_do_and_keeps_the_checkpoint(
+    tmp_path):
+  ckpt = checkpoint.Checkpointer(str(tmp_path), async_save=False)
+  ckpt.save(1, _state(1))
+  # A newer state with one more field (as a TrainState gaining a field).
+  abstract = jax.eval_shape(lambda: dict(_state(0), anchor=jnp.zeros(())))
+  try:
+    ckpt.restore(abstract_state=abstract)
+  except ValueError as e:
+    message = str(e)
+  else:
+    raise AssertionError("restore into a mismatched state did not fail")
+  assert "does not match the state this run builds" in message
+  assert "config.json" in message and "fresh workdir" in message
+  # Nothing was lost: the old structure still restores.
+  state, _ = ckpt.restore(abstract_state=jax.eval_shape(lambda: _state(0)))
+  jax.tree.map(np.testing.assert_array_equal, state, _state(1))
+
+
 def test_kill_during_async_save_resumes_from_last_complete(tmp_path):
   """kill -9 while saves are in flight: only complete checkpoints are seen."""
   proc = subprocess.Popen(
