@@ -58,6 +58,9 @@ def main():
   p.add_argument("--prompts", type=int, default=8)
   p.add_argument("--G", type=int, default=8)
   p.add_argument("--max_new", type=int, default=32)
+  p.add_argument("--share_prompts", action=argparse.BooleanOptionalAction,
+                 default=True, help="run each group's prompt once in the"
+                 " update's forward passes (rl.share_prompts)")
   a = p.parse_args()
 
   random.seed(0)
@@ -93,6 +96,7 @@ def main():
       graphdef, optimizer, adv_tx, policy_loss=losses.ppo_clip(),
       aggregate=losses.token_mean, kl_estimator=losses.kl_k3, kl_coef=0.04,
       recompute_old_logp=False,  # one update per batch, as TRL's default
+      share_prompts=a.share_prompts,
   ), out_shardings=(state_sh, replicated), donate_argnums=0)
   state = train_step_lib.init_train_state(
       params, optimizer, adv_tx.init(jnp.zeros((a.prompts, a.G))),

@@ -5,6 +5,15 @@ completions right-padded, [B, T]; the sequence fed to the model is their
 concatenation [B, L + T] with the attention mask of both, so RoPE positions
 follow the real tokens. The logits at position L - 1 + t predict completion
 token t.
+
+With `group_size=G` the batch is P groups of G rows that share one prompt
+(row p·G + g is sample g of prompt p, as in a GRPO rollout). The prompt is
+then run once per group: its keys and values fill a KV cache that is
+repeated G times and the completions are run against it, so the dense
+layers see P·L + B·T tokens instead of B·(L + T) (2.1x fewer at L = 72,
+T = 48, G = 8). Prompt positions never attend to completions, so this is
+the same function of the parameters, gradients included (they sum over the
+group through the repeat).
 """
 
 from typing import Any
@@ -48,6 +57,7 @@ def completion_logprobs(
     completion_tokens_BT: jax.Array,
     completion_mask_BT: jax.Array,
     nucleus_top_p: float | None = None,
+    group_size: int = 1,
 ) -> tuple[jax.Array, ...]:
   """log π_θ(y_t | x, y_<t) and H(π_θ(· | x, y_<t)) for every completion token.
 
@@ -60,20 +70,29 @@ def completion_logprobs(
     completion_mask_BT: 1 on completion tokens up to and including the stop.
     nucleus_top_p: also return SIREN's nucleus entropy H^p at this p
       (`losses.top_p_entropy`, with gradient).
+    group_size: G > 1 runs each group's shared prompt once (see the module
+      docstring); rows p·G .. p·G + G - 1 must hold the same prompt.
 
   Returns:
     (logp_BT, entropy_BT), or (logp_BT, entropy_BT, nucleus_entropy_BT)
     with `nucleus_top_p`; float32, zero where completion_mask_BT is 0.
   """
   model = nnx.merge(graphdef, params)
-  prompt_len = prompt_tokens_BL.shape[1]
-  tokens_BS = jnp.concatenate([prompt_tokens_BL, completion_tokens_BT], axis=1)
-  mask_BS = jnp.concatenate(
-      [prompt_mask_BL, completion_mask_BT], axis=1
-  ).astype(jnp.int32)
-  # The last completion token predicts nothing we score: drop it from input.
-  logits_BSV = model(tokens_BS[:, :-1], attention_mask_BS=mask_BS[:, :-1])
-  logits_BTV = logits_BSV[:, prompt_len - 1 :]
+  if group_size > 1:
+    logits_BTV = _shared_prompt_logits(
+        model, prompt_tokens_BL, prompt_mask_BL, completion_tokens_BT,
+        completion_mask_BT, group_size)
+  else:
+    prompt_len = prompt_tokens_BL.shape[1]
+    tokens_BS = jnp.concatenate(
+        [prompt_tokens_BL, completion_tokens_BT], axis=1)
+    mask_BS = jnp.concatenate(
+        [prompt_mask_BL, completion_mask_BT], axis=1
+    ).astype(jnp.int32)
+    # The last completion token predicts nothing we score: drop it from
+    # the input; the prompt's logits before position L - 1 are not needed.
+    logits_BTV = model(tokens_BS[:, :-1], attention_mask_BS=mask_BS[:, :-1],
+                       logits_start=prompt_len - 1)
   logp_BT, entropy_BT = token_logprobs_and_entropy(
       logits_BTV, completion_tokens_BT
   )
@@ -86,3 +105,39 @@ def completion_logprobs(
     return out
   nucleus_BT = top_p_entropy(logits_BTV, nucleus_top_p)
   return out + (jnp.where(valid_BT, nucleus_BT, 0.0),)
+
+
+def _shared_prompt_logits(
+    model, prompt_tokens_BL, prompt_mask_BL, completion_tokens_BT,
+    completion_mask_BT, group_size,
+):
+  """Next-token logits of every completion position, each prompt run once.
+
+  Prefill of the P distinct prompts into a KV cache of L + T - 1 slots
+  (logits of the last prompt position only), the cache repeated G times
+  along the batch, then the first T - 1 completion tokens of all B rows
+  decoded against it in one cached forward.
+  """
+  b, prompt_len = prompt_tokens_BL.shape
+  if b % group_size:
+    raise ValueError(
+        f"group_size={group_size} must divide the batch of {b} rows")
+  num_tokens = completion_tokens_BT.shape[1]
+  blocks = model.split_layers()
+  cache = model.init_cache(b // group_size, prompt_len + num_tokens - 1)
+  first_P1V, cache = model(
+      prompt_tokens_BL[::group_size],
+      attention_mask_BS=prompt_mask_BL[::group_size], cache=cache,
+      blocks=blocks, logits_start=prompt_len - 1)
+  repeat = lambda x: jnp.repeat(x, group_size, axis=0)
+  cache = cache.replace(
+      k=tuple(map(repeat, cache.k)), v=tuple(map(repeat, cache.v)),
+      mask_BM=repeat(cache.mask_BM),
+      next_position_B=repeat(cache.next_position_B))
+  if num_tokens == 1:
+    return repeat(first_P1V)
+  rest_BSV, _ = model(
+      completion_tokens_BT[:, :-1],
+      attention_mask_BS=completion_mask_BT[:, :-1], cache=cache,
+      blocks=blocks)
+  return jnp.concatenate([repeat(first_P1V), rest_BSV], axis=1)

@@ -179,6 +179,10 @@ def collect(
   valid_P = np.arange(len(full.rewards_B) // group_size) < min(kept, num_prompts)
   full = _take_groups(full, np.arange(num_prompts), group_size)
   valid_PG = np.repeat(valid_P[:num_prompts, None], group_size, axis=1)
+  # The train step may run each group's prompt once (rl.share_prompts).
+  prompts_PGL = full.prompt_tokens_BL.reshape(num_prompts, group_size, -1)
+  if not (prompts_PGL == prompts_PGL[:, :1]).all():
+    raise AssertionError("rows of a group hold different prompts")
   rewards = full.rewards_BK if multi_reward else full.rewards_B
   rewards_PG = rewards.reshape((num_prompts, group_size) + rewards.shape[1:])
   rollout = train_step.Rollout(

@@ -21,6 +21,7 @@ Inside one call:
 """
 
 import dataclasses
+import functools
 import inspect
 from typing import Any, Callable, Optional
 
@@ -202,6 +203,7 @@ def make_train_step(
     num_microbatches: int = 1,
     recompute_old_logp: bool = True,
     loss_sample_mask: Optional[Callable[..., jax.Array]] = None,
+    share_prompts: bool = False,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """Builds `train_step(state, rollout, ref_params) -> (state, metrics)`.
 
@@ -235,6 +237,10 @@ def make_train_step(
       has seen every valid sample: a 0 drops the sample from the loss and
       from every normaliser (MC-GRPO's pivot:
       `advantages.mc_grpo_keep_mask`).
+    share_prompts: run each group's prompt once in every forward pass
+      (`logprobs.completion_logprobs(group_size=G)`): the same log-probs
+      and gradients for about half the FLOPs of a GRPO batch; needs the
+      rollout's G rows of a group to hold the same prompt.
 
   Returns:
     The (un-jitted) train step function.
@@ -260,20 +266,22 @@ def make_train_step(
     policy_loss = dataclasses.replace(policy_loss, hparams=tuple(sorted(
         dict(siren_hp, coef=0.0).items())))
 
-  def row_logprobs(params, rows, nucleus=False):
+  def row_logprobs(params, rows, group_size, nucleus=False):
     return logprobs_lib.completion_logprobs(
         graphdef, params, rows["prompt_tokens_BL"], rows["prompt_mask_BL"],
         rows["completion_tokens_BT"], rows["completion_mask_BT"],
         nucleus_top_p=siren_hp["top_p"] if nucleus else None,
+        group_size=group_size if share_prompts else 1,
     )
 
-  def micro_loss(params, rows, counts, rng, anchor):
+  def micro_loss(params, rows, counts, rng, anchor, group_size):
     siren_extras = {}
     if siren_hp:
-      logp_BT, entropy_BT, nucleus_BT = row_logprobs(params, rows, True)
+      logp_BT, entropy_BT, nucleus_BT = row_logprobs(
+          params, rows, group_size, True)
       siren_extras = dict(entropy_nucleus=nucleus_BT, entropy_anchor=anchor)
     else:
-      logp_BT, entropy_BT = row_logprobs(params, rows)
+      logp_BT, entropy_BT = row_logprobs(params, rows, group_size)
     if recompute_old_logp:
       old_logp_BT, old_entropy_BT = rows["old_logp_BT"], rows["old_entropy_BT"]
     else:
@@ -319,9 +327,9 @@ def make_train_step(
       metrics.update(siren_metrics)
     return loss, metrics
 
-  grad_fn = jax.grad(micro_loss, has_aux=True)
-
-  def minibatch_update(carry, mb, anchor):
+  def minibatch_update(carry, mb, anchor, group_size):
+    grad_fn = jax.grad(
+        functools.partial(micro_loss, group_size=group_size), has_aux=True)
     params, opt_state, num_skipped, consecutive, rng = carry
     rng, mb_rng = jax.random.split(rng)
     mask_BT = mb["completion_mask_BT"]
@@ -394,7 +402,7 @@ def make_train_step(
     policy_extras = {}
     if recompute_old_logp:
       old_logp_BT, old_entropy_BT = jax.lax.stop_gradient(
-          row_logprobs(state.params, rows)
+          row_logprobs(state.params, rows, group_size)
       )
       rows.update(old_logp_BT=old_logp_BT, old_entropy_BT=old_entropy_BT)
       policy_extras["entropy"] = (
@@ -425,14 +433,14 @@ def make_train_step(
       if ref_params is None:
         raise ValueError("kl_coef > 0: pass the reference policy's params")
       rows["ref_logp_BT"] = jax.lax.stop_gradient(
-          row_logprobs(ref_params, rows)[0]
+          row_logprobs(ref_params, rows, group_size)[0]
       )
 
     anchor = state.entropy_anchor
     if siren_hp:
       def first_anchor():
         nucleus_BT = jax.lax.stop_gradient(
-            row_logprobs(state.params, rows, True)[2])
+            row_logprobs(state.params, rows, group_size, True)[2])
         return selected_entropy(
             nucleus_BT, mask_BT, siren_hp["entropy_top_fraction"])
 
@@ -463,7 +471,8 @@ def make_train_step(
         state.consecutive_skipped, update_rng,
     )
     carry, metrics_U = jax.lax.scan(
-        lambda c, mb: minibatch_update(c, mb, anchor), carry, batches)
+        lambda c, mb: minibatch_update(c, mb, anchor, group_size), carry,
+        batches)
     params, opt_state, num_skipped, consecutive, _ = carry
     metrics = {k: jnp.mean(v) for k, v in metrics_U.items()}
     adv_seq = advantages if advantages.ndim == 1 else jnp.sum(

@@ -277,6 +277,7 @@ class RLSetup:
         num_microbatches=c.rl.num_microbatches,
         recompute_old_logp=c.rl.recompute_old_logp,
         loss_sample_mask=builders.make_loss_sample_mask(c),
+        share_prompts=c.rl.share_prompts,
     ), out_shardings=(self.state_sh, self.run.replicated), donate_argnums=0)
 
 

@@ -83,6 +83,47 @@ def test_completion_logprobs_match_full_forward(policy):
         assert logp_BT[b, t] == 0 and ent_BT[b, t] == 0
 
 
+def _shared_prompt_rollout():
+  """_rollout with one prompt per group (as a GRPO rollout has)."""
+  r = _rollout()
+  return r.replace(
+      prompt_tokens_BL=jnp.repeat(r.prompt_tokens_BL[::G], G, axis=0),
+      prompt_mask_BL=jnp.repeat(r.prompt_mask_BL[::G], G, axis=0))
+
+
+def test_shared_prompt_logprobs_and_gradients_equal_full_forward(policy):
+  graphdef, params = policy
+  r = _shared_prompt_rollout()
+  weights_BT = jax.random.normal(jax.random.PRNGKey(3), (P * G, T))
+
+  def objective(params, group_size):
+    logp_BT, ent_BT = logprobs.completion_logprobs(
+        graphdef, params, r.prompt_tokens_BL, r.prompt_mask_BL,
+        r.completion_tokens_BT, r.completion_mask_BT, group_size=group_size)
+    return jnp.sum(weights_BT * logp_BT + ent_BT), (logp_BT, ent_BT)
+
+  run = jax.jit(jax.value_and_grad(objective, has_aux=True),
+                static_argnums=1)
+  (_, (logp, ent)), grads = run(params, 1)
+  (_, (logp_s, ent_s)), grads_s = run(params, G)
+  np.testing.assert_allclose(logp_s, logp, atol=1e-5)
+  np.testing.assert_allclose(ent_s, ent, atol=1e-5)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, atol=1e-5),
+               grads_s, grads)
+  assert max(jax.tree.leaves(jax.tree.map(
+      lambda g: jnp.max(jnp.abs(g)), grads))) > 1e-3
+
+
+def test_share_prompts_train_step_equals_unshared(policy):
+  full, state = _make(policy, num_microbatches=2)
+  shared, _ = _make(policy, num_microbatches=2, share_prompts=True)
+  s_full, m_full = full(state, _shared_prompt_rollout(), None)
+  s_shared, m_shared = shared(state, _shared_prompt_rollout(), None)
+  np.testing.assert_allclose(m_shared["loss"], m_full["loss"], atol=1e-6)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, atol=1e-6),
+               s_shared.params, s_full.params)
+
+
 @pytest.mark.parametrize("aggregate", [losses.token_mean,
                                        losses.seq_mean_token_mean])
 def test_microbatched_equals_full_batch(policy, aggregate):

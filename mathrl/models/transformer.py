@@ -226,6 +226,7 @@ class Transformer(nnx.Module):
       positions_BS: jax.Array | None = None,
       cache: KVCache | None = None,
       blocks: tuple[Block, ...] | None = None,
+      logits_start: int = 0,
   ):
     """logits = RMSNorm(blocksᴸ(embed(tokens)))·Wᵥ; arXiv:1706.03762.
 
@@ -243,10 +244,13 @@ class Transformer(nnx.Module):
       blocks: with a cache, the per-layer blocks from `split_layers()` to
         use instead of slicing the stacked parameters here (a decode loop
         splits once, outside the loop).
+      logits_start: compute logits only for positions logits_start..S-1
+        (static): scoring completions needs none of the prompt's, and for
+        a 150k-token vocabulary they cost as much as a layer each.
 
     Returns:
-      logits_BSV float32 [B, S, V] without a cache; (logits_BSV, cache)
-      with one.
+      logits_BSV float32 [B, S - logits_start, V] without a cache;
+      (logits_BSV, cache) with one.
     """
     b, s = tokens_BS.shape
     if attention_mask_BS is None:
@@ -292,7 +296,7 @@ class Transformer(nnx.Module):
                               (cache.k[i], cache.v[i]), index)
         new_k.append(k)
         new_v.append(v)
-    x_BSD = self.final_norm(x_BSD)
+    x_BSD = self.final_norm(x_BSD[:, logits_start:])
     if self.lm_head is None:
       logits_BSV = jnp.einsum("BSD,VD->BSV", x_BSD, self.embed[...],
                               preferred_element_type=jnp.float32)
