@@ -13,7 +13,7 @@ accuracy per difficulty (number of operations) after SFT and after RL.
 Measured on the 2-core CPU (experiments/2026-11-23_default_job): RL raises
 held-out greedy accuracy by +10.1, +6.6 and +10.1 points for seeds 0, 1, 2
 (46.1 -> 56.2%, 52.0 -> 58.6%, 52.0 -> 62.1%; mean +8.9, each positive) in
-8.4 minutes (seeds 0 and 1; seed 2 needs 550 SFT steps, about 9); the
+8.4-9.75 minutes (seed 2 needs 550 SFT steps); the
 10-point mean target is not met yet.
 """
 
