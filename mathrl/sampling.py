@@ -267,12 +267,13 @@ def _generate(graphdef, params, prompt_tokens_BL, prompt_mask_BL, rng, *,
   cache = model.init_cache(b, l + t)
   # Per-layer weights sliced once, outside the decode loop.
   blocks = model.split_layers()
-  logits_BLV, cache = model(prompt_tokens_BL, attention_mask_BS=prompt_mask_BL,
-                            cache=cache, blocks=blocks)
+  # Only the last prompt position's logits are needed (the first token's).
+  logits_B1V, cache = model(prompt_tokens_BL, attention_mask_BS=prompt_mask_BL,
+                            cache=cache, blocks=blocks, logits_start=l - 1)
   eos_E = jnp.asarray(eos_ids, jnp.int32)
   state = SamplingState(
       step=jnp.zeros((), jnp.int32),
-      logits_BV=logits_BLV[:, -1].astype(jnp.float32),
+      logits_BV=logits_B1V[:, 0].astype(jnp.float32),
       cache=cache,
       done_B=jnp.zeros((b,), bool),
       tokens_BT=jnp.full((b, t), pad_id, jnp.int32),

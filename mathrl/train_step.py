@@ -266,22 +266,22 @@ def make_train_step(
     policy_loss = dataclasses.replace(policy_loss, hparams=tuple(sorted(
         dict(siren_hp, coef=0.0).items())))
 
-  def row_logprobs(params, rows, group_size, nucleus=False):
+  def row_logprobs(params, rows, prompt_group, nucleus=False):
     return logprobs_lib.completion_logprobs(
         graphdef, params, rows["prompt_tokens_BL"], rows["prompt_mask_BL"],
         rows["completion_tokens_BT"], rows["completion_mask_BT"],
         nucleus_top_p=siren_hp["top_p"] if nucleus else None,
-        group_size=group_size if share_prompts else 1,
+        group_size=prompt_group,
     )
 
-  def micro_loss(params, rows, counts, rng, anchor, group_size):
+  def micro_loss(params, rows, counts, rng, anchor, prompt_group):
     siren_extras = {}
     if siren_hp:
       logp_BT, entropy_BT, nucleus_BT = row_logprobs(
-          params, rows, group_size, True)
+          params, rows, prompt_group, True)
       siren_extras = dict(entropy_nucleus=nucleus_BT, entropy_anchor=anchor)
     else:
-      logp_BT, entropy_BT = row_logprobs(params, rows, group_size)
+      logp_BT, entropy_BT = row_logprobs(params, rows, prompt_group)
     if recompute_old_logp:
       old_logp_BT, old_entropy_BT = rows["old_logp_BT"], rows["old_entropy_BT"]
     else:
@@ -327,9 +327,9 @@ def make_train_step(
       metrics.update(siren_metrics)
     return loss, metrics
 
-  def minibatch_update(carry, mb, anchor, group_size):
+  def minibatch_update(carry, mb, anchor, prompt_group):
     grad_fn = jax.grad(
-        functools.partial(micro_loss, group_size=group_size), has_aux=True)
+        functools.partial(micro_loss, prompt_group=prompt_group), has_aux=True)
     params, opt_state, num_skipped, consecutive, rng = carry
     rng, mb_rng = jax.random.split(rng)
     mask_BT = mb["completion_mask_BT"]
@@ -377,6 +377,8 @@ def make_train_step(
           f"num_microbatches={num_microbatches} must divide the"
           f" {num_prompts // num_minibatches} prompts of a minibatch"
       )
+    # Rows sharing one prompt, run once per forward pass (1 = no sharing).
+    prompt_group = group_size if share_prompts else 1
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     perm_rng, update_rng = jax.random.split(rng)
     valid_PG = rollout.valid_PG.astype(jnp.float32)
@@ -402,7 +404,7 @@ def make_train_step(
     policy_extras = {}
     if recompute_old_logp:
       old_logp_BT, old_entropy_BT = jax.lax.stop_gradient(
-          row_logprobs(state.params, rows, group_size)
+          row_logprobs(state.params, rows, prompt_group)
       )
       rows.update(old_logp_BT=old_logp_BT, old_entropy_BT=old_entropy_BT)
       policy_extras["entropy"] = (
@@ -433,14 +435,14 @@ def make_train_step(
       if ref_params is None:
         raise ValueError("kl_coef > 0: pass the reference policy's params")
       rows["ref_logp_BT"] = jax.lax.stop_gradient(
-          row_logprobs(ref_params, rows, group_size)[0]
+          row_logprobs(ref_params, rows, prompt_group)[0]
       )
 
     anchor = state.entropy_anchor
     if siren_hp:
       def first_anchor():
         nucleus_BT = jax.lax.stop_gradient(
-            row_logprobs(state.params, rows, group_size, True)[2])
+            row_logprobs(state.params, rows, prompt_group, True)[2])
         return selected_entropy(
             nucleus_BT, mask_BT, siren_hp["entropy_top_fraction"])
 
@@ -471,7 +473,7 @@ def make_train_step(
         state.consecutive_skipped, update_rng,
     )
     carry, metrics_U = jax.lax.scan(
-        lambda c, mb: minibatch_update(c, mb, anchor, group_size), carry,
+        lambda c, mb: minibatch_update(c, mb, anchor, prompt_group), carry,
         batches)
     params, opt_state, num_skipped, consecutive, _ = carry
     metrics = {k: jnp.mean(v) for k, v in metrics_U.items()}
