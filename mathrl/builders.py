@@ -88,6 +88,41 @@ def make_train_source(config: mlc.ConfigDict, workdir: str):
                  role="train")
 
 
+def check_rl_source(config: mlc.ConfigDict) -> None:
+  """Fails with the field's name when `data.synthetic.rl_min_ops` is unusable."""
+  s = config.data.synthetic
+  if not s.rl_min_ops:
+    return
+  if config.data.train != "synthetic":
+    raise ValueError(
+        "data.synthetic.rl_min_ops applies to the synthetic task only; set"
+        f" it to 0 for data.train={config.data.train!r}"
+    )
+  if not s.min_ops <= s.rl_min_ops <= s.max_ops:
+    raise ValueError(
+        f"data.synthetic.rl_min_ops={s.rl_min_ops} must lie in"
+        f" [min_ops, max_ops] = [{s.min_ops}, {s.max_ops}] (or be 0)"
+    )
+
+
+def make_rl_source(config: mlc.ConfigDict, workdir: str):
+  """The RL stage's prompts: the training source, or its harder levels.
+
+  With the synthetic task and `data.synthetic.rl_min_ops` > 0, RL draws
+  problems with at least that many operations (still from the train split,
+  disjoint from validation and evaluation).
+  """
+  check_rl_source(config)
+  s = config.data.synthetic
+  if not s.rl_min_ops:
+    return make_train_source(config, workdir)
+  return synthetic.ArithmeticTasks(
+      num_examples=s.num_train, seed=config.seed, split="train",
+      min_ops=s.rl_min_ops, max_ops=s.max_ops,
+      min_digits=s.min_digits, max_digits=s.max_digits,
+  )
+
+
 def make_eval_source(config: mlc.ConfigDict, workdir: str):
   return _source(config, workdir, config.data.eval, config.data.eval_split,
                  role="test")

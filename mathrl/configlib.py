@@ -105,6 +105,11 @@ def base_config() -> mlc.ConfigDict:
   c.data.synthetic.num_validation = 256
   c.data.synthetic.min_ops = 1
   c.data.synthetic.max_ops = 3
+  # Fewest operations of the RL stage's prompts (0: min_ops). SFT, the
+  # tokenizer, validation and evaluation keep min_ops..max_ops; RL can skip
+  # the easy levels the SFT policy already solves (their groups all agree
+  # and carry no GRPO signal).
+  c.data.synthetic.rl_min_ops = 0
   c.data.synthetic.min_digits = 1
   c.data.synthetic.max_digits = 2
 

@@ -70,6 +70,7 @@ def validate(config: mlc.ConfigDict) -> None:
     )
   if config.sft.steps and not config.sft.eval_every:
     raise ValueError("sft.eval_every must be > 0 when sft.steps > 0")
+  builders.check_rl_source(config)
   builders.make_kl(config)
   builders.make_aggregation(config)
   builders.make_advantage(config)
@@ -103,6 +104,7 @@ class Run:
     os.makedirs(workdir, exist_ok=True)
     self.mesh = builders.make_mesh(config)
     self.train_source = builders.make_train_source(config, workdir)
+    self.rl_source = builders.make_rl_source(config, workdir)
     self.eval_source = builders.make_eval_source(config, workdir)
     self.validation_source = builders.make_validation_source(config, workdir)
     self.tokenizer = builders.make_tokenizer(config, workdir, self.train_source)
@@ -291,7 +293,7 @@ def run_rl(run: Run, params) -> dict[str, float]:
       max_to_keep=c.checkpoint.max_to_keep,
   )
   batches = pipeline.PromptIterator(
-      run.train_source, tokenizer=run.tokenizer, template=run.template,
+      run.rl_source, tokenizer=run.tokenizer, template=run.template,
       prompts_per_batch=rl.prompts_per_step, group_size=rl.num_generations,
       buckets=tuple(c.data.buckets), seed=c.seed,
   )

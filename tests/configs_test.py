@@ -10,6 +10,7 @@ from mathrl import builders
 from mathrl import configlib
 from mathrl import metrics
 from mathrl import trainer
+from mathrl.data import synthetic
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.py"))
@@ -103,3 +104,23 @@ def test_unknown_names_and_bad_combinations_fail_at_start():
   config.rl.ppo_epochs = 2
   with pytest.raises(ValueError, match="rl.recompute_old_logp"):
     trainer.validate(config)
+  config = load("default")
+  config.data.synthetic.rl_min_ops = 4
+  with pytest.raises(ValueError, match="rl_min_ops=4 must lie in"):
+    trainer.validate(config)
+  config = load("grpo_gsm8k")
+  config.data.synthetic.rl_min_ops = 2
+  with pytest.raises(ValueError, match="rl_min_ops applies to the synthetic"):
+    trainer.validate(config)
+
+
+def test_rl_source_keeps_the_harder_training_levels(tmp_path):
+  config = load("default")
+  config.data.synthetic.rl_min_ops = 2
+  source = builders.make_rl_source(config, str(tmp_path))
+  records = [source[i] for i in range(200)]
+  assert {r["difficulty"] for r in records} == {2, 3}
+  assert all(synthetic.split_of(r["question"]) == "train" for r in records)
+  config.data.synthetic.rl_min_ops = 0  # off: the SFT training source
+  assert builders.make_rl_source(config, str(tmp_path))[5] == (
+      builders.make_train_source(config, str(tmp_path))[5])
