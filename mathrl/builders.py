@@ -240,6 +240,18 @@ def make_sampling_method(config: mlc.ConfigDict, greedy: bool = False):
   return methods[s.method]()
 
 
+def train_temperature(config: mlc.ConfigDict) -> float:
+  """τ of the train step's log-probs: the rollout's sampling temperature."""
+  if config.sampling.method == "greedy":
+    return 1.0
+  if config.sampling.temperature <= 0:
+    raise ValueError(
+        f"sampling.temperature={config.sampling.temperature} must be > 0"
+        " (use sampling.method='greedy' for argmax decoding)"
+    )
+  return float(config.sampling.temperature)
+
+
 def make_advantage(config: mlc.ConfigDict) -> advantages.AdvantageTransform:
   factory = resolve(advantages, config.rl.advantage, "rl.advantage")
   try:

@@ -58,8 +58,13 @@ def completion_logprobs(
     completion_mask_BT: jax.Array,
     nucleus_top_p: float | None = None,
     group_size: int = 1,
+    temperature: float = 1.0,
 ) -> tuple[jax.Array, ...]:
   """log π_θ(y_t | x, y_<t) and H(π_θ(· | x, y_<t)) for every completion token.
+
+  π_θ(· | x, y_<t) = softmax(z_t / τ), z_t the model's logits and τ the
+  sampling temperature, so that the scored policy is the one that sampled
+  (as verl and TRL do).
 
   Args:
     graphdef: the policy's graph definition (`nnx.split(model)[0]`).
@@ -72,6 +77,7 @@ def completion_logprobs(
       (`losses.top_p_entropy`, with gradient).
     group_size: G > 1 runs each group's shared prompt once (see the module
       docstring); rows p·G .. p·G + G - 1 must hold the same prompt.
+    temperature: τ > 0 dividing the logits (1: the model's own policy).
 
   Returns:
     (logp_BT, entropy_BT), or (logp_BT, entropy_BT, nucleus_entropy_BT)
@@ -93,6 +99,10 @@ def completion_logprobs(
     # the input; the prompt's logits before position L - 1 are not needed.
     logits_BTV = model(tokens_BS[:, :-1], attention_mask_BS=mask_BS[:, :-1],
                        logits_start=prompt_len - 1)
+  if temperature <= 0:
+    raise ValueError(f"temperature must be > 0, got {temperature}")
+  if temperature != 1.0:
+    logits_BTV = logits_BTV.astype(jnp.float32) / temperature
   logp_BT, entropy_BT = token_logprobs_and_entropy(
       logits_BTV, completion_tokens_BT
   )

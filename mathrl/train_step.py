@@ -204,6 +204,7 @@ def make_train_step(
     recompute_old_logp: bool = True,
     loss_sample_mask: Optional[Callable[..., jax.Array]] = None,
     share_prompts: bool = False,
+    temperature: float = 1.0,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """Builds `train_step(state, rollout, ref_params) -> (state, metrics)`.
 
@@ -241,6 +242,9 @@ def make_train_step(
       (`logprobs.completion_logprobs(group_size=G)`): the same log-probs
       and gradients for about half the FLOPs of a GRPO batch; needs the
       rollout's G rows of a group to hold the same prompt.
+    temperature: the sampling temperature τ; every log-prob and entropy
+      (policy, behaviour and reference) is of softmax(logits / τ), the
+      distribution the rollout was sampled from.
 
   Returns:
     The (un-jitted) train step function.
@@ -271,7 +275,7 @@ def make_train_step(
         graphdef, params, rows["prompt_tokens_BL"], rows["prompt_mask_BL"],
         rows["completion_tokens_BT"], rows["completion_mask_BT"],
         nucleus_top_p=siren_hp["top_p"] if nucleus else None,
-        group_size=prompt_group,
+        group_size=prompt_group, temperature=temperature,
     )
 
   def micro_loss(params, rows, counts, rng, anchor, prompt_group):

@@ -71,6 +71,7 @@ def validate(config: mlc.ConfigDict) -> None:
   if config.sft.steps and not config.sft.eval_every:
     raise ValueError("sft.eval_every must be > 0 when sft.steps > 0")
   builders.check_rl_source(config)
+  builders.train_temperature(config)
   builders.make_kl(config)
   builders.make_aggregation(config)
   builders.make_advantage(config)
@@ -280,6 +281,7 @@ class RLSetup:
         recompute_old_logp=c.rl.recompute_old_logp,
         loss_sample_mask=builders.make_loss_sample_mask(c),
         share_prompts=c.rl.share_prompts,
+        temperature=builders.train_temperature(c),
     ), out_shardings=(self.state_sh, self.run.replicated), donate_argnums=0)
 
 

@@ -124,3 +124,15 @@ def test_rl_source_keeps_the_harder_training_levels(tmp_path):
   config.data.synthetic.rl_min_ops = 0  # off: the SFT training source
   assert builders.make_rl_source(config, str(tmp_path))[5] == (
       builders.make_train_source(config, str(tmp_path))[5])
+
+
+def test_train_step_scores_the_sampling_temperature():
+  config = load("default")
+  config.sampling.temperature = 0.7
+  assert builders.train_temperature(config) == 0.7
+  config.sampling.method = "greedy"
+  assert builders.train_temperature(config) == 1.0
+  config.sampling.method = "top_p"
+  config.sampling.temperature = 0.0
+  with pytest.raises(ValueError, match="sampling.temperature=0.0"):
+    trainer.validate(config)

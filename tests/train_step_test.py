@@ -60,17 +60,21 @@ def _make(policy, **kw):
 
 
 
-def test_completion_logprobs_match_full_forward(policy):
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_completion_logprobs_match_full_forward(policy, temperature):
   graphdef, params = policy
   r = _rollout()
-  logp_BT, ent_BT = jax.jit(logprobs.completion_logprobs, static_argnums=0)(
-      graphdef, params, r.prompt_tokens_BL, r.prompt_mask_BL,
-      r.completion_tokens_BT, r.completion_mask_BT)
+  logp_BT, ent_BT = jax.jit(
+      functools.partial(logprobs.completion_logprobs, temperature=temperature),
+      static_argnums=0)(
+          graphdef, params, r.prompt_tokens_BL, r.prompt_mask_BL,
+          r.completion_tokens_BT, r.completion_mask_BT)
   model = nnx.merge(graphdef, params)
   tokens = jnp.concatenate([r.prompt_tokens_BL, r.completion_tokens_BT], 1)
   mask = jnp.concatenate([r.prompt_mask_BL, r.completion_mask_BT], 1)
   logits = model(tokens, attention_mask_BS=mask)
-  logsm = jax.nn.log_softmax(logits, -1)
+  # The sampled policy: softmax(logits / τ).
+  logsm = jax.nn.log_softmax(logits / temperature, -1)
   for b in range(P * G):
     for t in range(T):
       if r.completion_mask_BT[b, t]:
