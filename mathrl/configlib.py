@@ -128,6 +128,8 @@ def base_config() -> mlc.ConfigDict:
   c.sampling = mlc.ConfigDict()
   # "greedy", "temperature", "top_k", "top_p" or "min_p".
   c.sampling.method = "temperature"
+  # Sampling temperature τ of the RL rollouts; the train step scores
+  # softmax(logits / τ), the policy that sampled (1.0 under "greedy").
   c.sampling.temperature = 1.0
   # top_k's k.
   c.sampling.top_k = 50
