@@ -105,22 +105,18 @@ def check_rl_source(config: mlc.ConfigDict) -> None:
     )
 
 
-def make_rl_source(config: mlc.ConfigDict, workdir: str):
-  """The RL stage's prompts: the training source, or its harder levels.
+def make_rl_source(config: mlc.ConfigDict, workdir: str, train_source):
+  """The RL stage's prompts: `train_source`, or its harder levels.
 
   With the synthetic task and `data.synthetic.rl_min_ops` > 0, RL draws
   problems with at least that many operations (still from the train split,
   disjoint from validation and evaluation).
   """
   check_rl_source(config)
-  s = config.data.synthetic
-  if not s.rl_min_ops:
-    return make_train_source(config, workdir)
-  return synthetic.ArithmeticTasks(
-      num_examples=s.num_train, seed=config.seed, split="train",
-      min_ops=s.rl_min_ops, max_ops=s.max_ops,
-      min_digits=s.min_digits, max_digits=s.max_digits,
-  )
+  if not config.data.synthetic.rl_min_ops:
+    return train_source
+  return _source(config, workdir, "synthetic", "", role="train",
+                 min_ops=config.data.synthetic.rl_min_ops)
 
 
 def make_eval_source(config: mlc.ConfigDict, workdir: str):
@@ -140,7 +136,7 @@ def make_validation_source(config: mlc.ConfigDict, workdir: str):
   return _source(config, workdir, "synthetic", "", role="validation")
 
 
-def _source(config, workdir, name, split, *, role):
+def _source(config, workdir, name, split, *, role, min_ops=None):
   if name == "synthetic":
     s = config.data.synthetic
     size = {"train": s.num_train, "test": s.num_eval,
@@ -148,7 +144,7 @@ def _source(config, workdir, name, split, *, role):
     return synthetic.ArithmeticTasks(
         num_examples=size,
         seed=config.seed + (0 if role == "train" else _EVAL_SEED_OFFSET),
-        split=role, min_ops=s.min_ops, max_ops=s.max_ops,
+        split=role, min_ops=min_ops or s.min_ops, max_ops=s.max_ops,
         min_digits=s.min_digits, max_digits=s.max_digits,
     )
   return tfds_builders.load(

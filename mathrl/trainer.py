@@ -105,7 +105,8 @@ class Run:
     os.makedirs(workdir, exist_ok=True)
     self.mesh = builders.make_mesh(config)
     self.train_source = builders.make_train_source(config, workdir)
-    self.rl_source = builders.make_rl_source(config, workdir)
+    self.rl_source = builders.make_rl_source(
+        config, workdir, self.train_source)
     self.eval_source = builders.make_eval_source(config, workdir)
     self.validation_source = builders.make_validation_source(config, workdir)
     self.tokenizer = builders.make_tokenizer(config, workdir, self.train_source)

@@ -117,13 +117,13 @@ def test_unknown_names_and_bad_combinations_fail_at_start():
 def test_rl_source_keeps_the_harder_training_levels(tmp_path):
   config = load("default")
   config.data.synthetic.rl_min_ops = 2
-  source = builders.make_rl_source(config, str(tmp_path))
+  train = builders.make_train_source(config, str(tmp_path))
+  source = builders.make_rl_source(config, str(tmp_path), train)
   records = [source[i] for i in range(200)]
   assert {r["difficulty"] for r in records} == {2, 3}
   assert all(synthetic.split_of(r["question"]) == "train" for r in records)
   config.data.synthetic.rl_min_ops = 0  # off: the SFT training source
-  assert builders.make_rl_source(config, str(tmp_path))[5] == (
-      builders.make_train_source(config, str(tmp_path))[5])
+  assert builders.make_rl_source(config, str(tmp_path), train) is train
 
 
 def test_train_step_scores_the_sampling_temperature():
