@@ -13,9 +13,11 @@ including the stop token, 0 after it; later positions hold `pad_id` and
 log-probability 0.
 
 `logprobs_BT` are log π(y_t | x, y_<t) of the sampled tokens under the
-policy itself — temperature 1, no truncation — whatever the sampling method:
-these are what PPO-style ratios compare against. `entropy_BT` (when asked
-for) is the entropy of that same untempered distribution.
+model itself — temperature 1, no truncation — whatever the sampling method;
+`entropy_BT` (when asked for) is the entropy of that same untempered
+distribution. The RL train step does not read them: it recomputes its
+log-probs at the sampling temperature (`train_step.make_train_step(
+temperature=τ)`), so compare these with a tempered policy only at τ = 1.
 
 Compilation: the jitted core is specialised on (model graph, B, L, T,
 method, eos_ids), so a run compiles once per prompt-length bucket; pass
