@@ -190,9 +190,10 @@ def test_parse_number(text, value, percent):
 
 
 def test_correctness_reward_values(verifier):
-  completions = [r"\boxed{4}", "#### 5", "I think 4", r"\boxed{\frac{8}{2}}"]
+  completions = [r"\boxed{4}", "#### 5", "I have no idea",
+                 r"\boxed{\frac{8}{2}}"]
   answers = ["4", "4", "4", "4"]
-  # "I think 4" has no answer marker and does not parse as an answer.
+  # "I have no idea" states no answer at all.
   np.testing.assert_array_equal(
       functions.correctness(completions, answers, verifier=verifier),
       np.array([1, 0, 0, 1], np.float32),

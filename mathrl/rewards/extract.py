@@ -69,6 +69,32 @@ def matching_braces(text: str) -> dict[int, int]:
   return pairs
 
 
+def _box_at(
+    text: str, start: int, pairs: dict[int, int] | None,
+    max_answer_chars: int,
+) -> tuple[str, int, dict[int, int] | None] | None:
+  """(content, end, pairs) of the box whose name ends at `start`, or None.
+
+  None for an unclosed or malformed box; `pairs` (the brace matching) is
+  computed on first need and handed back for reuse.
+  """
+  i = start
+  while i < len(text) and text[i] in " \t":
+    i += 1
+  if i < len(text) and text[i] == "{":
+    if pairs is None:
+      pairs = matching_braces(text)
+    close = pairs.get(i)
+    if close is None:
+      return None
+    return text[i + 1 : close], close + 1, pairs
+  if i > start:
+    match = re.match(r"[^\s$]+", text[i : i + max_answer_chars + 1])
+    if match is not None:
+      return match.group(0), i + match.end(), pairs
+  return None  # `\boxed\frac..` or `\boxed` at the very end: malformed
+
+
 def last_boxed(
     text: str, *, max_answer_chars: int = MAX_ANSWER_CHARS
 ) -> str | None:
@@ -85,33 +111,49 @@ def last_boxed(
   Returns:
     The stripped content, or None.
   """
-  starts = [m.end() for m in _BOX_RE.finditer(text)]
-  if not starts:
-    return None
   pairs = None
-  for start in reversed(starts):
-    i = start
-    while i < len(text) and text[i] in " \t":
-      i += 1
-    if i < len(text) and text[i] == "{":
-      if pairs is None:
-        pairs = matching_braces(text)
-      close = pairs.get(i)
-      if close is None:
-        continue
-      content = text[i + 1 : close]
-    elif i > start:
-      match = re.match(r"[^\s$]+", text[i : i + max_answer_chars + 1])
-      if match is None:
-        continue
-      content = match.group(0)
-    else:
-      continue  # `\boxed\frac..` or `\boxed` at the very end: malformed
+  for match in reversed(list(_BOX_RE.finditer(text))):
+    found = _box_at(text, match.end(), pairs, max_answer_chars)
+    if found is None:
+      continue
+    content, _, pairs = found
     content = content.strip()
     if not content or len(content) > max_answer_chars:
       return None
     return content
   return None
+
+
+def boxed_spans(
+    text: str, *, max_answer_chars: int = MAX_ANSWER_CHARS,
+    max_boxes: int = 64,
+) -> list[tuple[int, int, str]]:
+  """Every complete box in `text`: (start, end, stripped content), in order.
+
+  Unclosed boxes are skipped; empty and over-long ones are kept with
+  content "", so a caller still sees where they are. Only the last
+  `max_boxes` boxes are looked at (linear time).
+
+  Args:
+    text: the completion (or its tail).
+    max_answer_chars: contents longer than this come back as "".
+    max_boxes: keep at most this many (the last ones).
+
+  Returns:
+    [(start of `\\boxed`, index after its closing brace, content)].
+  """
+  spans = []
+  pairs = None
+  for match in list(_BOX_RE.finditer(text))[-max_boxes:]:
+    found = _box_at(text, match.end(), pairs, max_answer_chars)
+    if found is None:
+      continue
+    content, end, pairs = found
+    content = content.strip()
+    if len(content) > max_answer_chars:
+      content = ""
+    spans.append((match.start(), end, content))
+  return spans
 
 
 def gsm8k_answer(

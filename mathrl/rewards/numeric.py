@@ -2,7 +2,8 @@
 
 Most GSM8K-style answers are plain numbers; comparing them needs no worker.
 `parse_number` accepts an optional sign, digits with comma thousands
-separators (`1,234`, LaTeX `1{,}234`), leading zeros, a decimal part,
+separators (`1,234`, LaTeX `1{,}234`; a first group of 1-3 digits that
+does not start with 0), leading zeros, a decimal part,
 scientific `e` notation (`1.5e3`), currency (`$`, `\\$`), a trailing
 percent sign, a trailing `\\text{..}` unit or plain unit words
 (`5\\text{ cm}`, `18 dollars`), and a leading `x =`. Values are exact
@@ -21,9 +22,12 @@ from typing import NamedTuple
 # Larger decimal exponents are left to the worker (and its deadline).
 _MAX_SCI_EXPONENT = 400
 _NUMBER_RE = re.compile(
-    r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?(?:[eE][+-]?\d{1,4})?"
+    r"[+-]?(?:[1-9]\d{0,2}(?:,\d{3})+|\d+)(?:\.\d*)?(?:[eE][+-]?\d{1,4})?"
     r"|[+-]?\.\d+(?:[eE][+-]?\d{1,4})?"
 )
+# One comma that cannot separate thousands (`1,22`, `0,111`, `1000,99`).
+_DECIMAL_COMMA_RE = re.compile(r"[+-]?\d+,\d+")
+_THOUSANDS_RE = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+")
 _ASSIGNMENT_RE = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*")
 _TEXT_UNIT_RE = re.compile(
     r"\\(?:text|textbf|mbox|mathrm|rm)\s*\{\s*[A-Za-z][A-Za-z .]*\}\s*$"
@@ -87,6 +91,31 @@ def parse_number(answer: str) -> Number | None:
   ):
     return None
   return Number(fractions.Fraction(dec), percent)
+
+
+def decimal_comma(answer: str) -> fractions.Fraction | None:
+  """The value of `answer` read with a decimal comma, or None.
+
+  Only a single comma that no thousands reading explains counts: `1,22` is
+  1.22 and `0,111` is 0.111, but `1,222` (thousands) and `1, 22` (a list)
+  give None. The caller decides when this reading applies (mathrl uses it
+  only against a plain-number other side, since MATH writes lists of
+  roots as `-2,1`).
+
+  Args:
+    answer: an extracted answer.
+
+  Returns:
+    The exact value, or None.
+  """
+  if len(answer) > 100:
+    return None
+  text, percent = _strip_decorations(answer)
+  if percent or not _DECIMAL_COMMA_RE.fullmatch(text):
+    return None
+  if _THOUSANDS_RE.fullmatch(text):
+    return None
+  return fractions.Fraction(decimal.Decimal(text.replace(",", ".")))
 
 
 def _candidates(number: Number) -> tuple[fractions.Fraction, ...]:

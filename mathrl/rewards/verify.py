@@ -2,21 +2,27 @@
 
 The decision, cheapest step first (all but the last run in the caller's
 process, in microseconds, and never import sympy):
-  1. Answers: `extract_answer` on both sides (so a full worked solution can
-     serve as gold); a side with no answer marker is taken as a bare answer
-     if it is short (a prediction: one line of at most
-     `extract.MAX_PHRASE_ANSWER_CHARS`; a gold: `max_answer_chars`), else it
-     has no answer and the result is False.
+  1. Answers: `answers.pred_plan` / `answers.gold_plan` say where each
+     side's answer is (last box, a cue after it, `#### n`, "answer is",
+     a bare answer, or prose for math-verify to read; a gold may be a full
+     solution or hold several boxes). A gold with no answer is counted as
+     `gold_unextractable` and scores False; a completion with none too.
   2. Refusals (`guards.refusal_reason`): over-long, deeply nested, power
      towers, huge exponents or factorials, code-like text -> False.
-  3. Plain numbers (`numeric`): exact rational comparison -> True/False.
-     Near misses (within 1e-6) go on to math-verify for its rounding rules.
-  4. Identical after whitespace/`\\left`/`\\right`/`\\dfrac` normalisation
-     -> True.
-  5. math-verify in a worker process (`sympy_check.check`), with a hard
-     wall-clock deadline enforced by `pool.ProcessPool`: a worker that
-     misses it is killed and replaced, the answer is False, and the
+  3. When both sides are single LaTeX answers: plain numbers (`numeric`),
+     exact rational comparison -> True/False (near misses within 1e-6 go
+     on to math-verify for its rounding rules); a decimal comma (`1,22`)
+     against a plain number; identical text after whitespace/`\\left`/
+     `\\right`/`\\dfrac` normalisation -> True.
+  4. math-verify in a worker process (`sympy_check.check_plans`), with a
+     hard wall-clock deadline enforced by `pool.ProcessPool`: a worker
+     that misses it is killed and replaced, the answer is False, and the
      timeout is counted in `stats()`.
+
+`stats()` counts the step that decided each comparison ("fast_path",
+"decimal_comma", "same_text", "worker:<extraction step>", "timeout",
+"gold_unextractable", ...); docs/grading.md explains the choices and the
+known disagreements with other graders.
 
 So every call returns within about `timeout_s` (default 3 s) whatever the
 input, nothing a model wrote is ever `eval`-ed or `sympify`-ed, and log
@@ -32,6 +38,7 @@ import re
 import threading
 from typing import Any, Callable, Sequence
 
+from mathrl.rewards import answers
 from mathrl.rewards import extract
 from mathrl.rewards import guards
 from mathrl.rewards import numeric
@@ -40,6 +47,8 @@ from mathrl.rewards import ratelimit
 from mathrl.rewards import sympy_check
 
 DEFAULT_TIMEOUT_S = 3.0
+# Stats key of comparisons whose gold answer could not be extracted/parsed.
+GOLD_UNEXTRACTABLE = "gold_unextractable"
 # One worker per core, up to 8 (each holds sympy: ~150 MB).
 DEFAULT_NUM_WORKERS = max(1, min(8, os.cpu_count() or 1))
 
@@ -62,7 +71,8 @@ class MathVerifier:
       completion are searched for its answer.
     max_answer_chars: longer answers are refused (False).
     memory_limit_mb: address-space cap per worker.
-    check_fn: the function run in a worker, `check_fn(pred, gold) -> bool`;
+    check_fn: the function run in a worker, `check_fn(pred_plan,
+      gold_plan)` -> (verdict, step) or a bare verdict (`answers.Plan`s);
       must be importable by reference (tests pass a slowed-down one).
     log: where rate-limited warnings go.
   """
@@ -75,7 +85,7 @@ class MathVerifier:
       max_completion_chars: int = extract.MAX_COMPLETION_CHARS,
       max_answer_chars: int = extract.MAX_ANSWER_CHARS,
       memory_limit_mb: int = 4096,
-      check_fn: Callable[[str, str], bool] = sympy_check.check,
+      check_fn: Callable[..., Any] = sympy_check.check_plans,
       log: ratelimit.RateLimitedLog | None = None,
   ):
     if timeout_s <= 0:
@@ -125,44 +135,50 @@ class MathVerifier:
       return dict(self._stats)
 
   def answer_of(self, text: str, *, gold: bool = False) -> str | None:
-    """The final answer of a completion, or `text` itself if it is short.
+    """The text of the first answer form of `text`'s plan, or None.
+
+    For logs and audits: a prose form gives its whole stretch of text.
 
     Args:
       text: a completion or a bare answer.
-      gold: `text` is a reference answer (trusted data): a bare one may be
-        as long as `max_answer_chars` and span lines.
-
-    Returns:
-      `extract_answer(text)` if it finds one; else the stripped text when
-      it holds no (broken) box and is short: for a prediction one line of
-      at most `extract.MAX_PHRASE_ANSWER_CHARS` (longer unmarked text is
-      prose, not an answer, and not worth a worker call); else None.
+      gold: read `text` as a gold answer (`answers.gold_plan`).
     """
-    answer = extract.extract_answer(
+    plan = self.plan(text, gold=gold)
+    return ", ".join(plan.forms[0].parts) if plan.forms else None
+
+  def plan(self, text: str, *, gold: bool = False) -> answers.Plan:
+    """`answers.pred_plan(text)` or `answers.gold_plan(text)`."""
+    if gold:
+      return answers.gold_plan(text, max_answer_chars=self.max_answer_chars)
+    return answers.pred_plan(
         text,
         max_completion_chars=self.max_completion_chars,
         max_answer_chars=self.max_answer_chars,
     )
-    if answer is not None:
-      return answer
-    cap = self.max_answer_chars
-    if not gold:
-      cap = min(cap, extract.MAX_PHRASE_ANSWER_CHARS)
-    if len(text) > 4 * cap or "\\boxed" in text or "\\fbox" in text:
-      return None  # prose, or a box cut short: no stated answer
-    bare = extract.strip_answer(text)
-    if not bare or len(bare) > cap or (not gold and "\n" in bare):
-      return None
-    return bare
+
+  def _refused(self, plan: answers.Plan, side: str) -> bool:
+    forms = plan.forms + ((plan.alternative,) if plan.alternative else ())
+    for form in forms:
+      cap = self.max_answer_chars
+      if form.kind == answers.PROSE:
+        cap = max(cap, answers.MAX_PROSE_CHARS)
+      for part in form.parts:
+        reason = guards.refusal_reason(part, max_answer_chars=cap)
+        if reason is not None:
+          self._log.warning(
+              "refused", f"math_equal: refused {side} ({reason}): %s", part
+          )
+          return True
+    return False
 
   def _decide_locally(
       self, completion_or_answer: str, gold: str
-  ) -> tuple[bool | None, str, str]:
+  ) -> tuple[bool | None, str, answers.Plan, answers.Plan]:
     """Steps 1-4 of the module docstring, in the calling process.
 
     Returns:
-      (verdict, pred answer, gold answer); verdict None means a worker must
-      decide.
+      (verdict, step, pred plan, gold plan); verdict None means a worker
+      must decide.
     """
     for name, value in (("completion_or_answer", completion_or_answer),
                         ("gold", gold)):
@@ -170,62 +186,60 @@ class MathVerifier:
         raise TypeError(
             f"math_equal: {name} must be a str, got {type(value).__name__}"
         )
-    self._count("calls")
-    pred_answer = self.answer_of(completion_or_answer)
-    gold_answer = self.answer_of(gold, gold=True)
-    if gold_answer is None:
-      self._count("no_gold_answer")
-      self._log.warning("no_gold", "math_equal: gold has no answer: %s", gold)
-      return False, "", ""
-    if pred_answer is None:
-      self._count("no_answer")
-      return False, "", gold_answer
-    for side, answer in (("answer", pred_answer), ("gold", gold_answer)):
-      reason = guards.refusal_reason(
-          answer, max_answer_chars=self.max_answer_chars
-      )
-      if reason is not None:
-        self._count("refused")
-        self._log.warning(
-            "refused", f"math_equal: refused {side} ({reason}): %s", answer
-        )
-        return False, pred_answer, gold_answer
-    pred_number = numeric.parse_number(pred_answer)
-    gold_number = numeric.parse_number(gold_answer)
-    if pred_number is not None and gold_number is not None:
-      if numeric.numbers_equal(pred_number, gold_number):
-        self._count("fast_path")
-        return True, pred_answer, gold_answer
-      if not numeric.nearly_equal(pred_number, gold_number):
-        self._count("fast_path")
-        return False, pred_answer, gold_answer
-    if _canonical_text(pred_answer) == _canonical_text(gold_answer):
-      self._count("same_text")
-      return True, pred_answer, gold_answer
-    return None, pred_answer, gold_answer
+    pred_plan = self.plan(completion_or_answer)
+    gold_plan = self.plan(gold, gold=True)
+    if not gold_plan.forms:
+      self._log.warning(
+          "no_gold", "math_equal: no answer in the gold (counted as "
+          "gold_unextractable): %s", gold)
+      return False, GOLD_UNEXTRACTABLE, pred_plan, gold_plan
+    if not pred_plan.forms:
+      return False, "no_answer", pred_plan, gold_plan
+    if self._refused(pred_plan, "answer") or self._refused(gold_plan, "gold"):
+      return False, "refused", pred_plan, gold_plan
+    pred_form, gold_form = pred_plan.forms[0], gold_plan.forms[0]
+    if pred_form.kind != answers.LATEX or gold_form.kind != answers.LATEX:
+      return None, "", pred_plan, gold_plan
+    verdict, step = _compare_plain(pred_form.parts[0], gold_form.parts[0])
+    return verdict, step, pred_plan, gold_plan
 
-  def _record(self, result: pool.CallResult, pred: str, gold: str) -> bool:
+  def _record(self, result: pool.CallResult, pred: answers.Plan,
+              gold: answers.Plan) -> tuple[bool, str]:
     if result.ok:
+      value = result.value
+      verdict, step = value if isinstance(value, tuple) else (value, "check")
       self._count("worker")
-      return bool(result.value)
+      if step == "gold_unparsed":
+        self._count(GOLD_UNEXTRACTABLE)
+      else:
+        self._count(f"worker:{step}")
+      return bool(verdict), f"worker:{step}"
     self._count(result.status)
     self._log.warning(
         result.status,
         f"math_equal: worker {result.status} after {result.seconds:.2f}s "
         "(scored False): answer=%s gold=%s %s",
-        pred,
-        gold,
+        str(pred.forms[:1]),
+        str(gold.forms[:1]),
         str(result.value or ""),
     )
-    return False
+    return False, result.status
+
+  def _local(self, completion_or_answer: str, gold: str):
+    verdict, step, pred, gold_plan = self._decide_locally(
+        completion_or_answer, gold)
+    self._count("calls")
+    if verdict is not None:
+      self._count(step)
+    return verdict, step, pred, gold_plan
 
   def equal(self, completion_or_answer: str, gold: str) -> bool:
     """True iff the final answer of `completion_or_answer` equals `gold`.
 
     Args:
-      completion_or_answer: a model completion (its last \\boxed{}, `####`
-        or "answer is" answer is used) or a bare answer.
-      gold: the reference answer (bare, or a full solution with \\boxed{}).
+      completion_or_answer: a model completion or a bare answer (see
+        `answers.pred_plan` for which answer is read).
+      gold: the reference answer (bare, several boxes, or a full solution).
 
     Returns:
       The verdict; False on no answer, refused input, or timeout.
@@ -233,15 +247,18 @@ class MathVerifier:
     Raises:
       TypeError: if an argument is not a str.
     """
-    verdict, pred, gold_answer = self._decide_locally(
-        completion_or_answer, gold
-    )
+    return self.grade(completion_or_answer, gold)[0]
+
+  def grade(self, completion_or_answer: str, gold: str) -> tuple[bool, str]:
+    """`equal` and the step that decided it ("fast_path", "worker:box",
+    "timeout", "gold_unextractable", ...)."""
+    verdict, step, pred, gold_plan = self._local(completion_or_answer, gold)
     if verdict is not None:
-      return verdict
+      return verdict, step
     result = self.worker_pool.call(
-        self._check_fn, (pred, gold_answer), timeout_s=self.timeout_s
+        self._check_fn, (pred, gold_plan), timeout_s=self.timeout_s
     )
-    return self._record(result, pred, gold_answer)
+    return self._record(result, pred, gold_plan)
 
   def equal_batch(
       self, completions: Sequence[str], golds: Sequence[str]
@@ -260,19 +277,25 @@ class MathVerifier:
     Returns:
       B verdicts, in order.
     """
+    return [v for v, _ in self.grade_batch(completions, golds)]
+
+  def grade_batch(
+      self, completions: Sequence[str], golds: Sequence[str]
+  ) -> list[tuple[bool, str]]:
+    """`equal_batch` with each pair's deciding step (see `grade`)."""
     if len(completions) != len(golds):
       raise ValueError(
           f"equal_batch: {len(completions)} completions but {len(golds)} "
           "golds; pass one gold per completion (repeat each prompt's gold "
           "G times)."
       )
-    verdicts: list[Any] = []
+    graded: list[Any] = []
     pending = []
     for i, (completion, gold) in enumerate(zip(completions, golds)):
-      verdict, pred, gold_answer = self._decide_locally(completion, gold)
-      verdicts.append(verdict)
+      verdict, step, pred, gold_plan = self._local(completion, gold)
+      graded.append((verdict, step))
       if verdict is None:
-        pending.append((i, pred, gold_answer))
+        pending.append((i, pred, gold_plan))
     if pending:
       results = self.worker_pool.map(
           self._check_fn,
@@ -280,8 +303,28 @@ class MathVerifier:
           timeout_s=self.timeout_s,
       )
       for (i, pred, gold), result in zip(pending, results):
-        verdicts[i] = self._record(result, pred, gold)
-    return [bool(v) for v in verdicts]
+        graded[i] = self._record(result, pred, gold)
+    return [(bool(v), step) for v, step in graded]
+
+
+def _compare_plain(pred: str, gold: str) -> tuple[bool | None, str]:
+  """Steps 3-4: plain numbers (and decimal commas) and identical text."""
+  pred_number = numeric.parse_number(pred)
+  gold_number = numeric.parse_number(gold)
+  if pred_number is not None and gold_number is not None:
+    if numeric.numbers_equal(pred_number, gold_number):
+      return True, "fast_path"
+    if not numeric.nearly_equal(pred_number, gold_number):
+      return False, "fast_path"
+    return None, ""
+  for number, other in ((pred_number, gold), (gold_number, pred)):
+    comma = numeric.decimal_comma(other) if number is not None else None
+    if comma is not None:
+      equal = numeric.numbers_equal(number, numeric.Number(comma, False))
+      return equal, "decimal_comma"
+  if _canonical_text(pred) == _canonical_text(gold):
+    return True, "same_text"
+  return None, ""
 
 
 _DEFAULT: MathVerifier | None = None
