@@ -13,8 +13,8 @@ decides what it means. An answer is a `Form`:
 
 A prediction's plan (`pred_plan`), in order:
   1. boxes: the last complete `\\boxed{}`/`\\fbox{}` (the last-box rule); if
-     a cue ("final answer is", "answer:") follows the last box, the text
-     after the cue is read first (a restated answer supersedes the box);
+     "final answer" follows the last box, the text from there on is read
+     first (a restated final answer supersedes the box);
      when the completion ends in several boxes listed together
      (`\\boxed{1}, \\boxed{2}`, `\\boxed{a} \\quad\\text{and}\\quad \\boxed{b}`),
      the set of their distinct answers is kept as an alternative, used
@@ -24,8 +24,8 @@ A prediction's plan (`pred_plan`), in order:
   4. short unmarked math (a bare answer such as `(1, 2]`);
   5. otherwise the tail of the text as prose.
 A gold's plan (`gold_plan`): the distinct answers of its last box and the
-boxes listed with it (one: that answer; several: their set), else `#### n`, else the bare gold (prose when it reads as
-prose). Each plan lists forms tried in order; the first that parses wins.
+boxes listed with it (one: that answer; several: their set), else `#### n`, else the bare gold (prose when it holds math
+delimiters inside, or is long and reads as prose: a worked solution). Each plan lists forms tried in order; the first that parses wins.
 """
 
 import re
@@ -42,9 +42,10 @@ PROSE = "prose"
 MAX_PROSE_CHARS = 4_000
 
 # A restated final answer after the last box supersedes it.
-_CUE_RE = re.compile(r"(?i)\bfinal\s+answer\b|\banswer\s*(?:is\b|:)")
-# A word of 3+ letters that is not a LaTeX command: prose, not math.
-_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+_CUE_RE = re.compile(r"(?i)\bfinal\s+answer\b")
+# A lower-case word of 3+ letters (an initial capital allowed) that is not
+# a LaTeX command: prose, not math (`ABC`, `SRMC` are names of things).
+_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]?[a-z]{2,}(?![A-Za-z])")
 # Words that bare math answers do contain.
 _MATH_WORDS = frozenset(
     ("and", "sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "deg",
@@ -54,6 +55,7 @@ _MATH_WORDS = frozenset(
 # Between two boxes of one list of answers: spacing and math delimiters.
 _GAP_NOISE_RE = re.compile(r"\\q?quad|\\[,;:! ]|\\[\[\]()]|\$|[.;:]")
 _MAX_GAP_CHARS = 60
+_DELIMITER_RE = re.compile(r"(?<!\\)\$|\\[()\[\]]")
 _GAP_WORD_RE = re.compile(r"[A-Za-z0-9]+")
 _TEXT_ARG_RE = re.compile(
     r"\\(?:text|textbf|textit|mathrm|mbox|operatorname|mathbf)\s*\{[^{}]*\}"
@@ -127,6 +129,7 @@ def _last_chain(text: str, spans):
 def _distinct(contents: list[str]) -> list[str]:
   seen = []
   for content in contents:
+    content = extract.strip_answer(content)
     if content and content not in seen:
       seen.append(content)
   return seen
@@ -142,7 +145,7 @@ def _boxed_forms(text: str, spans, step: str) -> list[Form]:
   if cue is not None:
     forms.append(Form(PROSE, (after[cue.start():][:MAX_PROSE_CHARS],), "cue"))
   if spans[-1][2]:
-    forms.append(Form(LATEX, (spans[-1][2],), step))
+    forms.append(Form(LATEX, (extract.strip_answer(spans[-1][2]),), step))
   return forms
 
 
@@ -166,7 +169,7 @@ def pred_plan(
   text = completion[-max_completion_chars:]
   spans = extract.boxed_spans(text, max_answer_chars=max_answer_chars)
   if spans:
-    boxes = _distinct([content for _, _, content in _last_chain(text, spans)])
+    boxes = _distinct([c for _, _, c in _last_chain(text, spans)])
     alternative = None
     if len(boxes) > 1:
       alternative = Form(SET, tuple(boxes), "boxes")
@@ -190,8 +193,11 @@ def pred_plan(
 
 
 def _has_inner_delimiters(text: str) -> bool:
-  """Math delimiters inside the text: math set in prose, not a bare answer."""
-  return any(d in text for d in ("$", "\\(", "\\[", "\\]", "\\)"))
+  """Math delimiters inside the text: math set in prose, not a bare answer.
+
+  `\\$` (a dollar sign) is not a delimiter.
+  """
+  return bool(_DELIMITER_RE.search(text))
 
 
 def gold_plan(
@@ -220,7 +226,8 @@ def gold_plan(
   bare = extract.strip_answer(gold)
   if not bare:
     return Plan(())
-  if is_prose(bare) or _has_inner_delimiters(bare):
+  if _has_inner_delimiters(bare) or (
+      len(bare) > extract.MAX_PHRASE_ANSWER_CHARS and is_prose(bare)):
     return Plan((Form(PROSE, (gold[-MAX_PROSE_CHARS:],), "prose"),))
   if len(bare) > max_answer_chars:
     return Plan(())

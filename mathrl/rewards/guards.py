@@ -19,11 +19,12 @@ import re
 
 MAX_DEPTH = 24
 MAX_EXPONENT = 10_000
-MAX_FACTORIAL = 1_000
+MAX_FACTORIAL = 10_000
 
+# (Not after a backslash: `\\lambda` is the LaTeX letter.)
 _CODE_RE = re.compile(
-    r"__|\bimport\b|\blambda\b|\b(?:eval|exec|compile|open|getattr|"
-    r"globals|locals|system|popen|subprocess)\s*\("
+    r"__|(?<!\\)\bimport\b|(?<!\\)\blambda\b|(?<!\\)\b(?:eval|exec|compile|"
+    r"open|getattr|globals|locals|system|popen|subprocess)\s*\("
 )
 # An exponent: `^{...}`, `^digits`, `**digits` (digits runs are checked
 # whole, which also refuses `10^100000` that LaTeX would read as 10^1 00000).
@@ -70,6 +71,7 @@ def refusal_reason(
     max_depth: int = MAX_DEPTH,
     max_exponent: int = MAX_EXPONENT,
     max_factorial: int = MAX_FACTORIAL,
+    check_powers: bool = True,
 ) -> str | None:
   """Why `answer` must not be sent to sympy, or None if it may be.
 
@@ -79,6 +81,10 @@ def refusal_reason(
     max_depth: deepest accepted bracket nesting.
     max_exponent: largest accepted integer in an exponent.
     max_factorial: largest accepted integer before `!`.
+    check_powers: refuse big exponents and factorials. Prose (a whole
+      solution that math-verify reads) passes False: a big power in its
+      working must not void its final answer; the worker deadline still
+      bounds whatever sympy is given.
 
   Returns:
     A short reason ('too long', 'too deep', 'huge exponent', 'huge
@@ -90,6 +96,8 @@ def refusal_reason(
     return "too deep"
   if _CODE_RE.search(answer):
     return "looks like code"
+  if not check_powers:
+    return None
   if ("^" in answer or "**" in answer) and _has_big_exponent(
       answer, max_exponent
   ):

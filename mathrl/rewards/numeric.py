@@ -6,8 +6,9 @@ separators (`1,234`, LaTeX `1{,}234`; a first group of 1-3 digits that
 does not start with 0), leading zeros, a decimal part,
 scientific `e` notation (`1.5e3`), currency (`$`, `\\$`), a trailing
 percent sign, a trailing `\\text{..}` unit or plain unit words
-(`5\\text{ cm}`, `18 dollars`), and a leading `x =`. Values are exact
-`fractions.Fraction`s (built from the decimal string, never from a float),
+(`5\\text{ cm}`, `18 dollars`), a leading `x =`, and a number wrapped in
+`\\textbf{}` or in parentheses (`\\textbf{(073)}`, as AIME solutions box).
+Values are exact `fractions.Fraction`s (built from the decimal string, never from a float),
 so `27.0` = `27` and `0.1 + 0.2`-style float noise cannot occur.
 
 Percentages follow math-verify 0.9: `p\\%` stands for either p or p/100, so
@@ -28,6 +29,7 @@ _NUMBER_RE = re.compile(
 # One comma that cannot separate thousands (`1,22`, `0,111`, `1000,99`).
 _DECIMAL_COMMA_RE = re.compile(r"[+-]?\d+,\d+")
 _THOUSANDS_RE = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+")
+_WRAPPER_RE = re.compile(r"\\(?:textbf|mathbf)\s*\{([^{}]*)\}")
 _ASSIGNMENT_RE = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*")
 _TEXT_UNIT_RE = re.compile(
     r"\\(?:text|textbf|mbox|mathrm|rm)\s*\{\s*[A-Za-z][A-Za-z .]*\}\s*$"
@@ -55,6 +57,11 @@ def _strip_decorations(answer: str) -> tuple[str, bool]:
   text = text.strip("$ ").replace("\\$", "")
   if text.startswith("\\left(") or "\\frac" in text:
     return text, False  # not a plain number; let the worker decide
+  wrapped = _WRAPPER_RE.fullmatch(text)
+  if wrapped:  # AIME solutions box `\\textbf{(073)}`
+    text = wrapped.group(1).strip()
+  if text.startswith("(") and text.endswith(")") and "," not in text:
+    text = text[1:-1].strip()
   text = _ASSIGNMENT_RE.sub("", text)
   text = _TEXT_UNIT_RE.sub("", text).strip()
   percent = False

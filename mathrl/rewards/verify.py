@@ -159,11 +159,13 @@ class MathVerifier:
   def _refused(self, plan: answers.Plan, side: str) -> bool:
     forms = plan.forms + ((plan.alternative,) if plan.alternative else ())
     for form in forms:
+      prose = form.kind == answers.PROSE
       cap = self.max_answer_chars
-      if form.kind == answers.PROSE:
+      if prose:
         cap = max(cap, answers.MAX_PROSE_CHARS)
       for part in form.parts:
-        reason = guards.refusal_reason(part, max_answer_chars=cap)
+        reason = guards.refusal_reason(
+            part, max_answer_chars=cap, check_powers=not prose)
         if reason is not None:
           self._log.warning(
               "refused", f"math_equal: refused {side} ({reason}): %s", part
