@@ -399,16 +399,22 @@ def evaluate(
     samples_path: if given, every sample is written there as JSON Lines.
 
   Returns:
-    The `metrics_from_rows` dict.
+    The `metrics_from_rows` dict, plus the grading counts of the scoring
+    (`reward/gold_unextractable`, `reward/timeouts`, ...: see
+    `rewards.verify.grading_metrics`; zeros with a custom `score_fn`).
   """
+  grading_before = rewards.default_verifier().stats()
   samples = generate_rows(
       model, tokenizer, batches, method=method,
       max_new_tokens=max_new_tokens, eos_ids=eos_ids, rng=rng,
       batch_size=batch_size, score_fn=score_fn, mesh=mesh,
   )
+  grading = rewards.verify.grading_metrics(
+      rewards.default_verifier().stats(), grading_before)
   if samples_path is not None:
     write_samples(samples, samples_path)
-  return metrics_from_rows(samples, ks=ks, answer_equal_fn=answer_equal_fn)
+  return {**metrics_from_rows(samples, ks=ks, answer_equal_fn=answer_equal_fn),
+          **grading}
 
 
 # --- reporting ---------------------------------------------------------------

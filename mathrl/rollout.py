@@ -203,4 +203,5 @@ def collect(
       dynamic_sampling_rounds=float(rounds),
   )
   info.update(reward_set.metrics(full.rewards_BK))
+  info.update(reward_set.grading_metrics())  # unreadable golds, timeouts
   return rollout, full, info

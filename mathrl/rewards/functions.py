@@ -2,13 +2,15 @@
 
 Every function returns a float32 numpy vector `[B]`, one value per
 completion, and takes keyword arguments by the names a `RewardSet` passes
-(`completions`, `answers`, `lengths_B`, `group_size`, and `<name>_B` for each
-component scored before it), ending in `**extra` so unused ones are ignored.
+(`completions`, `answers`, `lengths_B`, `group_size`, `grading_stats`, and
+`<name>_B` for each component scored before it), ending in `**extra` so
+unused ones are ignored.
 Hyperparameters are bound with `functools.partial`, e.g.
 `functools.partial(dapo_overlong_penalty, max_length=4096, buffer_length=512)`.
 Lengths are token counts (ints), never characters.
 """
 
+import collections
 import re
 from typing import Any, Sequence
 
@@ -28,6 +30,7 @@ def correctness(
     verifier: verify.MathVerifier | None = None,
     correct_value: float = 1.0,
     incorrect_value: float = 0.0,
+    grading_stats: collections.Counter | None = None,
     **extra: Any,
 ) -> np.ndarray:
   """r_i = c⁺ if answer(o_i) ≡ a_i else c⁻, RLVR (arXiv 2402.03300).
@@ -42,6 +45,8 @@ def correctness(
     verifier: the MathVerifier to use (default: the process-wide one).
     correct_value: c⁺.
     incorrect_value: c⁻.
+    grading_stats: if given, the step that decided each pair is counted
+      into it (`RewardSet` passes one; see `verify.grading_metrics`).
     **extra: ignored.
 
   Returns:
@@ -49,9 +54,10 @@ def correctness(
   """
   del extra
   verifier = verifier or verify.default_verifier()
-  correct_B = np.asarray(
-      verifier.equal_batch(list(completions), list(answers)), dtype=bool
-  )
+  graded = verifier.grade_batch(list(completions), list(answers))
+  if grading_stats is not None:
+    grading_stats.update(step for _, step in graded)
+  correct_B = np.asarray([verdict for verdict, _ in graded], dtype=bool)
   return np.where(correct_B, correct_value, incorrect_value).astype(
       np.float32
   )

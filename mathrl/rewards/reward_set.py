@@ -17,14 +17,18 @@ Example:
   ])
   rewards_BK = rewards(completions, answers, lengths_B=lengths_B)
   rewards_B = rewards.total(rewards_BK)
+  logged = {**rewards.metrics(rewards_BK), **rewards.grading_metrics()}
 """
 
+import collections
 import functools
 import inspect
 import re
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from mathrl.rewards import verify
 
 RewardFn = Callable[..., np.ndarray]
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -35,9 +39,10 @@ class RewardSet:
 
   Args:
     components: (name, fn, weight) triples. `fn` is called with keywords
-      `completions`, `answers`, `lengths_B`, `group_size` and the earlier
-      components' `<name>_B`, and returns a `[B]` vector (see
-      `mathrl.rewards.functions`).
+      `completions`, `answers`, `lengths_B`, `group_size`, the earlier
+      components' `<name>_B`, and `grading_stats` (a Counter of deciding
+      steps) if it takes that keyword or `**extra`; it returns a `[B]`
+      vector (see `mathrl.rewards.functions`).
   """
 
   def __init__(self, components: Sequence[tuple[str, RewardFn, float]]):
@@ -55,6 +60,8 @@ class RewardSet:
     self.names: tuple[str, ...] = tuple(names)
     self._fns = tuple(c[1] for c in components)
     self.weights_K = np.asarray([c[2] for c in components], np.float32)
+    # Deciding steps of the correctness checks since `grading_metrics()`.
+    self._grading = collections.Counter()
 
   def __len__(self) -> int:
     return len(self.names)
@@ -97,12 +104,16 @@ class RewardSet:
         raise ValueError(
             f"RewardSet: component {name!r} needs lengths_B (token counts)."
         )
+      extra = {}
+      if _accepts(fn, "grading_stats"):
+        extra["grading_stats"] = self._grading
       values_B = np.asarray(
           fn(
               completions=completions,
               answers=answers,
               lengths_B=lengths_B,
               group_size=group_size,
+              **extra,
               **scored,
           ),
           dtype=np.float32,
@@ -132,6 +143,20 @@ class RewardSet:
       )
     return rewards_BK @ self.weights_K
 
+  def grading_metrics(self) -> dict[str, float]:
+    """Grading counts since the last call, then resets them.
+
+    Keys `reward/gold_unextractable`, `reward/timeouts`,
+    `reward/grader_errors`, `reward/no_answer`, `reward/refused`: how many
+    scored pairs (over every call since the last `grading_metrics`, e.g.
+    all dynamic-sampling rounds of a step) had a gold whose answer could
+    not be read, hit the worker deadline, ... (`verify.grading_metrics`).
+    Counted by components that take `grading_stats` (`correctness`).
+    """
+    counts = verify.grading_metrics(self._grading)
+    self._grading.clear()
+    return counts
+
   def metrics(self, rewards_BK: np.ndarray) -> dict[str, float]:
     """Mean of each component, keyed `reward/<name>`, for logging."""
     rewards_BK = np.asarray(rewards_BK, np.float32)
@@ -139,6 +164,20 @@ class RewardSet:
         f"reward/{name}": float(rewards_BK[:, k].mean())
         for k, name in enumerate(self.names)
     }
+
+
+def _accepts(fn: RewardFn, name: str) -> bool:
+  """True if `fn` (through partials) takes keyword `name` or `**kwargs`."""
+  while isinstance(fn, functools.partial):
+    fn = fn.func
+  try:
+    params = inspect.signature(fn).parameters.values()
+  except (TypeError, ValueError):
+    return False
+  return any(
+      p.name == name or p.kind == inspect.Parameter.VAR_KEYWORD
+      for p in params
+  )
 
 
 def _required_kwargs(fn: RewardFn) -> set[str]:

@@ -173,6 +173,19 @@ def check(pred: str | answers.Plan, gold: str | answers.Plan) -> bool:
   return _verify(gold_parsed, pred_parsed)
 
 
+def plain_math_verify(completion: str, gold: str) -> bool:
+  """Plain math-verify on the whole texts, for audits (`report`).
+
+  Its own extraction of both sides (LaTeX with boxes first, then plain
+  expressions; the rightmost match of the best-ranked pattern) and
+  `verify` with its defaults: what a user of math-verify alone would get.
+  """
+  gold_parsed = _parse_prose(gold)
+  pred_parsed = _parse_prose(completion)
+  return bool(_math_verify().verify(
+      gold_parsed, pred_parsed, timeout_seconds=None))
+
+
 def sleep_then_check(seconds: float, pred: str, gold: str) -> bool:
   """`check` after a delay: lets tests simulate a stuck verification."""
   time.sleep(seconds)
@@ -187,3 +200,4 @@ def warmup() -> None:
     logging.getLogger(name).setLevel(logging.CRITICAL)
   check("\\frac{1}{2}", "0.5")
   check("(1, 2]", "x = 3")
+  _parse_prose("The final answer is $1$. Answer: 2")  # compiles its regexes

@@ -36,7 +36,7 @@ import collections
 import os
 import re
 import threading
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from mathrl.rewards import answers
 from mathrl.rewards import extract
@@ -211,11 +211,9 @@ class MathVerifier:
       value = result.value
       verdict, step = value if isinstance(value, tuple) else (value, "check")
       self._count("worker")
-      if step == "gold_unparsed":
-        self._count(GOLD_UNEXTRACTABLE)
-      else:
-        self._count(f"worker:{step}")
-      return bool(verdict), f"worker:{step}"
+      step = GOLD_UNEXTRACTABLE if step == "gold_unparsed" else f"worker:{step}"
+      self._count(step)
+      return bool(verdict), step
     self._count(result.status)
     self._log.warning(
         result.status,
@@ -327,6 +325,38 @@ def _compare_plain(pred: str, gold: str) -> tuple[bool | None, str]:
   if _canonical_text(pred) == _canonical_text(gold):
     return True, "same_text"
   return None, ""
+
+
+def grading_metrics(
+    steps: Mapping[str, int] | Iterable[str],
+    since: Mapping[str, int] | None = None,
+    *,
+    prefix: str = "reward/",
+) -> dict[str, float]:
+  """The grading counts a run logs: unextractable golds, timeouts, ...
+
+  Args:
+    steps: deciding steps (from `MathVerifier.grade_batch`), or counts of
+      them (`MathVerifier.stats()`).
+    since: earlier counts to subtract (a `stats()` taken before).
+    prefix: metric name prefix.
+
+  Returns:
+    {prefix + name: count} for gold_unextractable (the gold had no answer
+    that could be read: those pairs scored 0), timeouts (worker deadline
+    missed or no worker free: scored 0), grader_errors (the worker
+    raised), no_answer (the completion stated none) and refused (hostile
+    answers refused by the guards).
+  """
+  counts = collections.Counter(steps)  # a mapping's counts, or each step
+  counts.subtract(since or {})
+  return {
+      f"{prefix}gold_unextractable": float(counts[GOLD_UNEXTRACTABLE]),
+      f"{prefix}timeouts": float(counts["timeout"] + counts["unavailable"]),
+      f"{prefix}grader_errors": float(counts["error"]),
+      f"{prefix}no_answer": float(counts["no_answer"]),
+      f"{prefix}refused": float(counts["refused"]),
+  }
 
 
 _DEFAULT: MathVerifier | None = None
