@@ -21,7 +21,8 @@ A prediction's plan (`pred_plan`), in order:
      only when the gold holds several answers;
   2. a GSM8K `#### n` line;
   3. an "answer is ..." phrase, if what follows is math rather than prose;
-  4. short unmarked math (a bare answer such as `(1, 2]`);
+  4. one line of unmarked math, no prose words (a bare answer such as
+     `(1, 2]`);
   5. otherwise the tail of the text as prose.
 A gold's plan (`gold_plan`): the distinct answers of its last box and the
 boxes listed with it (one: that answer; several: their set), else `#### n`, else the bare gold (prose when it holds math
@@ -45,12 +46,13 @@ MAX_PROSE_CHARS = 4_000
 _CUE_RE = re.compile(r"(?i)\bfinal\s+answer\b")
 # A lower-case word of 3+ letters (an initial capital allowed) that is not
 # a LaTeX command: prose, not math (`ABC`, `SRMC` are names of things).
-_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]?[a-z]{2,}(?![A-Za-z])")
+_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z][a-z]{2,}(?![A-Za-z])")
 # Words that bare math answers do contain.
 _MATH_WORDS = frozenset(
     ("and", "sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "deg",
      "max", "min", "mod", "gcd", "lcm", "inf", "infty", "sqrt", "frac",
-     "pmatrix", "bmatrix", "matrix", "cup", "cap")
+     "pmatrix", "bmatrix", "matrix", "cup", "cap", "arcsin", "arccos",
+     "arctan", "sinh", "cosh", "tanh", "cdot", "times", "div", "cis")
 )
 # Between two boxes of one list of answers: spacing and math delimiters.
 _GAP_NOISE_RE = re.compile(r"\\q?quad|\\[,;:! ]|\\[\[\]()]|\$|[.;:]")
@@ -185,10 +187,11 @@ def pred_plan(
   if phrase is not None and not is_prose(phrase):
     return Plan((Form(LATEX, (phrase,), "phrase"), prose))
   bare = extract.strip_answer(text)
-  if (bare and len(bare) <= extract.MAX_PHRASE_ANSWER_CHARS
-      and "\n" not in bare and not is_prose(bare)
-      and not _has_inner_delimiters(bare)):
-    return Plan((Form(LATEX, (bare,), "bare"),))
+  if (bare and len(bare) <= max_answer_chars and "\n" not in bare
+      and not is_prose(bare)):
+    if not _has_inner_delimiters(bare):
+      return Plan((Form(LATEX, (bare,), "bare"),))
+    return Plan((prose, Form(LATEX, (bare,), "bare")))
   return Plan((prose,))
 
 
@@ -226,9 +229,10 @@ def gold_plan(
   bare = extract.strip_answer(gold)
   if not bare:
     return Plan(())
+  forms = []
   if _has_inner_delimiters(bare) or (
       len(bare) > extract.MAX_PHRASE_ANSWER_CHARS and is_prose(bare)):
-    return Plan((Form(PROSE, (gold[-MAX_PROSE_CHARS:],), "prose"),))
-  if len(bare) > max_answer_chars:
-    return Plan(())
-  return Plan((Form(LATEX, (bare,), "bare"),))
+    forms.append(Form(PROSE, (gold[-MAX_PROSE_CHARS:],), "prose"))
+  if len(bare) <= max_answer_chars:
+    forms.append(Form(LATEX, (bare,), "bare"))
+  return Plan(tuple(forms))
