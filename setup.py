@@ -12,7 +12,7 @@ INSTALL_REQUIRES = [
     "safetensors>=0.4",
     "transformers>=4.50",
     "tokenizers>=0.21",
-    "math-verify[antlr4_13_2]>=0.7",
+    "math-verify[antlr4_13_2]>=0.9",
     "sympy>=1.13",
     "grain>=0.2.10",
     "tensorflow-datasets>=4.9.8",
@@ -23,7 +23,8 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     # The parity tests compare against transformers' PyTorch forward. 2.13.0
     # is pinned because a CPU wheel of it is on the build machines.
-    "test": ["pytest>=8", "pytest-xdist>=3.5", "torch==2.13.0"],
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6",
+             "torch==2.13.0"],
     "bench": ["torch==2.13.0"],
     "gpu": ["jax[cuda12]"],
     "tpu": ["jax[tpu]"],
