@@ -51,6 +51,12 @@ HOSTILE_CASES = (
     ("2 MB of text", "lorem ipsum " * 175_000 + r"\boxed{10^{10^{10}}}", "1"),
     ("2 MB answer line", "#### " + "9" * 2_000_000, "9"),
     ("gold is hostile", r"\boxed{1}", "{" * _DEEP),
+    # Unboxed prose goes to math-verify's own extraction: bait for its
+    # patterns, and a power tower that only the worker deadline stops.
+    ("power tower in prose", "We get $10^{10^{10}}$ as the count.", "1"),
+    ("dollar signs", "$" * _DEEP, "1"),
+    ("answer-cue bait", "Final Answer: the answer is " * 500, "1"),
+    ("inline-math bait", "$a$ " * 5_000, "1"),
     # Passes every cheap guard but keeps sympy busy for long: only the
     # worker deadline stops it.
     ("slow for sympy", r"\boxed{\sum_{n=1}^{10000} n^{10000}}", "1"),

@@ -16,7 +16,8 @@ A prediction's plan (`pred_plan`), in order:
      "final answer" follows the last box, the text from there on is read
      first (a restated final answer supersedes the box);
      when the completion ends in several boxes listed together
-     (`\\boxed{1}, \\boxed{2}`, `\\boxed{a} \\quad\\text{and}\\quad \\boxed{b}`),
+     (`\\boxed{1}, \\boxed{2}`,
+     `\\boxed{a} \\quad\\text{and}\\quad \\boxed{b}`),
      the set of their distinct answers is kept as an alternative, used
      only when the gold holds several answers;
   2. a GSM8K `#### n` line;
@@ -25,8 +26,11 @@ A prediction's plan (`pred_plan`), in order:
      `(1, 2]`);
   5. otherwise the tail of the text as prose.
 A gold's plan (`gold_plan`): the distinct answers of its last box and the
-boxes listed with it (one: that answer; several: their set), else `#### n`, else the bare gold (prose when it holds math
-delimiters inside, or is long and reads as prose: a worked solution). Each plan lists forms tried in order; the first that parses wins.
+boxes listed with it (one: that answer; several: their set), else
+`#### n`, else the bare gold (prose when it holds math delimiters inside,
+or is long and reads as prose: a worked solution). Each plan lists forms
+tried in order; the first that parses wins. docs/grading.md has the
+reasons and the known disagreements with other graders.
 """
 
 import re

@@ -8,8 +8,9 @@ scientific `e` notation (`1.5e3`), currency (`$`, `\\$`), a trailing
 percent sign, a trailing `\\text{..}` unit or plain unit words
 (`5\\text{ cm}`, `18 dollars`), a leading `x =`, and a number wrapped in
 `\\textbf{}` or in parentheses (`\\textbf{(073)}`, as AIME solutions box).
-Values are exact `fractions.Fraction`s (built from the decimal string, never from a float),
-so `27.0` = `27` and `0.1 + 0.2`-style float noise cannot occur.
+Values are exact `fractions.Fraction`s (built from the decimal string,
+never from a float), so `27.0` = `27` and `0.1 + 0.2`-style float noise
+cannot occur.
 
 Percentages follow math-verify 0.9: `p\\%` stands for either p or p/100, so
 `50\\%` = `50` = `0.5`, while `50` != `0.5`.
