@@ -151,10 +151,10 @@ def test_unreadable_golds_and_timeouts_are_counted():
     reward_set = rewards.RewardSet([(
         "correctness",
         functools.partial(functions.correctness, verifier=slow), 1.0)])
-    # (fast path, gold with an unclosed box, worker step that times out)
+    # (fast path, gold with an empty box, worker step that times out)
     rewards_BK = reward_set(
         ["#### 4", r"\boxed{4}", r"\boxed{\frac{1}{3}}"],
-        ["4", r"\boxed{4", "1/3"])
+        ["4", r"\boxed{}", "1/3"])
     np.testing.assert_array_equal(rewards_BK[:, 0], [1, 0, 0])
     logged = reward_set.grading_metrics()
     assert logged["reward/gold_unextractable"] == 1

@@ -225,8 +225,13 @@ def gold_plan(
     return Plan((Form(LATEX, (boxes[0],), "box"),))
   if boxes:
     return Plan((Form(SET, tuple(boxes), "boxes"),))
-  if spans or "\\boxed" in gold or "\\fbox" in gold:
-    return Plan(())  # empty, over-long or unclosed boxes only
+  if spans:
+    return Plan(())  # empty or over-long boxes only
+  if "\\boxed" in gold or "\\fbox" in gold:
+    # An unclosed box: trusted data, so let math-verify try to read it
+    # (it takes the box to the last `}`); if it cannot, the worker reports
+    # the gold as unextractable.
+    return Plan((Form(PROSE, (gold[-MAX_PROSE_CHARS:],), "prose"),))
   gsm8k = extract.gsm8k_answer(gold, max_answer_chars=max_answer_chars)
   if gsm8k is not None:
     return Plan((Form(LATEX, (gsm8k,), "gsm8k"),))
