@@ -176,7 +176,7 @@ class MathVerifier:
   def _decide_locally(
       self, completion_or_answer: str, gold: str
   ) -> tuple[bool | None, str, answers.Plan, answers.Plan]:
-    """Steps 1-4 of the module docstring, in the calling process.
+    """Steps 1-3 of the module docstring, in the calling process.
 
     Returns:
       (verdict, step, pred plan, gold plan); verdict None means a worker
@@ -213,6 +213,10 @@ class MathVerifier:
       self._count("worker")
       step = GOLD_UNEXTRACTABLE if step == "gold_unparsed" else f"worker:{step}"
       self._count(step)
+      if step == GOLD_UNEXTRACTABLE:
+        self._log.warning(
+            "no_gold", "math_equal: math-verify reads no answer in the gold "
+            "(counted as gold_unextractable): %s", str(gold.forms[:1]))
       return bool(verdict), step
     self._count(result.status)
     self._log.warning(
