@@ -168,10 +168,13 @@ def test_unreadable_golds_and_timeouts_are_counted():
 def test_grading_metrics_from_counts():
   before = {"timeout": 2, "gold_unextractable": 1}
   now = {"timeout": 5, "unavailable": 1, "gold_unextractable": 1,
-         "error": 1, "fast_path": 9}
+         "error": 1, "fast_path": 9, "no_answer": 2,
+         "worker:pred_unparsed": 1}
   got = rewards.grading_metrics(now, before)
   # timeouts: (5 - 2) deadline misses + 1 with no free worker = 4.
   assert got["reward/timeouts"] == 4
+  # no_answer: 2 with nothing to read + 1 math-verify read nothing in = 3.
+  assert got["reward/no_answer"] == 3
   assert got["reward/gold_unextractable"] == 0
   assert got["reward/grader_errors"] == 1
 

@@ -349,8 +349,8 @@ def grading_metrics(
     {prefix + name: count} for gold_unextractable (the gold had no answer
     that could be read: those pairs scored 0), timeouts (worker deadline
     missed or no worker free: scored 0), grader_errors (the worker
-    raised), no_answer (the completion stated none) and refused (hostile
-    answers refused by the guards).
+    raised), no_answer (no answer could be read from the completion) and
+    refused (hostile answers refused by the guards).
   """
   counts = collections.Counter(steps)  # a mapping's counts, or each step
   counts.subtract(since or {})
@@ -358,7 +358,8 @@ def grading_metrics(
       f"{prefix}gold_unextractable": float(counts[GOLD_UNEXTRACTABLE]),
       f"{prefix}timeouts": float(counts["timeout"] + counts["unavailable"]),
       f"{prefix}grader_errors": float(counts["error"]),
-      f"{prefix}no_answer": float(counts["no_answer"]),
+      f"{prefix}no_answer": float(
+          counts["no_answer"] + counts["worker:pred_unparsed"]),
       f"{prefix}refused": float(counts["refused"]),
   }
 
