@@ -37,6 +37,7 @@ import re
 from typing import NamedTuple
 
 from mathrl.rewards import extract
+from mathrl.rewards import numeric
 
 LATEX = "latex"
 SET = "set"
@@ -88,8 +89,8 @@ class Plan(NamedTuple):
 
   Attributes:
     forms: tried in order; the first that parses is the answer.
-    alternative: for a prediction, the set of all its boxed answers (or
-      None), compared only when the gold holds several answers.
+    alternative: for a prediction, the set of the boxes listed together at
+      its end (or None), compared only when the gold holds several answers.
   """
 
   forms: tuple[Form, ...]
@@ -98,6 +99,11 @@ class Plan(NamedTuple):
   @property
   def step(self) -> str:
     return self.forms[0].step if self.forms else "none"
+
+
+def _is_math(text: str) -> bool:
+  """Not prose, or a plain number with a unit word ("18 dollars")."""
+  return not is_prose(text) or numeric.parse_number(text) is not None
 
 
 def is_prose(text: str) -> bool:
@@ -188,11 +194,11 @@ def pred_plan(
   tail = text[-MAX_PROSE_CHARS:]
   prose = Form(PROSE, (tail,), "prose")
   phrase = extract.answer_is(text)
-  if phrase is not None and not is_prose(phrase):
+  if phrase is not None and _is_math(phrase):
     return Plan((Form(LATEX, (phrase,), "phrase"), prose))
   bare = extract.strip_answer(text)
   if (bare and len(bare) <= max_answer_chars and "\n" not in bare
-      and not is_prose(bare)):
+      and _is_math(bare)):
     if not _has_inner_delimiters(bare):
       return Plan((Form(LATEX, (bare,), "bare"),))
     return Plan((prose, Form(LATEX, (bare,), "bare")))
