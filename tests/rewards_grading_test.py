@@ -200,6 +200,7 @@ def test_grading_report(verifier, tmp_path):
   assert [line for line, _ in report["skipped_lines"]] == [5, 6]
   assert report["accuracy"] == 0.75
   assert report["gold_unextractable"] == 1 and report["timeouts"] == 0
+  assert report["unextractable_golds"] == [{"line": 4, "gold": r"\boxed{"}]
   assert report["decided_by"]["fast_path"] == 0.5  # 2 of the 4 pairs
   assert report["extracted_by"]["box"] == 0.5
   # Plain math-verify reads the two boxes of line 2 as the set {3, 4}.

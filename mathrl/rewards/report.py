@@ -98,8 +98,9 @@ def grading_report(
   Returns:
     A dict: num_pairs, skipped_lines ([(line, reason)]), accuracy,
     decided_by ({step: rate}), extracted_by ({extraction step: rate}),
-    gold_unextractable / timeouts / grader_errors (counts), and with
-    `compare_plain`: math_verify_accuracy, agreement (rate),
+    gold_unextractable / timeouts / grader_errors (counts),
+    unextractable_golds (the first `max_disagreements`: {line, gold}), and
+    with `compare_plain`: math_verify_accuracy, agreement (rate),
     num_disagreements, disagreements ([{line, completion (tail), gold,
     mathrl, math_verify, decided_by}]).
   """
@@ -118,6 +119,10 @@ def grading_report(
       "decided_by": _rates(steps, len(pairs)),
       "extracted_by": _rates(extracted, len(pairs)),
       "gold_unextractable": int(counts["gold_unextractable"]),
+      "unextractable_golds": [
+          {"line": line, "gold": _tail(gold)}
+          for (line, _, gold), (_, step) in zip(pairs, graded)
+          if step == verify.GOLD_UNEXTRACTABLE][:max_disagreements],
       "timeouts": int(counts["timeouts"]),
       "grader_errors": int(counts["grader_errors"]),
   }
@@ -163,6 +168,9 @@ def format_report(report: dict[str, Any]) -> str:
   ]
   for line, reason in report["skipped_lines"][:10]:
     lines.append(f"  skipped line {line}: {reason}")
+  for item in report["unextractable_golds"]:
+    lines.append(f"  no answer in the gold of line {item['line']}: "
+                 f"{item['gold']!r}")
   for title, key in (("decided by", "decided_by"),
                      ("answer found by", "extracted_by")):
     lines.append(title + ":")
