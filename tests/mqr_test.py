@@ -274,3 +274,290 @@ def test_resume_after_kill_sends_no_cached_request_again(
   kept = (tmp_path / "mqr.jsonl").read_text().splitlines()
   rejected = (tmp_path / "mqr_rejected.jsonl").read_text().splitlines()
   assert len(kept) + len(rejected) == 24
+
+
+# --- templates, parser, filters -----------------------------------------------
+
+
+def test_template_messages_and_versions():
+  t = mqr.make_template()
+  assert t.version == mqr.TEMPLATE_VERSION
+  system, user = t.messages(r"Find $x$ if $2x = \frac{1}{2}$.", "1/4", "term")
+  assert system == {"role": "system", "content": mqr.SYSTEM}
+  # Plain substitution: LaTeX braces survive, nothing is left unfilled.
+  assert r"$2x = \frac{1}{2}$" in user["content"]
+  assert "Its final answer is: 1/4" in user["content"]
+  assert mqr.INSTRUCTIONS["term"] in user["content"]
+  assert "{" + "question}" not in user["content"]
+  custom = mqr.make_template(instructions={"term": "Name it a glorp."})
+  assert custom.version.startswith(mqr.TEMPLATE_VERSION + "+")
+  assert custom.version != mqr.make_template(system="Be terse.").version
+  assert "Name it a glorp." in custom.messages("q", "1", "term")[-1][
+      "content"]
+  with pytest.raises(ValueError, match="lacks {answer}"):
+    mqr.make_template(user="Rewrite {question} by {instruction}")
+  with pytest.raises(ValueError, match="unknown MQR aspect"):
+    t.messages("q", "1", "story")
+  with pytest.raises(ValueError, match="distinct names"):
+    mqr.check_aspects(("term", "term"))
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("<problem>A harder problem.</problem>", ("A harder problem.", "ok")),
+    ("Sure! <problem>\nA harder problem.\n</problem> Hope it helps.",
+     ("A harder problem.", "ok")),
+    ("<think>let me see</think>Rewritten problem: A harder problem.",
+     ("A harder problem.", "ok")),
+    ("```\nA harder problem.\n```", ("A harder problem.", "ok")),
+    ("<problem>A harder problem, cut off by the tok", (None, "malformed")),
+    ("A harder problem.</problem>", (None, "malformed")),
+    ("<problem>{question}</problem>", (None, "malformed")),
+    ("   ", (None, "empty")),
+    ("<problem> </problem>", (None, "empty")),
+])
+def test_parse_rewrite(reply, expected):
+  assert mqr.parse_rewrite(reply) == expected
+
+
+def test_parse_rewrite_can_require_tags():
+  assert mqr.parse_rewrite("A harder problem.", require_tags=True) == (
+      None, "malformed")
+
+
+ORIGINAL = "Tom has 3 apples and buys 4 more. How many apples does he have?"
+FILTERS = {"max_length_ratio": 6.0, "copy_threshold": 0.95}
+
+
+@pytest.mark.parametrize("rewrite, verdict", [
+    ("At the harvest fair, Tom, a keen gardener, has 3 apples and buys 4 "
+     "more from a stall. How many apples does he have?", "kept"),
+    (ORIGINAL, "copy"),
+    ("tom has 3 apples, and buys 4 more; how many apples does he have",
+     "copy"),  # same words, other case and punctuation
+    ("Tom has 3 apples and buys 4 more, 7 in all. How many does he have?",
+     "leak"),  # the gold 7 appears, the original has no 7
+    (r"Tom has 3 apples and buys 4 more: \boxed{7}.", "leak"),
+    ("Tom has 3 apples, buys 4 more and eats 0.7 of one. How many apples"
+     " are left?", "kept"),  # 0.7 is not the answer 7
+    ("word " * 500, "malformed"),  # runaway: 2500 characters > max(6 x 63,
+                                   # 2000)
+])
+def test_screen_verdicts(rewrite, verdict):
+  reply = f"<problem>{rewrite}</problem>"
+  assert mqr.screen(ORIGINAL, "7", reply, **FILTERS)[1] == verdict
+
+
+def test_leak_counts_occurrences_beyond_the_original():
+  original = "Find the sum of 7 and 0."
+  # The gold 7 is in the original once: one mention is not a leak, two is.
+  assert not mqr.leaks_answer(original, "Add 0 to the number 7.", "7")
+  assert mqr.leaks_answer(original, "Add 0 to 7; the sum is 7.", "7")
+  assert mqr.leaks_answer("Solve x+1=2.", "Solve x+1=2, where $x=1$.", "$1$")
+
+
+def test_majority_preserves_uses_the_vote():
+  def equal(a, b):
+    return a.replace(" ", "") == b.replace(" ", "")
+  box = lambda x: f"so \\boxed{{{x}}}"
+  # Two of three say 7: kept. One 7 against two 8s: not kept. Unanswered
+  # completions abstain: one 7 and two without an answer is kept.
+  assert mqr.majority_preserves([box(7), box(8), box(7)], "7", equal)
+  assert not mqr.majority_preserves([box(7), box(8), box(8)], "7", equal)
+  assert mqr.majority_preserves(["no idea", box(7), "hmm"], "7", equal)
+  assert not mqr.majority_preserves(["no idea"], "7", equal)
+  assert not mqr.majority_preserves([], "7", equal)
+
+
+# --- the driver with scripted back ends ----------------------------------------
+
+
+class ScriptedBackend:
+  """Replies from a function of the last message (no model, no network)."""
+
+  def __init__(self, reply_fn, name="scripted"):
+    self.reply_fn, self.name = reply_fn, name
+    self.counts = collections.Counter()
+    self.calls = []
+
+  def complete(self, conversations, n=1):
+    self.calls.append(len(conversations))
+    out = []
+    for messages in conversations:
+      text = self.reply_fn(messages[-1]["content"])
+      if text is None:
+        out.append(mqr_backends.Reply(error="failed", detail="scripted"))
+      else:
+        out.append(mqr_backends.Reply(texts=(text,) * n, prompt_tokens=10,
+                                      completion_tokens=5 * n))
+    return out
+
+
+SOURCES = [
+    {"id": "q0", "question": "What is 2 + 3?", "answer": "5"},
+    {"id": "q1", "question": "What is 4 * 6?", "answer": "24"},
+    {"id": "q2", "question": "What is nothing?", "answer": ""},
+]
+
+
+def _rewriter(user):
+  """background: a good rewrite; term: a copy for q0, a leak for q1;
+  sub_problem: a truncated reply for q0, a failed request for q1."""
+  question = user.split("Problem:\n", 1)[1].split("\n\nIts final", 1)[0]
+  if mqr.INSTRUCTIONS["background"] in user:
+    return f"<problem>On a long train journey, Ann asks: {question}</problem>"
+  if mqr.INSTRUCTIONS["term"] in user:
+    if "2 + 3" in question:
+      return f"<problem>{question}</problem>"
+    return f"<problem>{question} (It is 24.)</problem>"
+  return "<problem>Let" if "2 + 3" in question else None
+
+
+def _solver(user):
+  # Solves the train-journey version of q0 right, of q1 wrong.
+  return r"\boxed{5}" if "2 + 3" in user else r"\boxed{25}"
+
+
+def test_augment_verdicts_statistics_and_outputs(tmp_path):
+  def equal(a, b):
+    return a.strip() == b.strip()
+  generator = ScriptedBackend(_rewriter, "scripted-rewriter")
+  stats = mqr_augment.augment(
+      SOURCES, generator=generator, template=mqr.make_template(),
+      aspects=mqr.ASPECTS, out_dir=str(tmp_path),
+      solver=ScriptedBackend(_solver), solver_k=3, filters=FILTERS,
+      equal=equal)
+  c = stats.counts
+  # q2 has no gold answer: skipped, not sent. 2 questions x 3 aspects.
+  assert dict(stats.skipped_sources) == {"empty_gold": 1}
+  assert generator.calls == [6]
+  assert (c["background"]["kept"], c["background"]["not_preserved"]) == (1, 1)
+  assert (c["term"]["copy"], c["term"]["leak"]) == (1, 1)
+  assert (c["sub_problem"]["malformed"], c["sub_problem"]["failed"]) == (1, 1)
+  for aspect in mqr.ASPECTS:  # every request has exactly one verdict
+    verdicts = sum(c[aspect][v] for v in ("kept",) + mqr.REJECTIONS)
+    assert verdicts == c[aspect]["requested"] == 2
+  # Only the 2 background rewrites reached the solver (n=3 each).
+  assert c["background"]["solved"] == 2 and c["term"]["solved"] == 0
+  assert c["background"]["solve_completion_tokens"] == 2 * 15
+  kept = mqr.load(tmp_path / "mqr.jsonl")
+  assert [(r["id"], r["source_id"], r["aspect"], r["answer"]) for r in kept
+          ] == [("q0/mqr/background", "q0", "background", "5")]
+  assert kept[0]["question"] == (
+      "On a long train journey, Ann asks: What is 2 + 3?")
+  assert kept[0]["generator"] == "scripted-rewriter"
+  assert kept[0]["template_version"] == mqr.TEMPLATE_VERSION
+  assert kept[0]["solver_answers"] == ["5", "5", "5"]
+  rejected = [json.loads(line) for line in
+              (tmp_path / "mqr_rejected.jsonl").read_text().splitlines()]
+  assert sorted(r["verdict"] for r in rejected) == [
+      "copy", "failed", "leak", "malformed", "not_preserved"]
+  summary = json.loads((tmp_path / "mqr_stats.json").read_text())
+  # Per source question: 3 generator requests; 5 replies of 10 prompt
+  # tokens (the failed request bills none) over 2 questions = 25; 2
+  # solver requests over 2 questions = 1.
+  assert summary["per_question"]["gen_requests"] == 3
+  assert summary["per_question"]["gen_prompt_tokens"] == 25
+  assert summary["per_question"]["solve_requests"] == 1
+  report = (tmp_path / "mqr_report.md").read_text()
+  assert "**Original.** What is 2 + 3?" in report
+  assert "**Rewrite.** On a long train journey" in report
+  assert "# Rejected MQR rewrites" in report
+  assert "kept" in stats.table() and "not_preserved" in stats.table()
+
+
+def test_report_command_prints_original_and_rewrite(tmp_path, capsys):
+  record = mqr.make_record(SOURCES[0], "term", "Define a glorp as 2 + 3.",
+                           generator="g", template_version="v")
+  path = tmp_path / "mqr.jsonl"
+  path.write_text(json.dumps(record) + "\n")
+  mqr.main(["mqr", str(path), "1"])
+  out = capsys.readouterr().out
+  assert "## term" in out and "What is 2 + 3?" in out
+  assert "Define a glorp as 2 + 3." in out
+
+
+# --- mixing into training --------------------------------------------------------
+
+
+def _write_rewrites(path, base, count):
+  """One rewrite per aspect of the first `count` base records."""
+  rows = [mqr.make_record(base[i], aspect, f"[{aspect}] {base[i]['question']}",
+                          generator="test", template_version="v")
+          for i in range(count) for aspect in mqr.ASPECTS]
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  return rows
+
+
+@pytest.mark.parametrize("ratio, n_extra", [
+    (0.5, 40),   # 40 * 0.5 / 0.5
+    (0.75, 120),  # the MathForge share: 40 * 0.75 / 0.25
+    (0.0, 0),
+])
+def test_mixed_stream_has_the_expected_share_and_gold_answers(
+    tmp_path, ratio, n_extra):
+  import tiny_tokenizer  # pylint: disable=g-import-not-at-top
+  from mathrl.data import prompts  # pylint: disable=g-import-not-at-top
+  base = synthetic.ArithmeticTasks(40, seed=5, max_ops=2)
+  _write_rewrites(tmp_path / "mqr.jsonl", base, 10)  # 30 rewrites
+  mixed = pipeline.MixedSource(
+      base, mqr.load(tmp_path / "mqr.jsonl"), ratio=ratio, seed=0)
+  assert len(mixed) == 40 + n_extra
+  assert mixed.repeated == max(0, n_extra - 30)
+  gold = {base[i]["id"]: base[i]["answer"] for i in range(len(base))}
+  batches = pipeline.prompt_dataset(
+      mixed, tokenizer=tiny_tokenizer.make(chat=False),
+      template=prompts.PromptTemplate(), prompts_per_batch=8, group_size=2,
+      buckets=(96,), seed=1, num_epochs=1)
+  seen = rewritten = 0
+  for batch in batches:
+    for record, answer in zip(batch.records_P, batch.answers_P):
+      seen += 1
+      if "aspect" in record:
+        rewritten += 1
+        assert record["question"].startswith(f"[{record['aspect']}] ")
+        assert answer == gold[record["source_id"]]  # the original's gold
+  # One epoch, nothing dropped: exactly n_extra of 40 + n_extra prompts.
+  assert (seen, rewritten) == (40 + n_extra, n_extra)
+
+
+def test_mixed_source_edges(tmp_path):
+  base = synthetic.ArithmeticTasks(6, seed=5)
+  rows = _write_rewrites(tmp_path / "mqr.jsonl", base, 2)
+  only = pipeline.MixedSource(base, rows, ratio=1.0, seed=0)
+  assert sorted(only[i]["id"] for i in range(len(only))) == sorted(
+      r["id"] for r in rows)
+  with pytest.raises(ValueError, match=r"ratio must lie in \[0, 1\]"):
+    pipeline.MixedSource(base, rows, ratio=1.5, seed=0)
+  with pytest.raises(ValueError, match="no MQR record of aspects"):
+    (tmp_path / "empty.jsonl").write_text("")
+    mqr.load(tmp_path / "empty.jsonl")
+  (tmp_path / "bad.jsonl").write_text('{"id": "x", "question": "q"}\n')
+  with pytest.raises(ValueError, match=r"bad.jsonl:1, field 'source_id'"):
+    mqr.load(tmp_path / "bad.jsonl")
+  term = mqr.load(tmp_path / "mqr.jsonl", aspects=("term",))
+  assert [r["aspect"] for r in term] == ["term", "term"]
+
+
+def test_config_wires_mqr_into_the_rl_source_and_scales_prompts(tmp_path):
+  from mathrl import builders  # pylint: disable=g-import-not-at-top
+  c = configlib.base_config()
+  c.data.synthetic.num_train = 40
+  base = builders.make_train_source(c, str(tmp_path))
+  _write_rewrites(tmp_path / "mqr.jsonl", base, 10)
+  assert builders.make_rl_source(c, str(tmp_path), base) is base  # path ""
+  c.data.mqr.path = str(tmp_path / "mqr.jsonl")
+  c.data.mqr.aspects = ("background", "term")
+  c.data.mqr.ratio = 0.5
+  source = builders.make_rl_source(c, str(tmp_path), base)
+  extras = [source[i] for i in range(len(source)) if "aspect" in source[i]]
+  # 40 originals + 40 rewrites, drawn from the 20 background/term ones.
+  assert len(source) == 80 and len(extras) == 40
+  assert {r["aspect"] for r in extras} == {"background", "term"}
+  # The switch: P x (1 + 2 aspects), steps unchanged; a second application
+  # changes nothing; off (or no path) leaves the config as it is.
+  assert configlib.apply_mqr_scaling(c) is c
+  c.data.mqr.scale_prompts_per_step = True
+  scaled = configlib.apply_mqr_scaling(c)
+  assert (scaled.rl.prompts_per_step, scaled.rl.steps) == (16 * 3, c.rl.steps)
+  assert configlib.apply_mqr_scaling(scaled).rl.prompts_per_step == 48
+  assert c.rl.prompts_per_step == 16  # the input is not changed
