@@ -342,13 +342,22 @@ def _augment_config() -> mlc.ConfigDict:
 def apply_mqr_scaling(c: mlc.ConfigDict) -> mlc.ConfigDict:
   """A copy of `c` with data.mqr.scale_prompts_per_step applied.
 
-  When the switch is on (and data.mqr.path is set), rl.prompts_per_step is
-  multiplied by 1 + len(data.mqr.aspects) and the switch is cleared, so
-  applying it again changes nothing; otherwise `c` is returned as is.
+  When the switch is on, rl.prompts_per_step is multiplied by
+  1 + len(data.mqr.aspects) and the switch is cleared, so applying it again
+  changes nothing; otherwise `c` is returned as is.
+
+  Raises:
+    ValueError: the switch is on but data.mqr.path is empty (a recipe
+      meant for MQR data would silently train without it).
   """
   m = c.data.mqr
-  if not (m.path and m.scale_prompts_per_step):
+  if not m.scale_prompts_per_step:
     return c
+  if not m.path:
+    raise ValueError(
+        "data.mqr.scale_prompts_per_step is on but data.mqr.path is empty:"
+        " run --mode=augment first, then pass"
+        " --config.data.mqr.path=WORKDIR/mqr.jsonl (or turn the switch off)")
   out = c.copy_and_resolve_references()
   out.rl.prompts_per_step = c.rl.prompts_per_step * (1 + len(m.aspects))
   out.data.mqr.scale_prompts_per_step = False

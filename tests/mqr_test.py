@@ -557,7 +557,137 @@ def test_config_wires_mqr_into_the_rl_source_and_scales_prompts(tmp_path):
   # changes nothing; off (or no path) leaves the config as it is.
   assert configlib.apply_mqr_scaling(c) is c
   c.data.mqr.scale_prompts_per_step = True
+  no_path = configlib.base_config()
+  no_path.data.mqr.scale_prompts_per_step = True
+  with pytest.raises(ValueError, match="data.mqr.path is empty"):
+    configlib.apply_mqr_scaling(no_path)
   scaled = configlib.apply_mqr_scaling(c)
   assert (scaled.rl.prompts_per_step, scaled.rl.steps) == (16 * 3, c.rl.steps)
   assert configlib.apply_mqr_scaling(scaled).rl.prompts_per_step == 48
   assert c.rl.prompts_per_step == 16  # the input is not changed
+
+
+# --- end to end on local models -------------------------------------------------
+
+
+def _local_config(model, tokenizer="", **overrides):
+  c = configlib.base_config()
+  c.data.synthetic.num_train = 50
+  a = c.augment
+  a.num_questions = 3
+  for section in (a.generator, a.solver):
+    section.backend = "local"
+    section.model = str(model)
+    section.tokenizer = str(tokenizer)
+    section.max_new_tokens = 8
+    section.batch_size = 9
+    section.buckets = (256,)
+  a.solver.k = 2
+  for key, value in overrides.items():
+    target, _, field = key.rpartition(".")
+    section = c
+    for part in target.split("."):
+      section = section[part]
+    section[field] = value
+  return c
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tmp_path_factory):
+  """(tiny random qwen2 checkpoint, chat tokenizer folder of 127 words).
+
+  The tokenizer has its own folder: next to the checkpoint's config.json,
+  transformers would load it as a Qwen2 tokenizer.
+  """
+  import hf_checkpoints  # pylint: disable=g-import-not-at-top
+  import tiny_tokenizer  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("mqr_model")
+  path = hf_checkpoints.write_tiny_checkpoint("qwen2", root / "qwen2")
+  tokenizer = tiny_tokenizer.make(chat=True, num_problems=20)
+  assert len(tokenizer) <= 256  # the checkpoint's vocabulary
+  tokenizer.save_pretrained(root / "tokenizer")
+  return path, root / "tokenizer"
+
+
+def test_end_to_end_with_a_tiny_local_generator_and_solver(
+    tiny_generator, tmp_path):
+  model_path, tokenizer_path = tiny_generator
+  c = _local_config(model_path, tokenizer_path)
+  stats = mqr_augment.run(c, str(tmp_path), log=lambda *_: None)
+  summary = json.loads((tmp_path / "mqr_stats.json").read_text())
+  kept = (tmp_path / "mqr.jsonl").read_text().splitlines()
+  rejected = [json.loads(line) for line in
+              (tmp_path / "mqr_rejected.jsonl").read_text().splitlines()]
+  # 3 questions x 3 aspects, each with exactly one verdict; the random
+  # model's text is gibberish, so what it says is not checked, only that
+  # every rewrite is accounted for and on disk.
+  for aspect in mqr.ASPECTS:
+    counts = stats.counts[aspect]
+    assert counts["requested"] == 3
+    assert sum(counts[v] for v in ("kept",) + mqr.REJECTIONS) == 3
+    assert counts["gen_completion_tokens"] > 0
+  assert len(kept) + len(rejected) == 9
+  assert all(r["generator"] == f"local:{model_path}" for r in rejected)
+  assert summary["generator"] == f"local:{model_path}"
+  assert summary["solver_k"] == 2
+  # One sampler call for the 9 rewrites (batch 9); the solver gets the
+  # rewrites that passed the text filters, k=2 replies each.
+  assert summary["generator_counts"]["sampler_calls"] == 1
+  solved = sum(stats.counts[a]["solved"] for a in mqr.ASPECTS)
+  assert solved == sum(stats.counts[a][v] for a in mqr.ASPECTS
+                       for v in ("kept", "not_preserved"))
+  assert summary["solver_counts"].get("sampler_calls", 0) == min(solved, 1)
+  # A rerun answers every request from the cache and writes the same files.
+  before = (tmp_path / "mqr_rejected.jsonl").read_text()
+  mqr_augment.run(c, str(tmp_path), log=lambda *_: None)
+  again = json.loads((tmp_path / "mqr_stats.json").read_text())
+  assert "sampler_calls" not in again["generator_counts"]
+  assert again["generator_counts"]["cache_hits"] >= 9
+  assert sum(again["per_aspect"][a]["gen_sent"] for a in mqr.ASPECTS) == 0
+  assert (tmp_path / "mqr_rejected.jsonl").read_text() == before
+
+
+def test_local_backend_samples_n_replies_per_prompt(tiny_generator):
+  import transformers  # pylint: disable=g-import-not-at-top
+  from mathrl import models  # pylint: disable=g-import-not-at-top
+  from mathrl import sampling  # pylint: disable=g-import-not-at-top
+  model_path, tokenizer_path = tiny_generator
+  model = models.from_pretrained(str(model_path))
+  tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_path)
+  local = mqr_backends.LocalBackend(
+      model, tokenizer, name="tiny", max_new_tokens=4,
+      method=sampling.Greedy(), batch_size=2, buckets=(32,))
+  convs = conversations(3) + [[{"role": "user", "content": "x " * 40}]]
+  replies = local.complete(convs, n=2)
+  # Greedy: both replies of a prompt are the same; the 40-word prompt does
+  # not fit the 32-token bucket and fails, counted, without sampling.
+  assert [len(r.texts) for r in replies] == [2, 2, 2, 0]
+  assert all(r.texts[0] == r.texts[1] for r in replies[:3])
+  assert replies[3].error == "failed" and "largest bucket" in replies[3].detail
+  assert local.counts["sampler_calls"] == 2  # 3 prompts, batches of 2
+  assert local.counts["failed"] == 1
+
+
+@pytest.mark.skipif(
+    not hasattr(__import__("mathrl.models").models, "from_gguf"),
+    reason="mathrl.models.from_gguf (the GGUF loader for the "
+           "smollm2-135m-instruct preset) is not in this build")
+def test_end_to_end_with_the_real_smollm2_model(tmp_path):
+  pytest.importorskip("gguf")
+  try:
+    mqr_backends.smollm2_gguf()
+  except FileNotFoundError as e:
+    pytest.skip(str(e))
+  c = _local_config(mqr_backends.SMOLLM2_PRESET, **{
+      "augment.num_questions": 4, "augment.generator.batch_size": 12,
+      "augment.generator.max_new_tokens": 16, "augment.solver.k": 1,
+      "augment.generator.buckets": (512,), "augment.solver.buckets": (512,),
+      "augment.solver.batch_size": 12})
+  stats = mqr_augment.run(c, str(tmp_path), log=lambda *_: None)
+  for aspect in mqr.ASPECTS:
+    counts = stats.counts[aspect]
+    assert counts["requested"] == 4
+    assert sum(counts[v] for v in ("kept",) + mqr.REJECTIONS) == 4
+    assert counts["failed"] == 0  # every prompt fits the 512 bucket
+  report = (tmp_path / "mqr_report.md").read_text()
+  assert "**Original.**" in report and "**Rewrite.**" in report
