@@ -102,7 +102,8 @@ class FakeEndpoint:
 def reply_json(body, key):
   choices = [{"message": {"role": "assistant",
                           "content": f"<problem>Rewrite {key[:12]} #{i}."
-                                     "</problem>"}}
+                                     "</problem>"},
+              "finish_reason": "length" if i == 1 else "stop"}
              for i in range(body.get("n", 1))]
   return json.dumps({"choices": choices,
                      "usage": {"prompt_tokens": 100,
@@ -148,6 +149,7 @@ def test_batches_run_concurrently_and_keep_order(endpoint_factory):
   assert [r.texts for r in replies] == [
       (f"<problem>Rewrite {k[:12]} #0.</problem>",
        f"<problem>Rewrite {k[:12]} #1.</problem>") for k in keys]
+  assert all(r.truncated == (False, True) for r in replies)
   assert endpoint.counts() == collections.Counter(keys)  # each sent once
   assert endpoint.peak == 3  # concurrency reached and never exceeded
   assert len(lines) == 3  # ceil(10 / batch_size 4) batches
@@ -156,6 +158,7 @@ def test_batches_run_concurrently_and_keep_order(endpoint_factory):
   again = client.complete(convs, n=2)
   assert [r.texts for r in again] == [r.texts for r in replies]
   assert all(r.cached for r in again) and len(endpoint.requests) == 10
+  assert all(r.truncated == (False, True) for r in again)
 
 
 def test_retries_429_and_5xx_with_backoff_and_gives_up(endpoint_factory):
@@ -345,6 +348,22 @@ FILTERS = {"max_length_ratio": 6.0, "copy_threshold": 0.95}
 def test_screen_verdicts(rewrite, verdict):
   reply = f"<problem>{rewrite}</problem>"
   assert mqr.screen(ORIGINAL, "7", reply, **FILTERS)[1] == verdict
+
+
+def test_truncated_and_echoing_replies_are_malformed():
+  t = mqr.make_template()
+  filters = dict(FILTERS, prompt_text=t.fixed_text("background"))
+  story = "At the fair, Tom has 3 apples and buys 4 more. How many now?"
+  assert mqr.screen(ORIGINAL, "7", story, **filters)[1] == "kept"
+  # Cut by the length cap: untagged is unfinished; closed tags are whole.
+  assert mqr.screen(ORIGINAL, "7", story, truncated=True, **filters)[1] == (
+      "malformed")
+  assert mqr.screen(ORIGINAL, "7", f"<problem>{story}</problem> And th",
+                    truncated=True, **filters)[1] == "kept"
+  # Restating the request (8 words of the instruction) is not a problem.
+  echo = ("Tom has 3 apples. Place the problem inside a story or real-world"
+          " setting that seems connected to it.")
+  assert mqr.screen(ORIGINAL, "7", echo, **filters)[1] == "malformed"
 
 
 def test_leak_counts_occurrences_beyond_the_original():
@@ -664,6 +683,8 @@ def test_local_backend_samples_n_replies_per_prompt(tiny_generator):
   assert [len(r.texts) for r in replies] == [2, 2, 2, 0]
   assert all(r.texts[0] == r.texts[1] for r in replies[:3])
   assert replies[3].error == "failed" and "largest bucket" in replies[3].detail
+  # The random model emits no stop token within 4 tokens: all cut.
+  assert all(r.truncated == (True, True) for r in replies[:3])
   assert local.counts["sampler_calls"] == 2  # 3 prompts, batches of 2
   assert local.counts["failed"] == 1
 

@@ -129,6 +129,13 @@ class Template:
     out = [{"role": "system", "content": self.system}] if self.system else []
     return out + [{"role": "user", "content": user}]
 
+  def fixed_text(self, aspect: str) -> str:
+    """The prompt's own words for `aspect` (no question, no answer)."""
+    user = self.user.replace("{instruction}", self.instructions[aspect])
+    for field in ("{question}", "{answer}"):
+      user = user.replace(field, "\n")
+    return self.system + "\n" + user
+
 
 def make_template(system: str = "", user: str = "",
                   instructions: Mapping[str, str] | None = None) -> Template:
@@ -246,9 +253,23 @@ def leaks_answer(original: str, rewrite: str, gold: str) -> bool:
       squeeze(original), answer)
 
 
+def echoes(rewrite: str, prompt_text: str, n: int = 8) -> bool:
+  """Whether `rewrite` repeats n consecutive words of the prompt's own text.
+
+  `prompt_text` is the template's fixed text (system, user message and
+  instruction, without the question); a reply that copies a run of it
+  restates the request instead of a problem.
+  """
+  def grams(text):
+    words = _words(text).split()
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+  return bool(grams(rewrite) & grams(prompt_text))
+
+
 def screen(original: str, gold: str, reply: str, *,
            max_length_ratio: float, copy_threshold: float,
-           require_tags: bool = False) -> tuple[str | None, str]:
+           require_tags: bool = False, truncated: bool = False,
+           prompt_text: str = "") -> tuple[str | None, str]:
   """Parses a reply and applies the text filters.
 
   Args:
@@ -260,6 +281,11 @@ def screen(original: str, gold: str, reply: str, *,
       runaway reply.
     copy_threshold: see `is_copy`.
     require_tags: see `parse_rewrite`.
+    truncated: the reply was cut by the length cap: malformed unless its
+      `</problem>` tag came before the cut (an unfinished problem is
+      incomplete).
+    prompt_text: the template's fixed text; a rewrite that `echoes` it is
+      malformed.
 
   Returns:
     (rewrite or None, verdict): verdict "kept" or one of REJECTIONS
@@ -268,7 +294,10 @@ def screen(original: str, gold: str, reply: str, *,
   rewrite, verdict = parse_rewrite(reply, require_tags=require_tags)
   if rewrite is None:
     return None, verdict
-  if len(rewrite) > max(max_length_ratio * len(original), 2000):
+  cut = truncated and _CLOSE not in reply  # closed tags: the problem ended
+  if cut or len(rewrite) > max(max_length_ratio * len(original), 2000):
+    return rewrite, "malformed"
+  if prompt_text and echoes(rewrite, prompt_text):
     return rewrite, "malformed"
   if is_copy(original, rewrite, copy_threshold):
     return rewrite, "copy"

@@ -71,7 +71,8 @@ def _generate(sources, aspects, template, generator, stats, filters):
     else:
       rewrite, verdict = mqr.screen(
           str(source["question"]), str(source["answer"]), reply.texts[0],
-          **filters)
+          truncated=reply.was_truncated(0),
+          prompt_text=template.fixed_text(aspect), **filters)
     out.append({"source": source, "aspect": aspect, "rewrite": rewrite,
                 "verdict": verdict, "reply": reply.detail or (
                     reply.texts[0] if reply.texts else "")})

@@ -53,6 +53,8 @@ class Reply:
       request) or "bad_response" (a reply that is not a well-formed
       completion).
     detail: what went wrong, for the rejected-records file.
+    truncated: per reply, whether the length cap cut it (finish_reason
+      "length"; locally: no stop token within max_new_tokens).
   """
 
   texts: tuple[str, ...] = ()
@@ -61,6 +63,10 @@ class Reply:
   cached: bool = False
   error: str | None = None
   detail: str = ""
+  truncated: tuple[bool, ...] = ()
+
+  def was_truncated(self, i: int) -> bool:
+    return bool(self.truncated[i]) if i < len(self.truncated) else False
 
 
 def request_key(body: Mapping[str, Any]) -> str:
@@ -109,11 +115,12 @@ class Cache:
     return Reply(texts=tuple(entry["texts"]),
                  prompt_tokens=int(entry["prompt_tokens"]),
                  completion_tokens=int(entry["completion_tokens"]),
-                 cached=True)
+                 truncated=tuple(entry.get("truncated", ())), cached=True)
 
   def put(self, key: str, reply: Reply) -> None:
     entry = {"texts": list(reply.texts), "prompt_tokens": reply.prompt_tokens,
-             "completion_tokens": reply.completion_tokens}
+             "completion_tokens": reply.completion_tokens,
+             "truncated": list(reply.truncated)}
     with self._lock:
       self._entries[key] = entry
       if not self.path:
@@ -156,7 +163,9 @@ def parse_chat_response(payload: bytes, n: int) -> Reply:
   usage = data.get("usage") or {}
   return Reply(texts=texts,
                prompt_tokens=int(usage.get("prompt_tokens") or 0),
-               completion_tokens=int(usage.get("completion_tokens") or 0))
+               completion_tokens=int(usage.get("completion_tokens") or 0),
+               truncated=tuple(c.get("finish_reason") == "length"
+                               for c in choices))
 
 
 class OpenAIBackend:
@@ -483,12 +492,17 @@ class LocalBackend:
     tokens_BT = np.asarray(out.tokens_BT)[:rows]
     mask_BT = np.asarray(out.mask_BT)[:rows]
     texts = prompts.decode_completions(self.tokenizer, tokens_BT, mask_BT)
+    lengths_B = mask_BT.sum(axis=-1)
+    last_B = tokens_BT[np.arange(rows), np.maximum(lengths_B - 1, 0)]
+    cut_B = (lengths_B == self.max_new_tokens) & ~np.isin(last_B,
+                                                          self.eos_ids)
     self.counts["sampler_calls"] += 1
     replies = []
     for p, (_, ids) in enumerate(batch):
       rows_p = slice(p * n, (p + 1) * n)
       reply = Reply(texts=tuple(texts[rows_p]), prompt_tokens=len(ids),
-                    completion_tokens=int(mask_BT[rows_p].sum()))
+                    completion_tokens=int(mask_BT[rows_p].sum()),
+                    truncated=tuple(bool(c) for c in cut_B[rows_p]))
       self.counts["prompt_tokens"] += reply.prompt_tokens
       self.counts["completion_tokens"] += reply.completion_tokens
       replies.append(reply)
