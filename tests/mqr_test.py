@@ -712,3 +712,40 @@ def test_end_to_end_with_the_real_smollm2_model(tmp_path):
     assert counts["failed"] == 0  # every prompt fits the 512 bucket
   report = (tmp_path / "mqr_report.md").read_text()
   assert "**Original.**" in report and "**Rewrite.**" in report
+
+
+def test_training_run_sees_the_mixed_share_with_original_golds(
+    tmp_path, monkeypatch):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  from mathrl import builders  # pylint: disable=g-import-not-at-top
+  from mathrl import trainer  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      "tiny", ROOT / "configs" / "tiny.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config()
+  # 8 training questions + 8 rewrites (ratio 0.5) = 16 prompts: 4 RL steps
+  # of P=4 are exactly one epoch.
+  c.data.synthetic.num_train = 8
+  c.rl.steps, c.rl.prompts_per_step, c.sft.steps = 4, 4, 0
+  c.checkpoint.every_steps = 4
+  base = builders.make_train_source(c, str(tmp_path))
+  _write_rewrites(tmp_path / "mqr.jsonl", base, 4)  # 12 rewrites
+  c.data.mqr.path = str(tmp_path / "mqr.jsonl")
+  c.data.mqr.ratio = 0.5
+  seen = []
+  original_next = pipeline.PromptIterator.__next__
+
+  def recording_next(self):
+    batch = original_next(self)
+    if batch.group_size == c.rl.num_generations:  # not the evaluation's
+      seen.extend(zip(batch.records_P, batch.answers_P))
+    return batch
+
+  monkeypatch.setattr(pipeline.PromptIterator, "__next__", recording_next)
+  trainer.train(c, str(tmp_path / "run"))
+  gold = {base[i]["id"]: base[i]["answer"] for i in range(len(base))}
+  rewritten = [(r, a) for r, a in seen if "aspect" in r]
+  assert len(seen) == 16 and len(rewritten) == 8
+  assert all(a == gold[r["source_id"]] for r, a in rewritten)
+  assert len({r["id"] for r, _ in seen if "aspect" not in r}) == 8
