@@ -134,7 +134,7 @@ def backend(endpoint, **kwargs):
   return mqr_backends.OpenAIBackend(**{**defaults, **kwargs})
 
 
-# --- endpoint back end ---------------------------------------------------------
+# --- endpoint back end --------------------------------------------------------
 
 
 def test_batches_run_concurrently_and_keep_order(endpoint_factory):
@@ -387,7 +387,7 @@ def test_majority_preserves_uses_the_vote():
   assert not mqr.majority_preserves([], "7", equal)
 
 
-# --- the driver with scripted back ends ----------------------------------------
+# --- the driver with scripted back ends ---------------------------------------
 
 
 class ScriptedBackend:
@@ -495,7 +495,7 @@ def test_report_command_prints_original_and_rewrite(tmp_path, capsys):
   assert "Define a glorp as 2 + 3." in out
 
 
-# --- mixing into training --------------------------------------------------------
+# --- mixing into training -----------------------------------------------------
 
 
 def _write_rewrites(path, base, count):
@@ -586,7 +586,7 @@ def test_config_wires_mqr_into_the_rl_source_and_scales_prompts(tmp_path):
   assert c.rl.prompts_per_step == 16  # the input is not changed
 
 
-# --- end to end on local models -------------------------------------------------
+# --- end to end on local models -----------------------------------------------
 
 
 def _local_config(model, tokenizer="", **overrides):

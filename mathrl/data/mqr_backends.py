@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import http.client
 import importlib.util
+import inspect
 import json
 import os
 import random
@@ -344,7 +345,8 @@ def load_gguf(path: str, dtype):
         "lacks; convert the file to a Hugging Face folder (transformers: "
         "AutoModelForCausalLM.from_pretrained(dir, gguf_file=...) then "
         "save_pretrained) and pass that folder")
-  model = from_gguf(path, dtype=dtype)
+  takes_dtype = "dtype" in inspect.signature(from_gguf).parameters
+  model = from_gguf(path, dtype=dtype) if takes_dtype else from_gguf(path)
   tokenizer = transformers.AutoTokenizer.from_pretrained(
       os.path.dirname(path), gguf_file=os.path.basename(path))
   return model, tokenizer
