@@ -523,6 +523,7 @@ def test_mixed_stream_has_the_expected_share_and_gold_answers(
   assert len(mixed) == 40 + n_extra
   assert mixed.repeated == max(0, n_extra - 30)
   gold = {base[i]["id"]: base[i]["answer"] for i in range(len(base))}
+  base_by_id = {base[i]["id"]: base[i] for i in range(len(base))}
   batches = pipeline.prompt_dataset(
       mixed, tokenizer=tiny_tokenizer.make(chat=False),
       template=prompts.PromptTemplate(), prompts_per_batch=8, group_size=2,
@@ -535,6 +536,9 @@ def test_mixed_stream_has_the_expected_share_and_gold_answers(
         rewritten += 1
         assert record["question"].startswith(f"[{record['aspect']}] ")
         assert answer == gold[record["source_id"]]  # the original's gold
+        assert "solution" not in record
+        assert record["difficulty"] == base_by_id[record["source_id"]][
+            "difficulty"]
   # One epoch, nothing dropped: exactly n_extra of 40 + n_extra prompts.
   assert (seen, rewritten) == (40 + n_extra, n_extra)
 

@@ -362,6 +362,7 @@ class Stats:
 
 # --- records ------------------------------------------------------------------
 
+_CARRIED = ("difficulty", "source")
 _RECORD_FIELDS = ("id", "source_id", "aspect", "question", "answer",
                   "original_question", "generator", "template_version")
 
@@ -369,8 +370,15 @@ _RECORD_FIELDS = ("id", "source_id", "aspect", "question", "answer",
 def make_record(source: Mapping[str, Any], aspect: str, rewrite: str, *,
                 generator: str, template_version: str,
                 verdict: str = "kept", **extra: Any) -> dict[str, Any]:
-  """An output record: the rewrite with its source's id and gold answer."""
+  """An output record: the rewrite with its source's id and gold answer.
+
+  The source's `difficulty` and `source` (benchmark name) are carried
+  over when present; its worked `solution` is not (it does not solve the
+  rewrite).
+  """
+  carried = {k: source[k] for k in _CARRIED if k in source}
   return {
+      **carried,
       "id": f"{source['id']}/mqr/{aspect}",
       "source_id": str(source["id"]),
       "aspect": aspect,
