@@ -429,6 +429,8 @@ def report(records: Iterable[Mapping[str, Any]], per_aspect: int = 3) -> str:
     if len(by_aspect[r["aspect"]]) < per_aspect:
       by_aspect[r["aspect"]].append(r)
   parts = ["# MQR rewrites: original vs rewrite\n"]
+  if not by_aspect:
+    parts.append("(none)\n")
   for aspect in sorted(by_aspect, key=lambda a: (a not in ASPECTS, a)):
     parts.append(f"## {aspect}\n")
     for r in by_aspect[aspect]:

@@ -413,8 +413,9 @@ class LocalBackend:
   Prompts are rendered with the tokenizer's chat template (a plain
   "Role: text" layout without one), left-padded to the smallest bucket that
   fits, and sampled `batch_size` conversations at a time (a short last
-  batch is padded with copies of its first prompt, so each bucket compiles
-  once). A prompt longer than every bucket gets `error="failed"`.
+  batch is padded with copies of its first prompt to the next power of
+  two, so each bucket compiles at most log2(batch_size) + 2 times). A
+  prompt longer than every bucket gets `error="failed"`.
 
   Args:
     model: a `mathrl.models.Transformer`.
@@ -482,7 +483,8 @@ class LocalBackend:
     from mathrl import sampling  # pylint: disable=g-import-not-at-top
     from mathrl.data import prompts  # pylint: disable=g-import-not-at-top
     ids_P = [ids for _, ids in batch]
-    ids_P += [ids_P[0]] * (self.batch_size - len(ids_P))
+    rows_p = min(self.batch_size, 1 << (len(ids_P) - 1).bit_length())
+    ids_P += [ids_P[0]] * (rows_p - len(ids_P))
     pad = prompts.pad_id_of(self.tokenizer)
     tokens_PL, mask_PL = prompts.left_pad(ids_P, self.buckets, pad)
     rng = jax.random.fold_in(jax.random.key(self.seed), offset)
