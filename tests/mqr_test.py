@@ -144,7 +144,10 @@ def test_batches_run_concurrently_and_keep_order(endpoint_factory):
   lines = []
   client = backend(endpoint, log=lines.append)
   convs = conversations(10)
-  replies = client.complete(convs, n=2)
+  # An identical request in the same call is sent once.
+  replies = client.complete(convs + conversations(1), n=2)
+  assert replies[10].texts == replies[0].texts and replies[10].cached
+  replies = replies[:10]
   keys = [mqr_backends.request_key(client.body(c, 2)) for c in convs]
   assert [r.texts for r in replies] == [
       (f"<problem>Rewrite {k[:12]} #0.</problem>",

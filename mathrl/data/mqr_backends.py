@@ -230,12 +230,12 @@ class OpenAIBackend:
 
   def complete(self, conversations: Sequence[Messages], n: int = 1
                ) -> list[Reply]:
-    """n replies to each conversation; cached ones are not sent again."""
+    """n replies to each conversation; cached or repeated ones sent once."""
     bodies = [self.body(m, n) for m in conversations]
     keys = [request_key(b) for b in bodies]
     out: list[Reply | None] = [self.cache.get(k) for k in keys]
-    todo = [i for i, r in enumerate(out) if r is None]
-    self._count("cache_hits", len(bodies) - len(todo))
+    todo = _first_of_each_key(keys, out)
+    self._count("cache_hits", sum(r is not None for r in out))
     with concurrent.futures.ThreadPoolExecutor(self.concurrency) as pool:
       for start in range(0, len(todo), self.batch_size):
         batch = todo[start:start + self.batch_size]
@@ -246,7 +246,7 @@ class OpenAIBackend:
         if self._log:
           self._log(f"{self.name}: {start + len(batch)}/{len(todo)} requests"
                     f" sent ({dict(self.counts)})")
-    return out
+    return _fill_repeats(keys, out)
 
   def _send(self, body: dict[str, Any], key: str, n: int) -> Reply:
     detail = ""
@@ -304,6 +304,27 @@ class OpenAIBackend:
             http.client.HTTPException) as e:
       self._count("connection_errors")
       raise _Retryable(f"connection error: {e}") from e
+
+
+def _first_of_each_key(keys: Sequence[str], out) -> list[int]:
+  """Indices to send: unanswered, and the first of identical requests."""
+  seen, todo = set(), []
+  for i, (key, reply) in enumerate(zip(keys, out)):
+    if reply is None and key not in seen:
+      seen.add(key)
+      todo.append(i)
+  return todo
+
+
+def _fill_repeats(keys: Sequence[str], out) -> list[Reply]:
+  """Gives repeated requests (same key) their first copy's reply, as cached
+  (nothing more was sent for them)."""
+  first = {}
+  for key, reply in zip(keys, out):
+    if reply is not None:
+      first.setdefault(key, reply)
+  return [reply if reply is not None else dataclasses.replace(
+      first[key], cached=True) for key, reply in zip(keys, out)]
 
 
 def _text(error: urllib.error.HTTPError) -> str:
@@ -449,15 +470,13 @@ class LocalBackend:
 
   def complete(self, conversations: Sequence[Messages], n: int = 1
                ) -> list[Reply]:
-    """n replies to each conversation; cached ones are not sampled again."""
+    """n replies to each conversation; cached or repeated ones sampled once."""
     from mathrl.data import prompts  # pylint: disable=g-import-not-at-top
     keys = [request_key(self.body(m, n)) for m in conversations]
     out: list[Reply | None] = [self.cache.get(k) for k in keys]
+    self.counts["cache_hits"] += sum(r is not None for r in out)
     todo = []
-    for i, reply in enumerate(out):
-      if reply is not None:
-        self.counts["cache_hits"] += 1
-        continue
+    for i in _first_of_each_key(keys, out):
       text, chat = render_chat(self.tokenizer, conversations[i])
       ids = prompts.encode(text, self.tokenizer, chat=chat)
       if len(ids) > max(self.buckets):
@@ -475,7 +494,7 @@ class LocalBackend:
       if self._log:
         self._log(f"{self.name}: {start + len(batch)}/{len(todo)} prompts "
                   "sampled")
-    return out
+    return _fill_repeats(keys, out)
 
   def _sample(self, batch, n: int, offset: int) -> list[Reply]:
     import jax  # pylint: disable=g-import-not-at-top
