@@ -36,8 +36,9 @@ from mathrl.data import records as records_lib
 
 ASPECTS = ("background", "term", "sub_problem")
 # Reasons a rewrite is rejected, in the order the filters apply them.
-# "failed": the request failed after its retries; "bad_response": the
-# endpoint's reply was not a well-formed completion; the rest judge the text.
+# "failed": the generator's (or the solver's) request failed after its
+# retries; "bad_response": the endpoint's reply was not a well-formed
+# completion; the rest judge the text.
 REJECTIONS = ("failed", "bad_response", "empty", "malformed", "copy", "leak",
               "not_preserved")
 TEMPLATE_VERSION = "mqr-v1"

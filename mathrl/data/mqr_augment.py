@@ -94,8 +94,7 @@ def _check_answers(candidates, solver, k, stats, equal):
       c["verdict"] = "failed"
       c["solver_detail"] = reply.detail
       continue
-    c["solver_answers"] = [
-        _answer(t) for t in reply.texts]
+    c["solver_answers"] = [_answer(t) for t in reply.texts]
     if not mqr.majority_preserves(reply.texts, str(c["source"]["answer"]),
                                   equal):
       c["verdict"] = "not_preserved"
