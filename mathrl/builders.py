@@ -9,6 +9,7 @@ an error that lists the valid ones.
 import functools
 import inspect
 import os
+import sys
 from typing import Any, Callable
 
 import jax
@@ -128,8 +129,13 @@ def with_mqr(config: mlc.ConfigDict, source):
   m = config.data.mqr
   if not m.path:
     return source
-  return pipeline.MixedSource(source, mqr.load(m.path, tuple(m.aspects)),
-                              ratio=m.ratio, seed=config.seed)
+  mixed = pipeline.MixedSource(source, mqr.load(m.path, tuple(m.aspects)),
+                               ratio=m.ratio, seed=config.seed)
+  if jax.process_index() == 0:
+    print(f"[mathrl] RL prompts: {len(mixed) - mixed.num_extra} originals +"
+          f" {mixed.num_extra} MQR rewrites ({mixed.repeated} of them"
+          f" repeats) from {m.path}", file=sys.stderr, flush=True)
+  return mixed
 
 
 def make_eval_source(config: mlc.ConfigDict, workdir: str):
