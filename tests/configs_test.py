@@ -15,7 +15,7 @@ from mathrl.data import synthetic
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.py"))
 # Recipes for real checkpoints: they need --config.model.path.
-REAL_MODEL = ("grpo_gsm8k", "dgpo_math")
+REAL_MODEL = ("grpo_gsm8k", "dgpo_math", "mathforge_mqr")
 
 
 def load(name):

@@ -7,12 +7,18 @@ Submodules (imported on first use, so `import mathrl.data` stays cheap):
   synthetic      seeded arithmetic word problems with worked solutions
   prompts        prompt templates, tokenisation, left-padding to buckets
   pipeline       grain pipeline: shuffle, shard, batch, ×G, resumable iterator
+  mqr            MQR question reformulation: templates, filters, records
+  mqr_backends   MQR generators: OpenAI-compatible endpoint, local sampler
+  mqr_augment    the MQR run (--mode=augment)
 """
 
 import importlib
 
 _SUBMODULES = (
     "benchmarks",
+    "mqr",
+    "mqr_augment",
+    "mqr_backends",
     "pipeline",
     "prompts",
     "records",

@@ -268,3 +268,42 @@ class PromptIterator:
       )
     self._iterator.set_state(state["grain"])
     self._batches = int(state["batches"])
+
+
+class MixedSource:
+  """Random-access union of base records and extra records at a set share.
+
+  Used to mix MQR rewrites into the training questions: all `base` records
+  plus m = round(n · ratio / (1 − ratio)) records of `extra` (n = len(base)),
+  so that extras make up m / (n + m) ≈ `ratio` of every epoch. The extras
+  are a seeded permutation of `extra`, cycled when m > len(extra) (the
+  number of repeated extras is `repeated`). ratio 0 is `base` alone; ratio 1
+  is `extra` alone, each once. Shuffling is left to `prompt_dataset`.
+
+  Args:
+    base: random-access records (the original questions).
+    extra: random-access records (the rewrites).
+    ratio: the extras' share, in [0, 1].
+    seed: seed of the extras' selection.
+  """
+
+  def __init__(self, base: Any, extra: Any, *, ratio: float, seed: int):
+    if not 0.0 <= ratio <= 1.0:
+      raise ValueError(f"data.mqr.ratio must lie in [0, 1], got {ratio}")
+    if ratio > 0 and len(extra) == 0:  # pylint: disable=g-explicit-length-test
+      raise ValueError("ratio > 0 but there are no extra (MQR) records")
+    n_base = 0 if ratio == 1.0 else len(base)
+    m = len(extra) if ratio == 1.0 else round(n_base * ratio / (1 - ratio))
+    order = np.random.default_rng(seed).permutation(max(len(extra), 1))
+    self._base, self._extra = base, extra
+    self._index = [(0, i) for i in range(n_base)] + [
+        (1, int(order[j % len(order)])) for j in range(m)]
+    self.num_extra = m
+    self.repeated = max(0, m - len(extra))
+
+  def __len__(self) -> int:
+    return len(self._index)
+
+  def __getitem__(self, i: int) -> dict[str, Any]:
+    which, j = self._index[i]
+    return (self._extra if which else self._base)[j]
