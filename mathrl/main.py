@@ -3,13 +3,13 @@
   python -m mathrl.main                                   # the default job
   python -m mathrl.main --config=configs/NAME.py[:arg] --workdir=DIR \\
       [--config.a.b=value ...]
-  python -m mathrl.main --mode=eval --config=configs/eval.py \\
-      --config.model.path=DIR
+  python -m mathrl.main --mode=eval --config=configs/default.py \\
+      --config.model.path=DIR [--config.eval.protocol=qwen25_math \\
+      --config.eval.num_examples=N --config.eval.benchmarks='("gsm8k",)']
 
 Rerunning the same command with the same workdir resumes.
 """
 
-import json
 import os
 import sys
 
@@ -30,8 +30,9 @@ _WORKDIR = flags.DEFINE_string("workdir", "workdir", "Run directory.")
 _MODE = flags.DEFINE_enum(
     "mode", "train", ["train", "sft", "eval", "generate"],
     "train: SFT (if configured) then RL; sft: only the SFT stage; eval: "
-    "evaluate the configured model on the eval data; generate: like eval, "
-    "and write every completion to WORKDIR/samples.jsonl.",
+    "evaluate the configured model on eval.benchmarks (or data.eval) under "
+    "eval.protocol, writing WORKDIR/samples.jsonl and eval_results.json; "
+    "generate: the same as eval.",
 )
 
 
@@ -44,14 +45,9 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   config = _CONFIG.value
   if _MODE.value in ("eval", "generate"):
-    run = trainer.Run(config, _WORKDIR.value)
-    samples = (os.path.join(_WORKDIR.value, "samples.jsonl")
-               if _MODE.value == "generate" else None)
-    try:
-      result = run.evaluate(run.init_params, samples_path=samples)
-    finally:
-      run.close()
-    print(json.dumps(result, indent=2))
+    from mathrl import eval_job  # pylint: disable=g-import-not-at-top
+    results = eval_job.run(config, _WORKDIR.value)
+    print(eval_job.report(results, config.eval.protocol), flush=True)
     return
   if _MODE.value == "sft":
     with config.unlocked():
