@@ -225,6 +225,11 @@ def base_config() -> mlc.ConfigDict:
   # Held-out greedy evaluation every this many RL steps (0: only at the
   # start and end of RL).
   c.eval.every_steps = 20
+  # Also evaluate the validation split at each RL evaluation (logged as
+  # validation_*): choose settings and checkpoints on it, and report the
+  # test (eval_*) numbers without choosing on them. With a benchmark as
+  # data.eval the validation split is the eval set itself.
+  c.eval.validation = True
   # Completions per evaluation sampler call (prompts per call: batch_size
   # // G, at least 1).
   c.eval.batch_size = 64

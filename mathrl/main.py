@@ -28,17 +28,25 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string("workdir", "workdir", "Run directory.")
 _MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "sft", "eval", "generate"],
+    "mode", "train", ["train", "sft", "eval", "generate", "plot"],
     "train: SFT (if configured) then RL; sft: only the SFT stage; eval: "
     "evaluate the configured model on eval.benchmarks (or data.eval) under "
     "eval.protocol, writing WORKDIR/samples.jsonl and eval_results.json; "
-    "generate: the same as eval.",
+    "generate: the same as eval; plot: WORKDIR/curves.png and "
+    "WORKDIR/summary.md from the run's metrics (python -m mathrl.plot "
+    "compares several workdirs).",
 )
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _MODE.value == "plot":
+    from mathrl import plot  # pylint: disable=g-import-not-at-top
+    wd = _WORKDIR.value
+    plot.main([wd, "--out", os.path.join(wd, "curves.png"),
+               "--table", os.path.join(wd, "summary.md")])
+    return
   # Imported here so that --help stays fast.
   from mathrl import trainer  # pylint: disable=g-import-not-at-top
 

@@ -108,3 +108,38 @@ def format_interval(value: float, low: float, high: float,
   if percent:
     return f"{100 * value:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
   return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+# Student's t 0.975 quantiles for 1..30 degrees of freedom (two-sided 95%).
+_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262,
+          2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101,
+          2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052,
+          2.048, 2.045, 2.042)
+
+
+def seed_interval(values_S: Sequence[float]) -> tuple[float, float, float]:
+  """mean ± t_{0.975, S-1} s / sqrt(S): the 95% t-interval over seeds.
+
+  Student 1908, "The probable error of a mean", Biometrika 6(1). s is the
+  sample standard deviation (ddof=1) of the S seeds' values; above 30
+  degrees of freedom the normal quantile 1.96 is used. One seed has no
+  spread: its interval is (mean, mean, mean) and must not be read as
+  certainty.
+
+  Args:
+    values_S: [S] one number per seed (e.g. final test accuracy).
+
+  Returns:
+    (mean, low, high).
+  """
+  values_S = np.asarray(values_S, dtype=np.float64)
+  if values_S.ndim != 1 or not values_S.size:
+    raise ValueError(f"seed_interval needs a non-empty 1-D list, got shape"
+                     f" {values_S.shape}")
+  mean = float(values_S.mean())
+  if values_S.size == 1:
+    return mean, mean, mean
+  df = values_S.size - 1
+  t = _T_975[df - 1] if df <= len(_T_975) else Z_95
+  half = t * float(values_S.std(ddof=1)) / math.sqrt(values_S.size)
+  return mean, mean - half, mean + half
