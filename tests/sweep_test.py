@@ -26,7 +26,7 @@ FAST = {"sft.steps": 0, "rl.steps": 2, "eval.validation": False,
 POINTS = sweep.product(
     [dict(FAST)],
     [{"name": "lr1e-4", "rl.learning_rate": 1e-4},
-     {"name": "lr3e-4", "rl.learning_rate": 3e-4, "rl.steps": 20}])
+     {"name": "lr3e-4", "rl.learning_rate": 3e-4, "rl.steps": 8}])
 '''
 
 
@@ -119,7 +119,7 @@ def test_local_runner_runs_skips_finished_and_resumes_killed(
   path.write_text(TINY_SWEEP)
   loaded = sweep.load(str(path))
   root = tmp_path / "runs"
-  # Start the 20-step point alone and kill it after its first RL checkpoint.
+  # Start the 8-step point alone and kill it after its first RL checkpoint.
   killed = loaded.points[1]
   workdir = root / killed.name
   workdir.mkdir(parents=True)
