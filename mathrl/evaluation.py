@@ -1,18 +1,25 @@
 """Held-out evaluation: accuracy, pass@k, maj@k, mean@k, per difficulty.
 
-  metrics = evaluation.evaluate(
-      model, tokenizer, batches, method=sampling.Greedy(),
-      max_new_tokens=256, eos_ids=(eos,), rng=jax.random.PRNGKey(0),
-      ks=(1,), samples_path=workdir + "/eval_samples.jsonl")
+  metrics = evaluation.evaluate_source(
+      model, tokenizer, source, protocol=evaluation.deepscaler(),
+      template=prompts.PromptTemplate(), buckets=(256,), batch_size=64,
+      max_new_tokens=1024, eos_ids=(eos,), rng=jax.random.PRNGKey(0),
+      num_examples=100, samples_path=workdir + "/samples.jsonl")
   print(evaluation.summary_table({"after SFT": m_sft, "after RL": m_rl}))
 
-`batches` is an iterable of `pipeline.PromptBatch` built by the caller, each
-prompt repeated G times (G samples per prompt; G = 1 for greedy accuracy).
-Three layers, each usable alone:
+Layers, each usable alone:
   estimators         `pass_at_k`, `mean_at_k`, `maj_at_k` (pure Python/numpy)
-  `generate_rows`    sample, decode and score: one `Sample` per completion
-  `metrics_from_rows` samples -> the flat metrics dict
-`evaluate` chains the last two and can write the samples as JSON Lines.
+  `Protocol`         decoding, samples per problem, ks and chat messages;
+                     presets `qwen25_math()`, `deepscaler()` (`PROTOCOLS`)
+  `select_prompts`   the first N records and prompt buckets that fit them
+                     (nothing dropped silently: skips are counted)
+  `generate_rows`    sample, decode and score batches of `PromptBatch`es
+                     (each prompt repeated G times): one `Sample` each
+  `metrics_from_rows` samples -> the flat metrics dict, each accuracy with
+                     its 95% interval (`ci_low/KEY`, `ci_high/KEY`)
+`evaluate` chains the last two for batches the caller built;
+`evaluate_source` runs them all from a source of records. Tables:
+`summary_table` (stages), `benchmark_table` and `level_table`.
 """
 
 from collections.abc import Callable, Iterable, Mapping, Sequence

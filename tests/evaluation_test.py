@@ -527,3 +527,23 @@ def test_eval_job_writes_every_benchmark_with_counts(shared_dir, tmp_path):
   assert report[2].split()[:3] == ["gsm8k", "3", "0"]
   # Synthetic records carry a difficulty: the level table follows.
   assert "accuracy per difficulty level" in report
+
+
+def test_math500_levels_give_per_level_accuracy(shared_dir, tiny_model):
+  # MATH-500 records carry their level ("1".."5") as `difficulty`.
+  math500 = benchmarks.read_local("math500", "test", shared_dir / "data")
+  assert {r["difficulty"] for r in math500} == {"1", "2", "3", "4", "5"}
+  plain = tiny_tokenizer.make(chat=False)
+  first = [int(r["difficulty"]) for r in math500[:6]]
+  m = evaluation.evaluate_source(
+      tiny_model, plain, math500, protocol=evaluation.Protocol(),
+      template=prompts.PromptTemplate(), buckets=(64,), batch_size=8,
+      max_new_tokens=1, eos_ids=(plain.eos_token_id,),
+      rng=jax.random.PRNGKey(0), num_examples=6,
+      score_fn=lambda completion, gold: True)
+  for d in set(first):
+    assert m[f"num_examples/difficulty_{d}"] == first.count(d)
+    assert m[f"accuracy/difficulty_{d}"] == 1.0
+  table = evaluation.level_table({"math500": m}).splitlines()
+  assert [line.split()[1] for line in table[1:]] == [
+      str(d) for d in sorted(set(first))]
