@@ -227,8 +227,8 @@ def base_config() -> mlc.ConfigDict:
   c.eval.every_steps = 20
   # Also evaluate the validation split at each RL evaluation (logged as
   # validation_*): choose settings and checkpoints on it, and report the
-  # test (eval_*) numbers without choosing on them. With a benchmark as
-  # data.eval the validation split is the eval set itself.
+  # test (eval_*) numbers without choosing on them. Synthetic task only
+  # (with a benchmark as data.eval there is no separate validation split).
   c.eval.validation = True
   # Completions per evaluation sampler call (prompts per call: batch_size
   # // G, at least 1).

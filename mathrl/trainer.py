@@ -341,7 +341,9 @@ def run_rl(run: Run, params) -> dict[str, float]:
     if (c.eval.every_steps and step % c.eval.every_steps == 0) or done:
       last_eval = run.evaluate(state.params)
       row.update({f"eval_{k}": v for k, v in last_eval.items()})
-      if c.eval.validation:  # for model selection; test is for the record
+      # Validation is for choosing; test (eval_*) is for the record. Only
+      # the synthetic task has a split apart from both training and test.
+      if c.eval.validation and c.data.eval == "synthetic":
         row.update({f"validation_{k}": v for k, v in run.evaluate(
             state.params, source=run.validation_source).items()})
       _log(f"RL step {step}: reward {row['reward_mean']:.3f},"

@@ -547,3 +547,16 @@ def test_math500_levels_give_per_level_accuracy(shared_dir, tiny_model):
   table = evaluation.level_table({"math500": m}).splitlines()
   assert [line.split()[1] for line in table[1:]] == [
       str(d) for d in sorted(set(first))]
+
+
+def test_every_local_benchmark_selects_its_first_problems(shared_dir):
+  # Every benchmark file goes through prompt selection: the first 3
+  # records, in file order, and a bucket that fits the longest prompt.
+  chat = tiny_tokenizer.make(chat=True)
+  template = evaluation.qwen25_math().template(prompts.PromptTemplate())
+  for name in benchmarks.BENCHMARKS:
+    records = benchmarks.read_local(name, "test", shared_dir / "data")
+    chosen = evaluation.select_prompts(records, chat, template, buckets=(8,),
+                                       num_examples=3)
+    assert list(chosen.records) == records[:3], name
+    assert chosen.buckets[-1] >= max(_lengths(chat, records[:3], template))
