@@ -46,11 +46,14 @@ _RESERVED = ("config", "name")
 Overrides = dict[str, Any]
 
 
-# --- building the list of points ---------------------------------------------
+# --- building the list of points ----------------------------------------------
 
 
 def grid(axes: Mapping[str, Sequence[Any]]) -> list[Overrides]:
-  """Every combination: grid({"a": [1, 2], "b": [3]}) -> [{a:1,b:3}, {a:2,b:3}]."""
+  """Every combination of the axes' values (the last axis varies fastest).
+
+  grid({"a": [1, 2], "b": [3]}) == [{"a": 1, "b": 3}, {"a": 2, "b": 3}]
+  """
   fields = list(axes)
   return [dict(zip(fields, values))
           for values in itertools.product(*(axes[f] for f in fields))]
@@ -80,7 +83,8 @@ def product(*point_lists: Iterable[Overrides]) -> list[Overrides]:
   return out
 
 
-def seeds(points: Iterable[Overrides], values: Sequence[int]) -> list[Overrides]:
+def seeds(points: Iterable[Overrides],
+          values: Sequence[int]) -> list[Overrides]:
   """Every point once per seed (seed varies fastest); names get "_seedS"."""
   out = []
   for point in points:
@@ -143,7 +147,7 @@ def recipe_on_base(recipe: str, base: str) -> Overrides:
   return point
 
 
-# --- a loaded sweep ------------------------------------------------------------
+# --- a loaded sweep -----------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +219,7 @@ def point_config(point: Point):
   return config
 
 
-# --- commands ------------------------------------------------------------------
+# --- commands -----------------------------------------------------------------
 
 
 def flag_value(value: Any) -> str:
@@ -262,7 +266,7 @@ def tpu_commands(sweep: Sweep, root: str, *, tpu: str, zone: str,
   return lines
 
 
-# --- the local runner ----------------------------------------------------------
+# --- the local runner ---------------------------------------------------------
 
 
 def run_local(sweep: Sweep, root: str, *, processes: int = 1,

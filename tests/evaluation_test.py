@@ -391,8 +391,8 @@ def test_accuracy_interval_uses_wilson_for_0_1_scores_else_bootstrap():
 
 def test_metrics_carry_intervals():
   samples = [_sample(i, 0, "1", i in "ab", 1, None) for i in "abcd"]
-  m = evaluation.metrics_from_rows(samples, ks=(1,),
-                                   answer_equal_fn=evaluation.same_normalized_text)
+  m = evaluation.metrics_from_rows(
+      samples, ks=(1,), answer_equal_fn=evaluation.same_normalized_text)
   # Greedy, 2 of 4 right: Wilson(2, 4).
   low, high = stats.wilson_interval(2, 4)
   assert (m["ci_low/accuracy"], m["ci_high/accuracy"]) == (low, high)
