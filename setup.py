@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     "tensorflow-datasets>=4.9.8",
     "tensorboardX>=2.6",
     "tqdm>=4.66",
+    "matplotlib>=3.8",
 ]
 
 EXTRAS_REQUIRE = {

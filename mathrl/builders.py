@@ -20,6 +20,7 @@ import transformers
 from flax import nnx
 
 from mathrl import advantages
+from mathrl import evaluation
 from mathrl import losses
 from mathrl import models
 from mathrl import optim
@@ -354,3 +355,27 @@ def make_reward_set(config: mlc.ConfigDict) -> rewards.RewardSet:
         r.overlong,
     ))
   return rewards.RewardSet(components)
+
+
+def make_eval_protocol(config: mlc.ConfigDict) -> evaluation.Protocol:
+  """The `eval.protocol` preset, with `eval.num_samples` when set."""
+  name = config.eval.protocol
+  if name not in evaluation.PROTOCOLS:
+    raise ValueError(
+        f"eval.protocol={name!r}; use one of {sorted(evaluation.PROTOCOLS)}"
+    )
+  protocol = evaluation.PROTOCOLS[name]()
+  if config.eval.num_samples < 0:
+    raise ValueError(
+        f"eval.num_samples={config.eval.num_samples} must be >= 0 (0: the"
+        " protocol's)"
+    )
+  if config.eval.num_samples:
+    protocol = protocol.with_samples(config.eval.num_samples)
+  return protocol
+
+
+def make_benchmark_source(config: mlc.ConfigDict, workdir: str, name: str):
+  """An evaluation set by name: `data.eval`'s split, else "test"."""
+  split = config.data.eval_split if name == config.data.eval else "test"
+  return _source(config, workdir, name, split, role="test")

@@ -242,10 +242,39 @@ def base_config() -> mlc.ConfigDict:
   # Held-out greedy evaluation every this many RL steps (0: only at the
   # start and end of RL).
   c.eval.every_steps = 20
-  # Prompts per evaluation batch.
+  # Also evaluate the validation split at each RL evaluation (logged as
+  # validation_*): choose settings and checkpoints on it, and report the
+  # test (eval_*) numbers without choosing on them. Synthetic task only
+  # (with a benchmark as data.eval there is no separate validation split).
+  c.eval.validation = True
+  # Completions per evaluation sampler call (prompts per call: batch_size
+  # // G, at least 1).
   c.eval.batch_size = 64
   # Completion length at evaluation.
   c.eval.max_new_tokens = 48
+  # Evaluation protocol (mathrl.evaluation.PROTOCOLS): "greedy" (greedy
+  # pass@1 with the run's own prompt), "qwen25_math" (greedy, the
+  # boxed-answer system prompt) or "deepscaler" (temperature 0.6, top-p
+  # 0.95, 16 samples: avg@16, pass@k, maj@k).
+  c.eval.protocol = "greedy"
+  # Samples per problem G (0: the protocol's); k of pass@k/avg@k/maj@k are
+  # 1, the powers of two below G, and G.
+  c.eval.num_samples = 0
+  # Evaluate the first N problems of each set, in file order (0: all).
+  c.eval.num_examples = 0
+  # Padded prompt lengths at evaluation (empty: data.buckets).
+  c.eval.buckets = ()
+  # When an evaluated prompt is longer than every bucket, add one that fits
+  # the longest (rounded up to 32 tokens); False fails at start, naming the
+  # prompts that are too long.
+  c.eval.fit_buckets = True
+  # Prompts longer than this many tokens are not evaluated and are counted
+  # as num_skipped in the results (0: no limit).
+  c.eval.max_prompt_length = 0
+  # --mode=eval: the sets to evaluate, e.g. ("gsm8k", "math500",
+  # "synthetic"); empty: data.eval. Benchmarks are read from
+  # data.local_dir when set (their test split).
+  c.eval.benchmarks = ()
 
   c.checkpoint = mlc.ConfigDict()
   # Save every this many steps (SFT and RL), and keep the newest N.

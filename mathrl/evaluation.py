@@ -1,18 +1,25 @@
 """Held-out evaluation: accuracy, pass@k, maj@k, mean@k, per difficulty.
 
-  metrics = evaluation.evaluate(
-      model, tokenizer, batches, method=sampling.Greedy(),
-      max_new_tokens=256, eos_ids=(eos,), rng=jax.random.PRNGKey(0),
-      ks=(1,), samples_path=workdir + "/eval_samples.jsonl")
+  metrics = evaluation.evaluate_source(
+      model, tokenizer, source, protocol=evaluation.deepscaler(),
+      template=prompts.PromptTemplate(), buckets=(256,), batch_size=64,
+      max_new_tokens=1024, eos_ids=(eos,), rng=jax.random.PRNGKey(0),
+      num_examples=100, samples_path=workdir + "/samples.jsonl")
   print(evaluation.summary_table({"after SFT": m_sft, "after RL": m_rl}))
 
-`batches` is an iterable of `pipeline.PromptBatch` built by the caller, each
-prompt repeated G times (G samples per prompt; G = 1 for greedy accuracy).
-Three layers, each usable alone:
+Layers, each usable alone:
   estimators         `pass_at_k`, `mean_at_k`, `maj_at_k` (pure Python/numpy)
-  `generate_rows`    sample, decode and score: one `Sample` per completion
-  `metrics_from_rows` samples -> the flat metrics dict
-`evaluate` chains the last two and can write the samples as JSON Lines.
+  `Protocol`         decoding, samples per problem, ks and chat messages;
+                     presets `qwen25_math()`, `deepscaler()` (`PROTOCOLS`)
+  `select_prompts`   the first N records and prompt buckets that fit them
+                     (nothing dropped silently: skips are counted)
+  `generate_rows`    sample, decode and score batches of `PromptBatch`es
+                     (each prompt repeated G times): one `Sample` each
+  `metrics_from_rows` samples -> the flat metrics dict, each accuracy with
+                     its 95% interval (`ci_low/KEY`, `ci_high/KEY`)
+`evaluate` chains the last two for batches the caller built;
+`evaluate_source` runs them all from a source of records. Tables:
+`summary_table` (stages), `benchmark_table` and `level_table`.
 """
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,6 +37,7 @@ import numpy as np
 
 from mathrl import rewards
 from mathrl import sampling
+from mathrl import stats
 from mathrl.data import pipeline
 from mathrl.data import prompts
 
@@ -175,6 +183,7 @@ class Sample:
     correct: the scoring function's verdict.
     length: completion length in tokens.
     difficulty: the record's integer `difficulty`, or None.
+    benchmark: the benchmark's name ("" when not given).
   """
 
   id: str
@@ -186,6 +195,7 @@ class Sample:
   correct: bool
   length: int
   difficulty: int | None
+  benchmark: str = ""
 
 
 def _pad_rows(x_BL: np.ndarray, rows: int) -> np.ndarray:
@@ -225,6 +235,7 @@ def generate_rows(
     batch_size: int | None = None,
     score_fn: EqualFn | None = None,
     mesh: jax.sharding.Mesh | None = None,
+    benchmark: str = "",
 ) -> list[Sample]:
   """Samples every batch's rows, decodes and scores them.
 
@@ -246,6 +257,7 @@ def generate_rows(
     mesh: sample on this mesh (`sampling.generate`'s `mesh`, batch split
       over the data axes: choose `batch_size` * G divisible by them); None
       samples where the model is.
+    benchmark: the name recorded in every `Sample`.
 
   Returns:
     One `Sample` per real completion, in batch order (prompt-major).
@@ -284,7 +296,7 @@ def generate_rows(
           id=batch.ids_P[p], index=b % g, prompt=batch.prompts_P[p],
           completion=text, answer=rewards.extract_answer(text),
           gold=golds[b], correct=bool(verdicts[b]), length=int(lengths_B[b]),
-          difficulty=_difficulty(batch.records_P[p]),
+          difficulty=_difficulty(batch.records_P[p]), benchmark=benchmark,
       ))
   return samples
 
@@ -302,29 +314,13 @@ def _groups(samples: Sequence[Sample]) -> list[list[Sample]]:
   return groups
 
 
-def metrics_from_rows(
-    samples: Sequence[Sample],
-    *,
-    ks: Sequence[int] = (1,),
-    answer_equal_fn: EqualFn | None = None,
-) -> dict[str, float]:
-  """The evaluation metrics of scored samples.
-
-  Args:
-    samples: from `generate_rows` (each prompt's G samples consecutive).
-    ks: the k of pass@k, maj@k and mean@k; each at most G.
-    answer_equal_fn: equivalence of answers for maj@k; None is
-      `rewards.math_equal`.
-
-  Returns:
-    accuracy (mean correctness of all samples; greedy accuracy when G=1),
-    pass@k / maj@k / mean@k (averaged over prompts), response_length_mean
-    (tokens), answer_rate (fraction with an extracted answer),
-    num_examples (prompts), num_samples, and, for records with an integer
-    `difficulty` d, accuracy/difficulty_d and num_examples/difficulty_d.
-  """
+def _check_groups(samples: Sequence[Sample], ks: Sequence[int]):
+  """The prompt groups and G; errors for empty input or unusable ks."""
   if not samples:
-    raise ValueError("no samples to evaluate: the batches were empty")
+    raise ValueError(
+        "no samples to evaluate: the batches were empty (every prompt was"
+        " skipped or the source is empty)"
+    )
   groups = _groups(samples)
   sizes = {len(group) for group in groups}
   if len(sizes) != 1:
@@ -339,39 +335,96 @@ def metrics_from_rows(
         f"ks={tuple(ks)} has k={bad} outside 1..G={n}; sample more per prompt"
         " (group_size) or lower k"
     )
+  return groups, n
+
+
+def prompt_scores(
+    samples: Sequence[Sample],
+    *,
+    ks: Sequence[int] = (1,),
+    answer_equal_fn: EqualFn | None = None,
+) -> dict[str, np.ndarray]:
+  """Each prompt's score under every estimator: {metric: scores_P}.
+
+  Keys: accuracy (the fraction of its G samples that are correct), and
+  pass@k, mean@k, maj@k for each k. A metric's value is the mean of its
+  scores over prompts; its interval resamples them (`stats`).
+  """
+  groups, n = _check_groups(samples, ks)
   equal_fn = rewards.math_equal if answer_equal_fn is None else answer_equal_fn
-  correct = np.array([s.correct for s in samples], dtype=np.float64)
+  flags = [[s.correct for s in group] for group in groups]
+  scores = {"accuracy": np.array([np.mean(f) for f in flags], np.float64)}
+  for k in ks:
+    scores[f"pass@{k}"] = np.array(
+        [pass_at_k(n, sum(f), k) for f in flags], np.float64)
+    scores[f"mean@{k}"] = np.array(
+        [mean_at_k(f, k) for f in flags], np.float64)
+    scores[f"maj@{k}"] = np.array([
+        maj_at_k([s.answer for s in group], f, k, equal_fn=equal_fn)
+        for group, f in zip(groups, flags)
+    ], np.float64)
+  return scores
+
+
+def _with_interval(result: dict[str, float], key: str,
+                   scores_P: np.ndarray) -> None:
+  result[key] = float(scores_P.mean())
+  low, high = stats.accuracy_interval(scores_P)
+  result[f"ci_low/{key}"] = low
+  result[f"ci_high/{key}"] = high
+
+
+def metrics_from_rows(
+    samples: Sequence[Sample],
+    *,
+    ks: Sequence[int] = (1,),
+    answer_equal_fn: EqualFn | None = None,
+) -> dict[str, float]:
+  """The evaluation metrics of scored samples, with 95% intervals.
+
+  Args:
+    samples: from `generate_rows` (each prompt's G samples consecutive).
+    ks: the k of pass@k, maj@k and mean@k; each at most G.
+    answer_equal_fn: equivalence of answers for maj@k; None is
+      `rewards.math_equal`.
+
+  Returns:
+    accuracy (mean correctness of all samples; greedy accuracy when G=1),
+    pass@k / maj@k / mean@k (averaged over prompts), response_length_mean
+    (tokens), answer_rate (fraction with an extracted answer),
+    num_examples (prompts), num_samples, and, for records with an integer
+    `difficulty` d, accuracy/difficulty_d and num_examples/difficulty_d.
+    Every accuracy-like KEY also has `ci_low/KEY` and `ci_high/KEY`, its
+    95% interval over prompts (`stats.accuracy_interval`).
+  """
+  scores = prompt_scores(samples, ks=ks, answer_equal_fn=answer_equal_fn)
+  groups = _groups(samples)
   result = {
-      "accuracy": float(correct.mean()),
       "response_length_mean": float(np.mean([s.length for s in samples])),
       "answer_rate": float(np.mean([s.answer is not None for s in samples])),
       "num_examples": float(len(groups)),
       "num_samples": float(len(samples)),
   }
-  flags = [[s.correct for s in group] for group in groups]
-  for k in ks:
-    result[f"pass@{k}"] = float(np.mean(
-        [pass_at_k(n, sum(f), k) for f in flags]))
-    result[f"mean@{k}"] = float(np.mean([mean_at_k(f, k) for f in flags]))
-    result[f"maj@{k}"] = float(np.mean([
-        maj_at_k([s.answer for s in group], f, k, equal_fn=equal_fn)
-        for group, f in zip(groups, flags)
-    ]))
-  by_level: dict[int, list[float]] = {}
-  for group in groups:
-    if group[0].difficulty is not None:
-      by_level.setdefault(group[0].difficulty, []).extend(
-          float(s.correct) for s in group)
-  for d in sorted(by_level):
-    result[f"accuracy/difficulty_{d}"] = float(np.mean(by_level[d]))
-    result[f"num_examples/difficulty_{d}"] = float(len(by_level[d]) // n)
+  for key, scores_P in scores.items():
+    _with_interval(result, key, scores_P)
+  levels = [group[0].difficulty for group in groups]
+  for d in sorted({d for d in levels if d is not None}):
+    at_d = np.array([level == d for level in levels])
+    _with_interval(result, f"accuracy/difficulty_{d}",
+                   scores["accuracy"][at_d])
+    result[f"num_examples/difficulty_{d}"] = float(at_d.sum())
   return result
 
 
-def write_samples(samples: Sequence[Sample], path: str) -> None:
-  """Writes one JSON object per sample (JSON Lines) for inspection."""
+def write_samples(samples: Sequence[Sample], path: str,
+                  append: bool = False) -> None:
+  """Writes one JSON object per sample (JSON Lines) for inspection.
+
+  Each line holds the prompt, the completion, its extracted answer, the
+  gold, the verdict (`correct`), its length, difficulty and benchmark.
+  """
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w", encoding="utf-8") as f:
+  with open(path, "a" if append else "w", encoding="utf-8") as f:
     for sample in samples:
       f.write(json.dumps(dataclasses.asdict(sample), ensure_ascii=False))
       f.write("\n")
@@ -417,6 +470,279 @@ def evaluate(
           **grading}
 
 
+# --- protocols ---------------------------------------------------------------
+
+# The instruction DeepScaleR's evaluation appends to each question.
+DEEPSCALER_INSTRUCTION = (
+    "Let's think step by step and output the final answer within \\boxed{}."
+)
+
+
+def default_ks(num_samples: int) -> tuple[int, ...]:
+  """1, the powers of two below G, and G: the k reported for G samples."""
+  ks = {1, num_samples}
+  k = 2
+  while k < num_samples:
+    ks.add(k)
+    k *= 2
+  return tuple(sorted(ks))
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  """How problems are posed and decoded: the settings papers report under.
+
+  Attributes:
+    name: a label for tables.
+    temperature: sampling temperature; 0 decodes greedily.
+    top_p: nucleus mass (1.0: the whole distribution).
+    num_samples: G, completions per problem.
+    ks: the k of pass@k / mean@k (avg@k) / maj@k, each <= G.
+    system: the chat system message; None keeps the run's template's.
+    user: the chat user message with `{question}`; None keeps the run's.
+  """
+
+  name: str = "greedy"
+  temperature: float = 0.0
+  top_p: float = 1.0
+  num_samples: int = 1
+  ks: tuple[int, ...] = (1,)
+  system: str | None = None
+  user: str | None = None
+
+  def __post_init__(self):
+    if self.num_samples < 1 or self.temperature < 0:
+      raise ValueError(
+          f"protocol {self.name!r}: num_samples={self.num_samples} must be"
+          f" >= 1 and temperature={self.temperature} >= 0"
+      )
+    bad = [k for k in self.ks if not 1 <= k <= self.num_samples]
+    if bad:
+      raise ValueError(
+          f"protocol {self.name!r}: ks={self.ks} has {bad} outside 1..G="
+          f"{self.num_samples}; lower k or raise num_samples"
+      )
+
+  def method(self):
+    """The `sampling` method: Greedy, Temperature or TopP."""
+    if self.temperature == 0:
+      return sampling.Greedy()
+    if self.top_p < 1.0:
+      return sampling.TopP(self.top_p, self.temperature)
+    return sampling.Temperature(self.temperature)
+
+  def template(self, base: prompts.PromptTemplate) -> prompts.PromptTemplate:
+    """`base` with this protocol's chat messages (plain prompts unchanged)."""
+    changes = {}
+    if self.system is not None:
+      changes["system"] = self.system or None
+    if self.user is not None:
+      changes["user"] = self.user
+    return dataclasses.replace(base, **changes)
+
+  def with_samples(self, num_samples: int) -> "Protocol":
+    """The same protocol with G = `num_samples` (ks: `default_ks`)."""
+    return dataclasses.replace(self, num_samples=num_samples,
+                               ks=default_ks(num_samples))
+
+
+def qwen25_math() -> Protocol:
+  """Qwen2.5-Math's evaluation: greedy, one sample, boxed-answer system prompt.
+
+  Yang et al. 2024, "Qwen2.5-Math Technical Report", arXiv:2409.12122: the
+  system message "Please reason step by step, and put your final answer
+  within \\boxed{}." and the question alone as the user message; accuracy
+  is greedy pass@1.
+  """
+  return Protocol(name="qwen25_math", temperature=0.0, num_samples=1, ks=(1,),
+                  system=prompts.BOXED_INSTRUCTION, user=prompts.QUESTION)
+
+
+def deepscaler() -> Protocol:
+  """DeepScaleR's evaluation: temperature 0.6, top-p 0.95, avg@16.
+
+  Luo et al. 2025, "DeepScaleR: Surpassing O1-Preview with a 1.5B Model by
+  Scaling RL" (the rllm project): 16 samples per problem, the reported
+  number is their mean accuracy (mean@16, also called avg@16 or sampled
+  pass@1); the question is followed by "Let's think step by step and
+  output the final answer within \\boxed{}." with no system message.
+  """
+  return Protocol(name="deepscaler", temperature=0.6, top_p=0.95,
+                  num_samples=16, ks=default_ks(16), system="",
+                  user=prompts.QUESTION + " " + DEEPSCALER_INSTRUCTION)
+
+
+# Named presets for `eval.protocol` (configs name them as text).
+PROTOCOLS: dict[str, Callable[[], Protocol]] = {
+    "greedy": Protocol,
+    "qwen25_math": qwen25_math,
+    "deepscaler": deepscaler,
+}
+
+
+# --- which prompts, at which lengths -----------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptSelection:
+  """The records an evaluation runs on and the buckets that fit them.
+
+  Attributes:
+    records: the records to evaluate, in source order.
+    buckets: padded prompt lengths; every kept prompt fits the largest.
+    skipped: (id, length in tokens) of prompts left out because they are
+      longer than the allowed maximum; counted in the results.
+    num_requested: how many records were asked for (the first N).
+  """
+
+  records: tuple[dict[str, Any], ...]
+  buckets: tuple[int, ...]
+  skipped: tuple[tuple[str, int], ...]
+  num_requested: int
+
+
+def _round_up(n: int, multiple: int) -> int:
+  return -(-n // multiple) * multiple
+
+
+def select_prompts(
+    source: Any,
+    tokenizer: Any,
+    template: prompts.PromptTemplate,
+    *,
+    buckets: Sequence[int],
+    num_examples: int = 0,
+    fit_buckets: bool = True,
+    max_prompt_length: int = 0,
+    bucket_multiple: int = 32,
+) -> PromptSelection:
+  """The first `num_examples` records, and buckets derived from their lengths.
+
+  Every prompt is rendered and tokenised once. A prompt longer than
+  `max_prompt_length` (when > 0) is not evaluated and is listed in
+  `skipped`. When the longest remaining prompt exceeds every bucket, a
+  bucket rounded up to `bucket_multiple` tokens is added (`fit_buckets`),
+  or a ValueError names the prompts and the settings that would fit them.
+
+  Args:
+    source: random-access records (question, answer, id, ...).
+    tokenizer: the transformers tokenizer.
+    template: how a question becomes a prompt.
+    buckets: the configured padded lengths.
+    num_examples: evaluate the first N records (source order); 0 all.
+    fit_buckets: add a bucket that fits the longest prompt.
+    max_prompt_length: skip (and count) prompts longer than this; 0 none.
+    bucket_multiple: an added bucket is a multiple of this.
+
+  Returns:
+    The `PromptSelection`.
+  """
+  if num_examples < 0:
+    raise ValueError(f"num_examples={num_examples} must be >= 0 (0: all)")
+  count = len(source) if not num_examples else min(num_examples, len(source))
+  chat = prompts.uses_chat_template(tokenizer, template)
+  kept, skipped, lengths = [], [], []
+  for i in range(count):
+    record = source[i]
+    text = prompts.render(str(record["question"]), tokenizer, template)
+    length = len(prompts.encode(text, tokenizer, chat=chat))
+    if max_prompt_length and length > max_prompt_length:
+      skipped.append((str(record["id"]), length))
+    else:
+      kept.append(record)
+      lengths.append(length)
+  buckets = tuple(sorted(set(buckets)))
+  longest = max(lengths, default=0)
+  if longest > buckets[-1]:
+    if not fit_buckets:
+      too_long = [(str(r["id"]), n) for r, n in zip(kept, lengths)
+                  if n > buckets[-1]]
+      raise ValueError(
+          f"{len(too_long)} of {count} evaluation prompts are longer than the"
+          f" largest bucket {buckets[-1]} (id, tokens: {too_long[:5]}"
+          f"{' ...' if len(too_long) > 5 else ''}); set eval.buckets to"
+          f" include {_round_up(longest, bucket_multiple)}, or"
+          " eval.fit_buckets=True, or eval.max_prompt_length to skip them"
+          " (they are then counted as num_skipped)"
+      )
+    buckets += (_round_up(longest, bucket_multiple),)
+  return PromptSelection(records=tuple(kept), buckets=buckets,
+                         skipped=tuple(skipped), num_requested=count)
+
+
+def evaluate_source(
+    model: Any,
+    tokenizer: Any,
+    source: Any,
+    *,
+    protocol: Protocol,
+    template: prompts.PromptTemplate,
+    buckets: Sequence[int],
+    batch_size: int,
+    max_new_tokens: int,
+    eos_ids: Sequence[int],
+    rng: jax.Array,
+    num_examples: int = 0,
+    fit_buckets: bool = True,
+    max_prompt_length: int = 0,
+    mesh: jax.sharding.Mesh | None = None,
+    score_fn: EqualFn | None = None,
+    answer_equal_fn: EqualFn | None = None,
+    samples_path: str | None = None,
+    append_samples: bool = False,
+    benchmark: str = "",
+) -> dict[str, float]:
+  """Evaluates a source under a protocol, dropping nothing silently.
+
+  `select_prompts` chooses the records and buckets; batches hold
+  max(1, batch_size // G) prompts (so about `batch_size` completions per
+  sampler call); metrics are `metrics_from_rows`' plus `num_requested`
+  (records asked for) and `num_skipped` (prompts longer than
+  `max_prompt_length`, not evaluated).
+
+  Args: as `select_prompts`, `generate_rows` and `metrics_from_rows`, plus
+    protocol: decoding, G, ks and chat messages.
+    samples_path / append_samples: write (or append) every sample there.
+    benchmark: the name stored in each sample.
+
+  Returns:
+    The metrics dict.
+  """
+  template = protocol.template(template)
+  chosen = select_prompts(
+      source, tokenizer, template, buckets=buckets,
+      num_examples=num_examples, fit_buckets=fit_buckets,
+      max_prompt_length=max_prompt_length)
+  counts = {"num_requested": float(chosen.num_requested),
+            "num_skipped": float(len(chosen.skipped))}
+  if not chosen.records:
+    raise ValueError(
+        f"no {benchmark or 'evaluation'} prompt can be evaluated: all"
+        f" {chosen.num_requested} are longer than eval.max_prompt_length="
+        f"{max_prompt_length}; raise it"
+    )
+  g = protocol.num_samples
+  per_batch = max(1, batch_size // g)
+  batches = pipeline.PromptIterator(
+      list(chosen.records), tokenizer=tokenizer, template=template,
+      prompts_per_batch=per_batch, group_size=g, buckets=chosen.buckets,
+      seed=0, shuffle=False, num_epochs=1, drop_remainder=False,
+      drop_overlong=False, shard_index=0, shard_count=1,
+  )
+  samples = generate_rows(
+      model, tokenizer, batches, method=protocol.method(),
+      max_new_tokens=max_new_tokens, eos_ids=eos_ids, rng=rng,
+      batch_size=per_batch, score_fn=score_fn, mesh=mesh,
+      benchmark=benchmark,
+  )
+  if samples_path is not None:
+    write_samples(samples, samples_path, append=append_samples)
+  result = metrics_from_rows(samples, ks=protocol.ks,
+                             answer_equal_fn=answer_equal_fn)
+  result.update(counts)
+  return result
+
+
 # --- reporting ---------------------------------------------------------------
 
 
@@ -438,12 +764,35 @@ def _table_row(key: str) -> bool:
       int(k) > 1)
 
 
+def _cell(metrics: Mapping[str, float], key: str) -> str:
+  """'0.625' or, with an interval in `metrics`, '0.625 [0.510, 0.730]'."""
+  value = metrics.get(key)
+  if value is None:
+    return "-"
+  low, high = metrics.get(f"ci_low/{key}"), metrics.get(f"ci_high/{key}")
+  if low is None or high is None:
+    return f"{value:.3f}"
+  return stats.format_interval(value, low, high, percent=False)
+
+
+def _render(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  """Left-aligned first column, right-aligned others, two spaces apart."""
+  widths = [max(len(r[i]) for r in [header, *rows])
+            for i in range(len(header))]
+  widths[1:] = [max(6, w) for w in widths[1:]]
+  return "\n".join(
+      "  ".join([r[0].ljust(widths[0])]
+                + [c.rjust(w) for c, w in zip(r[1:], widths[1:])])
+      for r in [header, *rows])
+
+
 def summary_table(rows_by_stage: Mapping[str, Mapping[str, float]]) -> str:
   """A plain-text table: accuracy per difficulty (rows) for each stage.
 
   Rows: overall accuracy, `accuracy/difficulty_d` by increasing d, then any
   pass@k / maj@k / mean@k with k > 1 (k = 1 repeats the accuracy of
-  greedy runs); a stage without a value shows "-".
+  greedy runs); a stage without a value shows "-". A value with an
+  interval in its dict (`ci_low/KEY`, `ci_high/KEY`) shows it in brackets.
 
   Args:
     rows_by_stage: {stage name: metrics dict from `evaluate`}, in column
@@ -458,18 +807,57 @@ def summary_table(rows_by_stage: Mapping[str, Mapping[str, float]]) -> str:
        if _table_row(key)},
       key=_row_order,
   )
-  labels = [
-      key.replace("accuracy/difficulty_", "difficulty ") for key in keys
+  rows = [
+      [key.replace("accuracy/difficulty_", "difficulty ")]
+      + [_cell(rows_by_stage[stage], key) for stage in stages]
+      for key in keys
   ]
-  first = max([len("metric")] + [len(label) for label in labels])
-  widths = [max(6, len(stage)) for stage in stages]
-  lines = ["  ".join(
-      ["metric".ljust(first)]
-      + [s.rjust(w) for s, w in zip(stages, widths)])]
-  for key, label in zip(keys, labels):
-    cells = []
-    for stage, w in zip(stages, widths):
-      value = rows_by_stage[stage].get(key)
-      cells.append(("-" if value is None else f"{value:.3f}").rjust(w))
-    lines.append("  ".join([label.ljust(first)] + cells))
-  return "\n".join(lines)
+  return _render(["metric"] + stages, rows)
+
+
+def benchmark_table(results: Mapping[str, Mapping[str, float]]) -> str:
+  """One row per benchmark: problems, skipped, and every accuracy metric.
+
+  Columns: n (problems evaluated), skipped (`num_skipped`), accuracy, then
+  pass@k / mean@k / maj@k with k > 1 in the order of `summary_table`'s
+  rows; each value with its 95% interval.
+
+  Args:
+    results: {benchmark: metrics dict from `evaluate_source`}.
+
+  Returns:
+    The table, one line per benchmark.
+  """
+  keys = sorted(
+      {key for metrics in results.values() for key in metrics
+       if _table_row(key) and not key.startswith("accuracy/")},
+      key=_row_order,
+  )
+  rows = [
+      [name, f"{int(m.get('num_examples', 0))}",
+       f"{int(m.get('num_skipped', 0))}"] + [_cell(m, key) for key in keys]
+      for name, m in results.items()
+  ]
+  return _render(["benchmark", "n", "skipped"] + keys, rows)
+
+
+def level_table(results: Mapping[str, Mapping[str, float]]) -> str:
+  """Accuracy per difficulty level (rows) for each benchmark that has them.
+
+  Returns "" when no benchmark's records carry a `difficulty`.
+  """
+  with_levels = {name: m for name, m in results.items()
+                 if any(k.startswith("accuracy/difficulty_") for k in m)}
+  if not with_levels:
+    return ""
+  keys = sorted({k for m in with_levels.values() for k in m
+                 if k.startswith("accuracy/difficulty_")}, key=_row_order)
+  rows = []
+  for key in keys:
+    level = key.rpartition("_")[2]
+    row = [f"level {level}"]
+    for m in with_levels.values():
+      n = m.get(f"num_examples/difficulty_{level}")
+      row.append("-" if n is None else f"{_cell(m, key)} (n={int(n)})")
+    rows.append(row)
+  return _render(["level"] + list(with_levels), rows)

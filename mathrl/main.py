@@ -3,15 +3,15 @@
   python -m mathrl.main                                   # the default job
   python -m mathrl.main --config=configs/NAME.py[:arg] --workdir=DIR \\
       [--config.a.b=value ...]
-  python -m mathrl.main --mode=eval --config=configs/eval.py \\
-      --config.model.path=DIR
+  python -m mathrl.main --mode=eval --config=configs/default.py \\
+      --config.model.path=DIR [--config.eval.protocol=qwen25_math \\
+      --config.eval.num_examples=N --config.eval.benchmarks='("gsm8k",)']
   python -m mathrl.main --mode=augment --config=configs/mathforge_mqr.py \\
       --workdir=DIR                                       # MQR rewriting
 
 Rerunning the same command with the same workdir resumes.
 """
 
-import json
 import os
 import sys
 
@@ -30,17 +30,26 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string("workdir", "workdir", "Run directory.")
 _MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "sft", "eval", "generate", "augment"],
+    "mode", "train", ["train", "sft", "eval", "generate", "plot", "augment"],
     "train: SFT (if configured) then RL; sft: only the SFT stage; eval: "
-    "evaluate the configured model on the eval data; generate: like eval, "
-    "and write every completion to WORKDIR/samples.jsonl; augment: MQR "
-    "question reformulation of the training data into WORKDIR/mqr.jsonl.",
+    "evaluate the configured model on eval.benchmarks (or data.eval) under "
+    "eval.protocol, writing WORKDIR/samples.jsonl and eval_results.json; "
+    "generate: the same as eval; plot: WORKDIR/curves.png and "
+    "WORKDIR/summary.md from the run's metrics (python -m mathrl.plot "
+    "compares several workdirs); augment: MQR question reformulation of the "
+    "training data into WORKDIR/mqr.jsonl.",
 )
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _MODE.value == "plot":
+    from mathrl import plot  # pylint: disable=g-import-not-at-top
+    wd = _WORKDIR.value
+    plot.main([wd, "--out", os.path.join(wd, "curves.png"),
+               "--table", os.path.join(wd, "summary.md")])
+    return
   # Imported here so that --help stays fast.
   from mathrl import configlib  # pylint: disable=g-import-not-at-top
   from mathrl import trainer  # pylint: disable=g-import-not-at-top
@@ -53,14 +62,9 @@ def main(argv):
     return
   config = configlib.apply_mqr_scaling(config)
   if _MODE.value in ("eval", "generate"):
-    run = trainer.Run(config, _WORKDIR.value)
-    samples = (os.path.join(_WORKDIR.value, "samples.jsonl")
-               if _MODE.value == "generate" else None)
-    try:
-      result = run.evaluate(run.init_params, samples_path=samples)
-    finally:
-      run.close()
-    print(json.dumps(result, indent=2))
+    from mathrl import eval_job  # pylint: disable=g-import-not-at-top
+    results = eval_job.run(config, _WORKDIR.value)
+    print(eval_job.report(results, config.eval.protocol), flush=True)
     return
   if _MODE.value == "sft":
     with config.unlocked():

@@ -76,6 +76,7 @@ def validate(config: mlc.ConfigDict) -> None:
   builders.make_aggregation(config)
   builders.make_advantage(config)
   builders.make_policy_loss(config)
+  builders.make_eval_protocol(config)
 
 
 def _log(msg: str) -> None:
@@ -130,29 +131,28 @@ class Run:
     return nnx.merge(self.graphdef, params)
 
   def evaluate(self, params, samples_path: str | None = None,
-               source=None) -> dict[str, float]:
-    """Held-out greedy accuracy (overall and per difficulty).
+               source=None, **kwargs) -> dict[str, float]:
+    """Held-out accuracy under `eval.protocol` (overall and per difficulty).
 
     Args:
       params: the policy parameters to evaluate.
       samples_path: also write every completion there (JSON Lines).
       source: the problems (default: the evaluation set).
+      **kwargs: more `evaluation.evaluate_source` arguments (benchmark,
+        append_samples).
     """
     c = self.config
-    batches = pipeline.PromptIterator(
-        self.eval_source if source is None else source, tokenizer=self.tokenizer, template=self.template,
-        prompts_per_batch=c.eval.batch_size, group_size=1,
-        buckets=tuple(c.data.buckets), seed=c.seed, shuffle=False,
-        num_epochs=1, drop_remainder=False, shard_index=0, shard_count=1,
+    return evaluation.evaluate_source(
+        self.model(params), self.tokenizer,
+        self.eval_source if source is None else source,
+        protocol=builders.make_eval_protocol(c), template=self.template,
+        buckets=tuple(c.eval.buckets or c.data.buckets),
+        batch_size=c.eval.batch_size, max_new_tokens=c.eval.max_new_tokens,
+        eos_ids=self.eos_ids, rng=jax.random.PRNGKey(c.seed),
+        num_examples=c.eval.num_examples, fit_buckets=c.eval.fit_buckets,
+        max_prompt_length=c.eval.max_prompt_length,
+        samples_path=samples_path, **kwargs,
     )
-    result = evaluation.evaluate(
-        self.model(params), self.tokenizer, batches,
-        method=builders.make_sampling_method(c, greedy=True),
-        max_new_tokens=c.eval.max_new_tokens, eos_ids=self.eos_ids,
-        rng=jax.random.PRNGKey(c.seed), batch_size=c.eval.batch_size,
-        samples_path=samples_path,
-    )
-    return result
 
   def close(self):
     self.writer.close()
@@ -341,6 +341,11 @@ def run_rl(run: Run, params) -> dict[str, float]:
     if (c.eval.every_steps and step % c.eval.every_steps == 0) or done:
       last_eval = run.evaluate(state.params)
       row.update({f"eval_{k}": v for k, v in last_eval.items()})
+      # Validation is for choosing; test (eval_*) is for the record. Only
+      # the synthetic task has a split apart from both training and test.
+      if c.eval.validation and c.data.eval == "synthetic":
+        row.update({f"validation_{k}": v for k, v in run.evaluate(
+            state.params, source=run.validation_source).items()})
       _log(f"RL step {step}: reward {row['reward_mean']:.3f},"
            f" eval accuracy {last_eval['accuracy']:.3f}")
     if step % c.log.every_steps == 0 or done:

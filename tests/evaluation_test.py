@@ -10,15 +10,19 @@ import jax
 import numpy as np
 import pytest
 
+from mathrl import eval_job
 from mathrl import evaluation
 from mathrl import models
 from mathrl import rewards
 from mathrl import sampling
 from mathrl import sharding
+from mathrl import stats
+from mathrl.data import benchmarks
 from mathrl.data import pipeline
 from mathrl.data import prompts
 from mathrl.data import synthetic
 import tiny_tokenizer
+from trainer_test import tiny_config
 
 
 # --- pass@k, mean@k ----------------------------------------------------------
@@ -313,3 +317,246 @@ def test_evaluate_on_a_mesh_equals_single_device(tok, tiny_model):
   np.testing.assert_allclose(
       m["accuracy"], np.mean([s.correct for s in single]))
   assert m["num_examples"] == m["num_samples"] == 5
+
+
+# --- pass@k / maj@k tables ---------------------------------------------------
+
+
+def test_pass_and_maj_tables_for_one_group_of_four():
+  # One problem, gold 6, G = 4 samples in order: 6 (right), 5, 5, 6 (right).
+  answers = ["6", "5", "5", "6"]
+  correct = [True, False, False, True]
+  # pass@k = 1 - C(4-2, k) / C(4, k):
+  #   k=1: 1 - 2/4 = 1/2;  k=2: 1 - 1/6 = 5/6;  k=3, 4: C(2, k) = 0 -> 1.
+  # maj@k votes over the first k samples; a tie goes to the answer that
+  # appeared first:
+  #   k=1: {6: 1} -> right;  k=2: {6: 1, 5: 1} tie, 6 first -> right;
+  #   k=3: {6: 1, 5: 2} -> 5, wrong;  k=4: {6: 2, 5: 2} tie, 6 first -> right.
+  table = {1: (1 / 2, 1.0), 2: (5 / 6, 1.0), 3: (1.0, 0.0), 4: (1.0, 1.0)}
+  for k, (pass_k, maj_k) in table.items():
+    np.testing.assert_allclose(evaluation.pass_at_k(4, 2, k), pass_k,
+                               rtol=1e-12, err_msg=f"pass@{k}")
+    assert evaluation.maj_at_k(answers, correct, k) == maj_k, k
+  # Reordered so the wrong answer comes first: the k=2 and k=4 ties flip.
+  assert evaluation.maj_at_k(["5", "6", "6", "5"],
+                             [False, True, True, False], 2) == 0.0
+  assert evaluation.maj_at_k(["5", "6", "6", "5"],
+                             [False, True, True, False], 4) == 0.0
+
+
+# --- intervals ---------------------------------------------------------------
+
+
+def test_wilson_interval_known_values():
+  # p̂ = 5/10, z = 1.96, z²/n = 0.38415: centre (0.5 + 0.19208) / 1.38415
+  # = 0.5; half = 1.95996 / 1.38415 * sqrt(0.025 + 0.009604) = 0.26341.
+  np.testing.assert_allclose(stats.wilson_interval(5, 10),
+                             (0.23659, 0.76341), atol=1e-5)
+  # p̂ = 0: centre = half = 0.19208 / 1.38415 = 0.13877 -> [0, 0.27753].
+  np.testing.assert_allclose(stats.wilson_interval(0, 10), (0.0, 0.27753),
+                             atol=1e-5)
+  # Symmetric: 10/10 mirrors 0/10.
+  np.testing.assert_allclose(stats.wilson_interval(10, 10), (0.72247, 1.0),
+                             atol=1e-5)
+  # 41/64 (p̂ = 0.6406): the textbook value [0.5182, 0.7471].
+  np.testing.assert_allclose(stats.wilson_interval(41, 64),
+                             (0.51821, 0.74712), atol=1e-5)
+  with pytest.raises(ValueError, match="successes"):
+    stats.wilson_interval(11, 10)
+
+
+def test_bootstrap_interval_known_values():
+  # Two problems scoring 0 and 1: a resample's mean is 0, 1/2 or 1 with
+  # probability 1/4, 1/2, 1/4, so the 2.5% and 97.5% quantiles are 0 and 1.
+  assert stats.bootstrap_interval([0.0, 1.0]) == (0.0, 1.0)
+  # Every problem scores the same: no spread.
+  assert stats.bootstrap_interval([0.25] * 7) == (0.25, 0.25)
+  # 30 of 100: close to the normal interval 0.3 ± 1.96 sqrt(0.21/100)
+  # = [0.2102, 0.3898].
+  np.testing.assert_allclose(
+      stats.bootstrap_interval([1.0] * 30 + [0.0] * 70), (0.2102, 0.3898),
+      atol=0.01)
+  # Deterministic for a seed.
+  scores = np.linspace(0, 1, 9)
+  assert stats.bootstrap_interval(scores) == stats.bootstrap_interval(scores)
+
+
+def test_accuracy_interval_uses_wilson_for_0_1_scores_else_bootstrap():
+  assert stats.accuracy_interval([1, 0, 1, 1]) == stats.wilson_interval(3, 4)
+  fractional = [0.5, 1.0, 0.0, 0.25]
+  assert stats.accuracy_interval(fractional) == stats.bootstrap_interval(
+      fractional)
+  assert stats.format_interval(0.559, 0.498, 0.619) == "55.9 [49.8, 61.9]"
+
+
+def test_metrics_carry_intervals():
+  samples = [_sample(i, 0, "1", i in "ab", 1, None) for i in "abcd"]
+  m = evaluation.metrics_from_rows(
+      samples, ks=(1,), answer_equal_fn=evaluation.same_normalized_text)
+  # Greedy, 2 of 4 right: Wilson(2, 4).
+  low, high = stats.wilson_interval(2, 4)
+  assert (m["ci_low/accuracy"], m["ci_high/accuracy"]) == (low, high)
+  assert (m["ci_low/maj@1"], m["ci_high/maj@1"]) == (low, high)
+
+
+# --- protocols ---------------------------------------------------------------
+
+
+def test_default_ks():
+  assert evaluation.default_ks(1) == (1,)
+  assert evaluation.default_ks(16) == (1, 2, 4, 8, 16)
+  assert evaluation.default_ks(6) == (1, 2, 4, 6)
+
+
+def test_protocol_presets():
+  chat = tiny_tokenizer.make(chat=True)
+  base = prompts.PromptTemplate()
+  qwen = evaluation.qwen25_math()
+  assert qwen.method() == sampling.Greedy() and qwen.ks == (1,)
+  assert prompts.render("What is 2+2?", chat, qwen.template(base)) == (
+      "<system> " + prompts.BOXED_INSTRUCTION + " <eos> <user> What is 2+2?"
+      " <eos> <assistant>")
+  ds = evaluation.deepscaler()
+  assert ds.method() == sampling.TopP(0.95, 0.6)
+  assert ds.num_samples == 16 and 16 in ds.ks
+  assert prompts.render("What is 2+2?", chat, ds.template(base)) == (
+      "<user> What is 2+2? " + evaluation.DEEPSCALER_INSTRUCTION
+      + " <eos> <assistant>")
+  # The default keeps the run's template; G can be overridden.
+  assert evaluation.Protocol().template(base) == base
+  assert ds.with_samples(2).ks == (1, 2)
+  with pytest.raises(ValueError, match="outside 1..G=2"):
+    evaluation.Protocol(num_samples=2, ks=(4,))
+
+
+# --- nothing dropped: GSM8K prompts longer than the bucket -------------------
+
+
+@pytest.fixture(scope="module")
+def gsm8k(shared_dir):
+  return benchmarks.read_local("gsm8k", "test", shared_dir / "data")
+
+
+def _lengths(tok, records, template):
+  return [len(prompts.encode(prompts.render(r["question"], tok, template),
+                             tok, chat=True)) for r in records]
+
+
+def test_select_prompts_fits_a_bucket_to_the_data(gsm8k):
+  chat = tiny_tokenizer.make(chat=True)
+  template = prompts.PromptTemplate()
+  lengths = _lengths(chat, gsm8k[:6], template)
+  assert max(lengths) > 32  # some prompts do not fit the configured bucket
+  chosen = evaluation.select_prompts(gsm8k, chat, template, buckets=(32,),
+                                     num_examples=6)
+  # The first 6 records, in file order; a bucket for the longest, rounded
+  # up to 32 tokens, is added to the configured one.
+  assert [r["id"] for r in chosen.records] == [f"test-{i}" for i in range(6)]
+  assert chosen.buckets == (32, -(-max(lengths) // 32) * 32)
+  assert chosen.skipped == () and chosen.num_requested == 6
+  # Without fitting: a start-up error naming the prompts and the fields.
+  with pytest.raises(ValueError, match=r"test-\d.*eval.buckets.*"
+                     r"eval.fit_buckets=True.*eval.max_prompt_length"):
+    evaluation.select_prompts(gsm8k, chat, template, buckets=(32,),
+                              num_examples=6, fit_buckets=False)
+  # With a cap: the longer prompts are skipped, and listed with lengths.
+  cap = sorted(lengths)[3]
+  capped = evaluation.select_prompts(gsm8k, chat, template, buckets=(32,),
+                                     num_examples=6, max_prompt_length=cap)
+  assert len(capped.records) + len(capped.skipped) == 6
+  assert sorted(n for _, n in capped.skipped) == sorted(
+      n for n in lengths if n > cap)
+
+
+def test_evaluate_source_on_gsm8k_counts_every_prompt(
+    gsm8k, tiny_model, tmp_path):
+  chat = tiny_tokenizer.make(chat=True)
+  template = prompts.PromptTemplate()
+  protocol = evaluation.deepscaler().with_samples(2)
+  lengths = _lengths(chat, gsm8k[:3], protocol.template(template))
+  assert len(set(lengths)) == 3
+  path = tmp_path / "samples.jsonl"
+  common = dict(
+      protocol=protocol, template=template,
+      buckets=(32,), batch_size=4, max_new_tokens=3,
+      eos_ids=(chat.eos_token_id,), rng=jax.random.PRNGKey(0),
+      num_examples=3, answer_equal_fn=evaluation.same_normalized_text,
+      benchmark="gsm8k")
+  m = evaluation.evaluate_source(tiny_model, chat, gsm8k,
+                                 samples_path=str(path), **common)
+  # 3 problems x G=2 completions; none skipped; ks (1, 2) with intervals.
+  assert (m["num_requested"], m["num_skipped"]) == (3, 0)
+  assert (m["num_examples"], m["num_samples"]) == (3, 6)
+  assert {"pass@2", "mean@2", "maj@2", "ci_low/mean@2"} <= set(m)
+  rows = [json.loads(line) for line in path.read_text().splitlines()]
+  assert [(r["id"], r["index"]) for r in rows] == [
+      (f"test-{p}", g) for p in range(3) for g in range(2)]
+  assert all(r["benchmark"] == "gsm8k" and "answer" in r and "correct" in r
+             for r in rows)
+  # The longest of the three skipped by a cap: counted, not evaluated.
+  capped = evaluation.evaluate_source(
+      tiny_model, chat, gsm8k, max_prompt_length=sorted(lengths)[1],
+      samples_path=str(path), append_samples=True, **common)
+  assert (capped["num_requested"], capped["num_skipped"]) == (3, 1)
+  assert capped["num_examples"] == 2
+  assert len(path.read_text().splitlines()) == 6 + 4
+
+
+def test_eval_job_writes_every_benchmark_with_counts(shared_dir, tmp_path):
+  # --mode=eval's job on the tiny config (random model, trained BPE):
+  # GSM8K's chat-free prompts are far longer than its 80-token bucket,
+  # and are evaluated through a derived bucket instead of dropped.
+  config = tiny_config(**{
+      "data.eval": "gsm8k", "data.local_dir": str(shared_dir / "data"),
+      "data.tfds_dir": str(tmp_path / "tfds"),
+      "eval.benchmarks": ("gsm8k", "synthetic"), "eval.num_examples": 3,
+      "eval.protocol": "qwen25_math", "eval.max_new_tokens": 2})
+  workdir = tmp_path / "eval"
+  results = eval_job.run(config, str(workdir))
+  assert list(results) == ["gsm8k", "synthetic"]
+  for m in results.values():
+    assert (m["num_requested"], m["num_skipped"], m["num_examples"]) == (
+        3, 0, 3)
+  saved = json.loads((workdir / eval_job.RESULTS_FILE).read_text())
+  assert saved == {"protocol": "qwen25_math", "results": results}
+  rows = [json.loads(line) for line in
+          (workdir / eval_job.SAMPLES_FILE).read_text().splitlines()]
+  assert [r["benchmark"] for r in rows] == ["gsm8k"] * 3 + ["synthetic"] * 3
+  report = eval_job.report(results, "qwen25_math").splitlines()
+  assert report[1].split()[:3] == ["benchmark", "n", "skipped"]
+  assert report[2].split()[:3] == ["gsm8k", "3", "0"]
+  # Synthetic records carry a difficulty: the level table follows.
+  assert "accuracy per difficulty level" in report
+
+
+def test_math500_levels_give_per_level_accuracy(shared_dir, tiny_model):
+  # MATH-500 records carry their level ("1".."5") as `difficulty`.
+  math500 = benchmarks.read_local("math500", "test", shared_dir / "data")
+  assert {r["difficulty"] for r in math500} == {"1", "2", "3", "4", "5"}
+  plain = tiny_tokenizer.make(chat=False)
+  first = [int(r["difficulty"]) for r in math500[:6]]
+  m = evaluation.evaluate_source(
+      tiny_model, plain, math500, protocol=evaluation.Protocol(),
+      template=prompts.PromptTemplate(), buckets=(64,), batch_size=8,
+      max_new_tokens=1, eos_ids=(plain.eos_token_id,),
+      rng=jax.random.PRNGKey(0), num_examples=6,
+      score_fn=lambda completion, gold: True)
+  for d in set(first):
+    assert m[f"num_examples/difficulty_{d}"] == first.count(d)
+    assert m[f"accuracy/difficulty_{d}"] == 1.0
+  table = evaluation.level_table({"math500": m}).splitlines()
+  assert [line.split()[1] for line in table[1:]] == [
+      str(d) for d in sorted(set(first))]
+
+
+def test_every_local_benchmark_selects_its_first_problems(shared_dir):
+  # Every benchmark file goes through prompt selection: the first 3
+  # records, in file order, and a bucket that fits the longest prompt.
+  chat = tiny_tokenizer.make(chat=True)
+  template = evaluation.qwen25_math().template(prompts.PromptTemplate())
+  for name in benchmarks.BENCHMARKS:
+    records = benchmarks.read_local(name, "test", shared_dir / "data")
+    chosen = evaluation.select_prompts(records, chat, template, buckets=(8,),
+                                       num_examples=3)
+    assert list(chosen.records) == records[:3], name
+    assert chosen.buckets[-1] >= max(_lengths(chat, records[:3], template))

@@ -6,13 +6,15 @@ shared/data/*/SOURCE.md), the expected record count, and a `normalise`
 function that turns one raw line into the one record shape used everywhere:
 
   {"question": str, "answer": str, "solution": str, "source": str,
-   "id": str}
+   "id": str, "difficulty": str}
 
 `answer` is the gold final answer as a string (GSM8K: the text after `####`
 with thousands separators removed; MATH and Minerva: the last `\\boxed{}` of
 the solution; OlympiadBench: `final_answer[0]` without its `$` delimiters),
 `solution` is the reference worked solution or "" when the file has none, and
-`id` is the file's own id where it has one (GSM8K: "<split>-<line index>").
+`id` is the file's own id where it has one (GSM8K: "<split>-<line index>"),
+and `difficulty` the benchmark's level ("1".."5" for MATH and MATH-500; ""
+for the others), which evaluation tables report accuracy by.
 
 This module is pure Python (no TFDS); `tfds_builders` wraps it in TFDS
 builders and `read_local` reads a local copy directly.
@@ -72,11 +74,20 @@ class Benchmark:
   citation: str
 
 
-def _record(raw: records.RawLine, source: str, **fields: str) -> dict[str, str]:
+def _record(raw: records.RawLine, source: str, difficulty: str = "",
+            **fields: str) -> dict[str, str]:
   """Builds a canonical record; `answer` must be non-empty."""
   if not fields["answer"].strip():
     raise records.RecordError(f"{raw.where('answer')}: empty gold answer")
-  return {"source": source, **fields}
+  return {"source": source, "difficulty": difficulty, **fields}
+
+
+def _math_level(raw: records.RawLine) -> str:
+  """MATH's "Level 3" (or MATH-500's 3) as "3"; "" when absent or "Level ?"."""
+  if "level" not in raw.data:
+    return ""
+  level = str(raw.data["level"]).replace("Level", "").strip()
+  return level if level.isdigit() else ""
 
 
 def _gsm8k(raw: records.RawLine) -> dict[str, str]:
@@ -113,6 +124,7 @@ def _math(raw: records.RawLine) -> dict[str, str]:
   return _record(
       raw,
       "math",
+      difficulty=_math_level(raw),
       question=raw.get("problem", str),
       answer=_boxed_answer(raw, solution),
       solution=solution,
@@ -124,6 +136,7 @@ def _math500(raw: records.RawLine) -> dict[str, str]:
   return _record(
       raw,
       "math500",
+      difficulty=_math_level(raw),
       question=raw.get("problem", str),
       answer=raw.get("answer", str),
       solution=raw.get("solution", str),

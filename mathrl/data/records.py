@@ -14,7 +14,9 @@ import os
 from typing import Any
 
 # Canonical record fields, in order; every benchmark is normalised to these.
-FIELDS = ("question", "answer", "solution", "source", "id")
+# `difficulty` is the benchmark's own level as text ("1".."5" for MATH and
+# MATH-500), "" when it has none.
+FIELDS = ("question", "answer", "solution", "source", "id", "difficulty")
 
 
 class RecordError(ValueError):

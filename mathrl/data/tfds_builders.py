@@ -49,9 +49,10 @@ class BenchmarkBuilder(
   """
 
   BENCHMARK = ""
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.1.0")
   RELEASE_NOTES = {"1.0.0": "Canonical record: question, answer, solution, "
-                            "source, id."}
+                            "source, id.",
+                   "1.1.0": "Adds difficulty (MATH levels)."}
 
   def __init__(
       self,
@@ -98,7 +99,7 @@ class BenchmarkBuilder(
         builder=self,
         description=(
             f"{self.BENCHMARK} normalised to mathrl's record: question, "
-            "answer (gold final answer), solution, source, id."
+            "answer (gold final answer), solution, source, id, difficulty."
         ),
         features=tfds.features.FeaturesDict(
             {field: tfds.features.Text() for field in records.FIELDS}
