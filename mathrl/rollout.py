@@ -6,7 +6,7 @@
 decodes them, scores them with the reward set (host code: string parsing and
 sympy in worker processes), optionally applies DAPO's dynamic sampling
 (drop groups whose rewards are all equal, refill from further batches), and
-returns a fixed-shape `train_step.Rollout` plus per-sample text for logging.
+returns a fixed-shape `types.Rollout` plus per-sample text for logging.
 """
 
 import dataclasses
@@ -19,7 +19,7 @@ import numpy as np
 
 from mathrl import rewards as rewards_lib
 from mathrl import sampling
-from mathrl import train_step
+from mathrl import types
 from mathrl.data import pipeline
 from mathrl.data import prompts
 
@@ -137,7 +137,7 @@ def collect(
     rng: jax.Array, sampler: Sampler, tokenizer,
     reward_set: rewards_lib.RewardSet, dynamic_sampling: bool,
     max_rounds: int, multi_reward: bool, progress: float,
-) -> tuple[train_step.Rollout, Scored, dict[str, float]]:
+) -> tuple[types.Rollout, Scored, dict[str, float]]:
   """One RL batch of P groups × G samples, as a device-ready Rollout.
 
   With dynamic sampling, rounds of P prompts are generated until P
@@ -185,7 +185,7 @@ def collect(
     raise AssertionError("rows of a group hold different prompts")
   rewards = full.rewards_BK if multi_reward else full.rewards_B
   rewards_PG = rewards.reshape((num_prompts, group_size) + rewards.shape[1:])
-  rollout = train_step.Rollout(
+  rollout = types.Rollout(
       prompt_tokens_BL=full.prompt_tokens_BL,
       prompt_mask_BL=full.prompt_mask_BL,
       completion_tokens_BT=full.completion_tokens_BT,

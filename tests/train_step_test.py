@@ -234,23 +234,25 @@ def test_rollout_extras_reach_the_policy_loss(policy):
 def test_siren_anchor_is_set_once_and_penalises_entropy_drift(policy):
   graphdef, params = policy
   r = _rollout()
+  siren = losses.siren(coef=0.5)
   siren_step, state = _make(policy, recompute_old_logp=False)
+  state = state.replace(method_state=train_step_lib.init_method_state(siren))
   siren_step = jax.jit(train_step_lib.make_train_step(
       graphdef, optax.sgd(0.5), advantages.grpo(),
-      policy_loss=losses.siren(coef=0.5), aggregate=losses.token_mean,
+      policy_loss=siren, aggregate=losses.token_mean,
       recompute_old_logp=False))
   ppo_step = jax.jit(train_step_lib.make_train_step(
       graphdef, optax.sgd(0.5), advantages.grpo(),
       policy_loss=losses.ppo_clip(dual_clip=3.0), aggregate=losses.token_mean,
       recompute_old_logp=False))
-  assert np.isnan(state.entropy_anchor)
+  assert np.isnan(state.method_state["entropy_anchor"])
   # H0 = SIREN's selected nucleus entropy of the first batch under θ0.
   nucleus_BT = jax.jit(logprobs.completion_logprobs, static_argnums=(0, 6))(
       graphdef, params, r.prompt_tokens_BL, r.prompt_mask_BL,
       r.completion_tokens_BT, r.completion_mask_BT, 0.8)[2]
   want_h0 = losses.selected_entropy(nucleus_BT, r.completion_mask_BT, 0.2)
   s1, m1 = siren_step(state, r, None)
-  np.testing.assert_allclose(s1.entropy_anchor, want_h0, rtol=1e-6)
+  np.testing.assert_allclose(s1.method_state["entropy_anchor"], want_h0, rtol=1e-6)
   # Step 1: H_sel = H0, so the penalty and its gradient are 0 and the
   # update is PPO-clip's (clip 0.2/0.2, dual clip 3 as SIREN's defaults).
   np.testing.assert_allclose(m1["entropy_penalty"], 0.0, atol=1e-12)
@@ -260,8 +262,8 @@ def test_siren_anchor_is_set_once_and_penalises_entropy_drift(policy):
   # Step 2: the anchor is held; the penalty is c·(H_sel − H0)² > 0 and is
   # in the loss: loss − pg_loss = penalty (one micro-batch).
   s2, m2 = siren_step(s1, r, None)
-  np.testing.assert_allclose(s2.entropy_anchor, s1.entropy_anchor)
-  want = 0.5 * (m2["entropy_selected"] - s1.entropy_anchor) ** 2
+  np.testing.assert_allclose(s2.method_state["entropy_anchor"], s1.method_state["entropy_anchor"])
+  want = 0.5 * (m2["entropy_selected"] - s1.method_state["entropy_anchor"]) ** 2
   np.testing.assert_allclose(m2["entropy_penalty"], want, rtol=1e-5)
   assert m2["entropy_penalty"] > 0
   np.testing.assert_allclose(m2["loss"] - m2["pg_loss"],

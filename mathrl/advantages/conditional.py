@@ -127,5 +127,7 @@ def canon(
     adv_PG = jnp.where(high_PG > 0, adv_hi, adv_lo) * scale
     return jnp.where((mask > 0) & (count_P1 >= 2), adv_PG, 0.0)
 
-  return base.stateless(fn)
+  # The entropy metric reads the sampling policy's entropy per response.
+  tx = base.stateless(fn)
+  return base.declare(tx, entropy="behaviour") if metric == "entropy" else tx
 

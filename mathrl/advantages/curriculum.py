@@ -117,7 +117,8 @@ def keep_positive_until(
     new_state = CAPOState(count=state.count + any_valid)
     return jnp.where(valid > 0, gated, 0.0), new_state
 
-  return base.AdvantageTransform(init_fn, update_fn)
+  return base.AdvantageTransform(init_fn, update_fn,
+                                 base.Needs(shaping="advantages"))
 
 
 def capo(

@@ -11,6 +11,7 @@
 Formulas, defaults and golden numbers: specs/algorithms_seed.md §1, §7, §8.
 """
 
+import functools
 from typing import Optional, Sequence
 
 import jax
@@ -126,7 +127,15 @@ def dgpo(
     weights_P1 = dqw_weights(-accuracy_P1, valid_P1, dqw_temp)
     return weights_P1 * adv_PG
 
-  return base.stateless(fn)
+  # Paper eq. 3: the loss's token mean runs over the valid groups only.
+  return base.declare(
+      base.stateless(fn), multi_reward=True,
+      loss_sample_mask=functools.partial(
+          valid_group_mask, reward_weights=_hashable(reward_weights)))
+
+
+def _hashable(weights):
+  return None if weights is None else tuple(weights)
 
 
 def valid_group_mask(
@@ -316,4 +325,9 @@ def mc_grpo(
     kept_PG = jnp.take_along_axis(adv_PG, order_PG, axis=-1)
     return kept_PG[:, :-1]
 
-  return base.stateless(fn)
+  if drop_pivot:
+    return base.stateless(fn)
+  # The pivot leaves the loss and its normalisers.
+  return base.declare(
+      base.stateless(fn), loss_sample_mask=functools.partial(
+          mc_grpo_keep_mask, reward_weights=_hashable(reward_weights)))

@@ -130,4 +130,4 @@ def grpo_lambda(
     shaped_PG = rewards_PG + jnp.where(selected_P[:, None], bonus_PG, 0.0)
     return jnp.where(mask > 0, shaped_PG, 0.0)
 
-  return base.stateless(fn)
+  return base.declare(base.stateless(fn), shaping="rewards")

@@ -90,7 +90,7 @@ def gdpo(
         summed_PG, weights_PG, eps=batch_eps, eps_in_sqrt=eps_in_sqrt
     )
 
-  return base.stateless(fn)
+  return base.declare(base.stateless(fn), multi_reward=True)
 
 
 def beta_parameters(p_P1: jax.Array, group_valid_P1: jax.Array):
@@ -219,4 +219,4 @@ def bnpo(
     rewards_PG = group.combine_rewards(rewards, mask)
     return bnpo_advantage(rewards_PG, mask, min_value, max_value)
 
-  return base.stateless(fn)
+  return base.declare(base.stateless(fn), multi_reward=True)

@@ -93,4 +93,4 @@ def dapo_overlong(
       shaped = rewards + penalty_PG
     return jnp.where(group.broadcast_mask(mask, shaped) > 0, shaped, 0.0)
 
-  return base.stateless(fn)
+  return base.declare(base.stateless(fn), shaping="rewards")

@@ -101,4 +101,5 @@ def fspo(
     adv_PG = jnp.where(mask > 0, adv_PG, 0.0)
     return flip_by_verdict(adv_PG, verdicts_PGT) * token_mask_PGT
 
-  return base.stateless(fn)
+  # Step verdicts come from a process verifier, not from the rollout.
+  return base.declare(base.stateless(fn), extras=("step_verdicts",))

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from mathrl.losses import base
+from mathrl.types import Needs
 from mathrl.losses import clipping
 
 
@@ -144,9 +145,11 @@ def forking_tokens(
   """
   _check_fraction("forking_tokens", "top_fraction", top_fraction)
   clipping.check_clip("forking_tokens", clip_low, clip_high, dual_clip)
+  # The paper selects by the entropy of the policy being optimised.
   return base.make(
       "forking_tokens",
       _forking_tokens,
+      needs=Needs(entropy="current"),
       top_fraction=top_fraction,
       clip_low=clip_low,
       clip_high=clip_high,
