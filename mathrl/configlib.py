@@ -187,10 +187,17 @@ def base_config() -> mlc.ConfigDict:
   # samples of a prompt share it): identical log-probs and gradients, about
   # half the FLOPs at the default job's shapes (L=72, T=48, G=8).
   c.rl.share_prompts = True
-  # Advantage transform: a name in mathrl.advantages, and its arguments.
+  # Advantage estimator: a name in mathrl.advantages.METHODS, and its
+  # arguments.
   c.rl.advantage = "grpo"
   c.rl.advantage_kwargs = mlc.ConfigDict()
-  # Policy loss: a name in mathrl.losses, and its arguments.
+  # Optional shaping chained with the estimator: a name in
+  # mathrl.advantages.SHAPING ("" = none) and its arguments. Reward shaping
+  # (dapo_overlong, grpo_lambda) runs in front of the estimator, advantage
+  # gates (keep_positive_until) after it; alone they are not estimators.
+  c.rl.shaping = ""
+  c.rl.shaping_kwargs = mlc.ConfigDict()
+  # Policy loss: a name in mathrl.losses.POLICY_LOSSES, and its arguments.
   c.rl.loss = "ppo_clip"
   c.rl.loss_kwargs = mlc.ConfigDict()
   # Aggregation: token_mean, seq_mean_token_mean, seq_mean_token_sum or
@@ -206,6 +213,10 @@ def base_config() -> mlc.ConfigDict:
   # refill from further generation rounds, at most `max_rounds` rounds.
   c.rl.dynamic_sampling = False
   c.rl.dynamic_sampling_max_rounds = 3
+  # Which groups dynamic sampling keeps: "informative" (DAPO: rewards not
+  # all equal) or "not_all_correct" (NGRPO: drop only groups whose samples
+  # are all correct; all-wrong groups carry its learning signal).
+  c.rl.dynamic_sampling_filter = "informative"
   # Stop the run after this many non-finite updates in a row.
   c.rl.max_consecutive_skipped = 3
 

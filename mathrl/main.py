@@ -39,12 +39,17 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   # Imported here so that --help stays fast.
+  from mathrl import builders  # pylint: disable=g-import-not-at-top
   from mathrl import trainer  # pylint: disable=g-import-not-at-top
 
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   config = _CONFIG.value
   if _MODE.value in ("eval", "generate"):
-    run = trainer.Run(config, _WORKDIR.value)
+    try:
+      run = trainer.Run(config, _WORKDIR.value)
+    except builders.ConfigError as e:
+      print(f"mathrl: config error: {e}", file=sys.stderr)
+      sys.exit(2)
     samples = (os.path.join(_WORKDIR.value, "samples.jsonl")
                if _MODE.value == "generate" else None)
     try:
@@ -58,6 +63,9 @@ def main(argv):
       config.rl.steps = 0
   try:
     trainer.train(config, _WORKDIR.value)
+  except builders.ConfigError as e:
+    print(f"mathrl: config error: {e}", file=sys.stderr)
+    sys.exit(2)
   except trainer.TrainingError as e:
     print(f"mathrl: {e}", file=sys.stderr)
     sys.exit(1)

@@ -11,7 +11,7 @@ returns a fixed-shape `types.Rollout` plus per-sample text for logging.
 
 import dataclasses
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import jax
 import jax.numpy as jnp
@@ -121,15 +121,32 @@ def _take_groups(s: Scored, groups: np.ndarray, group_size: int) -> Scored:
   )
 
 
-def informative_groups(rewards_B: np.ndarray, group_size: int) -> np.ndarray:
-  """DAPO's filter: groups whose rewards are not all equal (std > 0).
+def informative_groups(rewards_B: np.ndarray, group_size: int,
+                       correct_B: Optional[np.ndarray] = None) -> np.ndarray:
+  """keep_p = std_g(r_pg) > 0: DAPO's dynamic-sampling filter.
 
-  Yu et al. 2025 (arXiv:2503.14476) §3.2; groups of size 1 are kept.
+  Yu et al. 2025 (arXiv:2503.14476) §3.2: groups whose rewards are all
+  equal (all right or all wrong) give GRPO no gradient and are dropped.
+  Groups of size 1 are kept. Example: rewards [[1, 0], [1, 1], [0, 0]] →
+  [True, False, False].
   """
+  del correct_B
   r_PG = rewards_B.reshape(-1, group_size)
   if group_size == 1:
     return np.ones(r_PG.shape[0], bool)
   return r_PG.std(axis=1) > 0
+
+
+def not_all_correct_groups(rewards_B: np.ndarray, group_size: int,
+                           correct_B: np.ndarray) -> np.ndarray:
+  """keep_p = ¬∀g correct_pg: NGRPO's filter (arXiv:2509.18851).
+
+  NGRPO's virtual maximum-reward sample gives all-wrong groups a negative
+  advantage, so only all-correct groups carry no signal and are dropped.
+  Example: correctness [[1, 0], [1, 1], [0, 0]] → [True, False, True].
+  """
+  del rewards_B
+  return ~correct_B.reshape(-1, group_size).all(axis=1)
 
 
 def collect(
@@ -137,11 +154,12 @@ def collect(
     rng: jax.Array, sampler: Sampler, tokenizer,
     reward_set: rewards_lib.RewardSet, dynamic_sampling: bool,
     max_rounds: int, multi_reward: bool, progress: float,
+    group_filter: Callable[..., np.ndarray] = informative_groups,
 ) -> tuple[types.Rollout, Scored, dict[str, float]]:
   """One RL batch of P groups × G samples, as a device-ready Rollout.
 
-  With dynamic sampling, rounds of P prompts are generated until P
-  informative groups are found or `max_rounds` rounds ran; missing groups
+  With dynamic sampling, rounds of P prompts are generated until P groups
+  pass `group_filter` (`informative_groups` or `not_all_correct_groups`) or `max_rounds` rounds ran; missing groups
   are filled with uninformative ones marked invalid (valid_PG = 0), so the
   shapes never change.
 
@@ -169,7 +187,7 @@ def collect(
     if not dynamic_sampling:
       kept_parts, kept = [scored], num_prompts
       break
-    good = informative_groups(scored.rewards_B, group_size)
+    good = group_filter(scored.rewards_B, group_size, scored.correct_B)
     kept += int(good.sum())
     kept_parts.append(_take_groups(scored, np.flatnonzero(good), group_size))
     parts.append(_take_groups(scored, np.flatnonzero(~good), group_size))
@@ -201,6 +219,9 @@ def collect(
       accuracy=correct / max(samples, 1),
       dynamic_sampling_pass_rate=kept / max(generated, 1),
       dynamic_sampling_rounds=float(rounds),
+      # Groups that take part in the update (0: the step is skipped).
+      kept_groups=float(min(kept, num_prompts)),
+      generated_length_mean=info["generated_tokens"] / max(samples, 1),
   )
   info.update(reward_set.metrics(full.rewards_BK))
   return rollout, full, info

@@ -18,6 +18,7 @@ level) or [P, G, T] (token level) out. Transforms never drop or reorder
 samples: invalid or degenerate samples simply get advantage 0.
 """
 
+import dataclasses
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -45,7 +46,10 @@ class AdvantageTransform(NamedTuple):
 
 def declare(tx: AdvantageTransform, **needs: Any) -> AdvantageTransform:
   """`tx` with `Needs(**needs)` added to its declaration."""
-  return tx._replace(needs=tx.needs.merge(Needs(**needs)))
+  merged = tx.needs.merge(Needs(**needs))
+  if "shaping" in needs:
+    merged = dataclasses.replace(merged, shaping=needs["shaping"])
+  return tx._replace(needs=merged)
 
 
 class EmptyState(NamedTuple):
