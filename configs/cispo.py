@@ -11,8 +11,12 @@ from mathrl import configlib
 def get_config(arg=None):
   del arg
   c = configlib.base_config()
-  # Paper: only the upper bound of the IS weight is clipped (verl: 1 + 0.2).
+  # Paper: only the upper bound of the IS weight is clipped (verl: 1 + 0.2);
+  # the base config's token-mean aggregation.
   c.rl.loss = "cispo"
   c.rl.loss_kwargs.clip_high = 0.2
-  c.rl.aggregation = "token_mean"
+  # Paper: several off-policy updates per rollout batch; here 16 prompts in 4 minibatches, so π_θ ≠ π_old after
+  # the first update and the ratio moves.
+  c.rl.num_minibatches = 4
+  c.rl.recompute_old_logp = True
   return c

@@ -11,10 +11,16 @@ from mathrl import configlib
 def get_config(arg=None):
   del arg
   c = configlib.base_config()
-  # Authors' recipe: ratio 2e-4, covariance bounds 1 and 5, clip 1 / 1.
+  # Authors' recipe: ratio 2e-4, covariance bounds 1 and 5, clip 1 / 1,
+  # token-mean.
   c.rl.loss = "clip_cov"
   c.rl.loss_kwargs.clip_cov_ratio = 2e-4
   c.rl.loss_kwargs.clip_cov_lb = 1.0
   c.rl.loss_kwargs.clip_cov_ub = 5.0
-  c.rl.aggregation = "token_mean"
+  c.rl.loss_kwargs.clip_low = 1.0
+  c.rl.loss_kwargs.clip_high = 1.0
+  # Authors' recipe: train batch 256, mini-batch 32; here 16 prompts in 4 minibatches, so π_θ ≠ π_old after
+  # the first update and the ratio moves.
+  c.rl.num_minibatches = 4
+  c.rl.recompute_old_logp = True
   return c

@@ -11,10 +11,15 @@ from mathrl import configlib
 def get_config(arg=None):
   del arg
   c = configlib.base_config()
-  # Paper: top 20% entropy tokens, DAPO clip 0.2 / 0.28 with dual clip 10.
+  # Paper: top 20% tokens by the current policy's entropy, DAPO clip
+  # 0.2 / 0.28 with dual clip 10, token-mean (the base aggregation).
   c.rl.loss = "forking_tokens"
   c.rl.loss_kwargs.top_fraction = 0.2
   c.rl.loss_kwargs.clip_low = 0.2
   c.rl.loss_kwargs.clip_high = 0.28
-  c.rl.aggregation = "token_mean"
+  c.rl.loss_kwargs.dual_clip = 10.0
+  # Paper (DAPO recipe): train batch 512, mini-batch 32; here 16 prompts in 4 minibatches, so π_θ ≠ π_old after
+  # the first update and the ratio moves.
+  c.rl.num_minibatches = 4
+  c.rl.recompute_old_logp = True
   return c

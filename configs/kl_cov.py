@@ -11,9 +11,12 @@ from mathrl import configlib
 def get_config(arg=None):
   del arg
   c = configlib.base_config()
-  # Authors' recipe: top 0.2% tokens, KL coefficient 1.
+  # Authors' recipe: top 0.2% tokens, KL coefficient 1, token-mean.
   c.rl.loss = "kl_cov"
   c.rl.loss_kwargs.kl_cov_ratio = 2e-3
   c.rl.loss_kwargs.ppo_kl_coef = 1.0
-  c.rl.aggregation = "token_mean"
+  # Authors' recipe: train batch 256, mini-batch 32; here 16 prompts in 4 minibatches, so π_θ ≠ π_old after
+  # the first update and the ratio moves.
+  c.rl.num_minibatches = 4
+  c.rl.recompute_old_logp = True
   return c

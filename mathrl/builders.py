@@ -34,6 +34,7 @@ from mathrl import sharding
 from mathrl import train_step as train_step_lib
 from mathrl import types
 from mathrl.data import prompts
+from mathrl.data import splits
 from mathrl.data import synthetic
 from mathrl.data import tfds_builders
 from mathrl.data import tokenizer as tokenizer_lib
@@ -89,8 +90,14 @@ def make_mesh(config: mlc.ConfigDict) -> jax.sharding.Mesh:
 
 
 def make_train_source(config: mlc.ConfigDict, workdir: str):
-  return _source(config, workdir, config.data.train, config.data.train_split,
-                 role="train")
+  """The training problems, minus `data.train_exclude`'s evaluation split."""
+  source = _source(config, workdir, config.data.train,
+                   config.data.train_split, role="train")
+  if not config.data.train_exclude:
+    return source
+  held_out = _source(config, workdir, config.data.train_exclude,
+                     config.data.eval_split, role="test")
+  return splits.Excluding(source, held_out)
 
 
 def check_rl_source(config: mlc.ConfigDict) -> None:
@@ -161,6 +168,7 @@ def _source(config, workdir, name, split, *, role, min_ops=None):
 
 def make_template(config: mlc.ConfigDict) -> prompts.PromptTemplate:
   return prompts.PromptTemplate(
+      system=config.data.system_prompt or None,
       plain=config.data.plain_template,
       use_chat_template=config.data.use_chat_template,
   )

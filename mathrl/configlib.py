@@ -96,6 +96,12 @@ def base_config() -> mlc.ConfigDict:
   c.data.use_chat_template = True
   # Plain prompt format (no chat template); must contain {question}.
   c.data.plain_template = "Question: {question}\nAnswer:"
+  # System message given to the chat template ("" = none).
+  c.data.system_prompt = ""
+  # A benchmark whose data.eval_split problems are removed from the RL and
+  # SFT training source ("" = none); e.g. "math500" with data.train="math"
+  # trains on the 4,500 MATH test problems outside MATH-500.
+  c.data.train_exclude = ""
   # Synthetic arithmetic task (see mathrl.data.synthetic).
   c.data.synthetic = mlc.ConfigDict()
   c.data.synthetic.num_train = 100_000

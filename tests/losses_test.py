@@ -379,6 +379,24 @@ def test_kl_cov_golden():
   np.testing.assert_allclose(metrics["selected_frac"], 0.1, atol=ATOL)
 
 
+def test_kl_cov_gradient_golden():
+  # ∂ℓ/∂logp = −A·r + β·sign(d) on the picked token, −A·r elsewhere; /10
+  # (token mean). Worked example, picked (0,0) with r = 1.1, d = ln 1.1 > 0:
+  # (−2·1.1 + 1)/10 = −0.12; (1,2): +0.5·1.1/10 = 0.055; (0,1): −2/10.
+  loss = losses.kl_cov()
+  _, grad = _value_and_token_grad(
+      loss, losses.token_mean, COV_LOGP, COV_OLD, COV_ADV, COV_MASK)
+  np.testing.assert_allclose(grad[0, 0], -0.12, atol=ATOL)
+  np.testing.assert_allclose(grad[1, 2], 0.055, atol=ATOL)
+  np.testing.assert_allclose(grad[0, 1], -0.2, atol=ATOL)
+  # At ratio 1 (d = 0) the penalty's gradient is sign(0) = 0, as PyTorch's
+  # abs in the authors' code: the picked token gets −A·1/10 = −0.2 (JAX's
+  # own |d| would give (−2 + 1)/10 = −0.1).
+  _, grad = _value_and_token_grad(
+      loss, losses.token_mean, COV_LOGP, COV_LOGP, COV_ADV, COV_MASK)
+  np.testing.assert_allclose(grad[0, 0], -0.2, atol=ATOL)
+
+
 # ---------------------------------------------------------------- STEER
 STEER_ADV = np.array([[1.0, 1.0, -1.0, -1.0, 0.5]], np.float32)
 STEER_PI = np.array([[0.9, 0.3, 0.6, 0.05, 0.5]], np.float32)
