@@ -1,10 +1,9 @@
-"""Golden values for mathrl.losses, from the specs' worked examples.
+"""Golden values for mathrl.losses, from worked examples of each method.
 
-Spec references: ../shared/specs/algorithms_baselines_and_variants.md (§0.1
-aggregation, §0.2 KL, §1.4 GSPO, §1.5 CISPO, §1.10 ratio table, §2.5 GPPO,
-§2.6 80/20, §2.7 Clip-Cov/KL-Cov, §2.8 SIREN, §2.9 DRPO) and
-../shared/specs/algorithms_seed.md (§6 STEER, §7 NGRPO). The verl / TRL
-formulas used as baselines are written out by hand here, never imported.
+Aggregation, KL, GSPO, CISPO, the PPO ratio table, GPPO, 80/20, Clip-Cov /
+KL-Cov, SIREN, DRPO, STEER and NGRPO, each with its arithmetic in a
+comment. The verl / TRL formulas used as baselines are written out by hand
+here, never imported.
 """
 
 import jax

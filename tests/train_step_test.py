@@ -14,6 +14,7 @@ from mathrl import logprobs
 from mathrl import losses
 from mathrl import models
 from mathrl import train_step as train_step_lib
+from mathrl import types
 
 P, G, L, T = 4, 2, 4, 5
 
@@ -268,3 +269,90 @@ def test_siren_anchor_is_set_once_and_penalises_entropy_drift(policy):
   assert m2["entropy_penalty"] > 0
   np.testing.assert_allclose(m2["loss"] - m2["pg_loss"],
                              m2["entropy_penalty"], rtol=1e-4, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def dgpo_example():
+  """DGPO's worked example: 4 groups of 4, rewards and lengths below."""
+  rewards = jnp.array([[1.0, 0, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0],
+                       [1, 1, 0, 0]])
+  lengths = jnp.array([10, 20, 30, 40, 5, 5, 5, 5, 7, 7, 7, 7, 8, 12, 16, 4])
+  t = 40
+  k1, k2 = jax.random.split(jax.random.PRNGKey(2))
+  return train_step_lib.Rollout(
+      prompt_tokens_BL=jnp.repeat(jax.random.randint(k1, (4, L), 3, 200), 4,
+                                  axis=0),
+      prompt_mask_BL=jnp.ones((16, L), jnp.int32),
+      completion_tokens_BT=jax.random.randint(k2, (16, t), 3, 200),
+      completion_mask_BT=(jnp.arange(t)[None] < lengths[:, None]).astype(
+          jnp.int32),
+      rewards_PG=rewards, valid_PG=jnp.ones((4, 4)),
+      progress=jnp.float32(0.0))
+
+
+def test_dgpo_loss_is_the_token_mean_over_valid_groups(policy, dgpo_example):
+  # Paper eq. 3 on the worked example, on-policy (ratio 1):
+  # A = λ·Â per sample (group 2 is invalid: all wrong), lengths L;
+  # J = Σ_valid A·L / (tokens of valid groups = 100 + 20 + 40 = 160)
+  #   = −0.2817986, so loss = +0.2817986. Over all 188 tokens (no valid-
+  # group normaliser) it would be 0.2817986·160/188 = 0.2398.
+  graphdef, params = policy
+  opt = optax.sgd(0.1)
+  adv_tx = advantages.dgpo()
+  step = jax.jit(train_step_lib.make_train_step(
+      graphdef, opt, adv_tx, policy_loss=losses.ppo_clip(),
+      aggregate=losses.token_mean, recompute_old_logp=False))
+  state = train_step_lib.init_train_state(
+      params, opt, adv_tx.init(jnp.zeros((4, 4))), jax.random.PRNGKey(0))
+  _, metrics = step(state, dgpo_example, None)
+  np.testing.assert_allclose(metrics["pg_loss"], 0.2817986155, rtol=1e-5)
+
+
+def _entropy_probe(inputs):
+  """−A·r per token; reports the mean of the `entropy` extra it was given."""
+  entropy_BT = losses.base.extra_BT(inputs, "entropy", "[B, T] entropy")
+  ratio_BT = jnp.exp(losses.base.log_ratio(inputs))
+  return -inputs.adv_BT * ratio_BT, {
+      "entropy_probe": losses.base.masked_mean(entropy_BT, inputs.mask_BT)}
+
+
+@pytest.mark.parametrize("which", ["current", "behaviour"])
+def test_declared_entropy_is_the_current_or_behaviour_policys(policy, which):
+  # Two minibatches: the second is scored after the first update, so the
+  # current policy's entropy (what 80/20 forking tokens select by) differs
+  # from the behaviour policy's (what STEER reads).
+  graphdef, params = policy
+  opt = optax.sgd(0.5)
+  adv_tx = advantages.grpo()
+  probe = losses.base.make("entropy_probe", _entropy_probe,
+                           needs=types.Needs(entropy=which))
+  step = jax.jit(train_step_lib.make_train_step(
+      graphdef, opt, adv_tx, policy_loss=probe, aggregate=losses.token_mean,
+      num_minibatches=2))
+  state = train_step_lib.init_train_state(
+      params, opt, adv_tx.init(jnp.zeros((P, G))), jax.random.PRNGKey(0))
+  _, metrics = step(state, _rollout(), None)
+  # `entropy` is the token mean of the current policy's entropy.
+  gap = abs(float(metrics["entropy_probe"]) - float(metrics["entropy"]))
+  if which == "current":
+    assert gap < 1e-6
+  else:
+    assert gap > 1e-5
+
+
+def test_minibatch_without_tokens_is_skipped_not_applied(policy):
+  # No valid sample (dynamic sampling kept no group): AdamW's weight decay
+  # would still move θ; the update is skipped and counted as empty, not as
+  # non-finite.
+  graphdef, params = policy
+  opt = optax.adamw(0.1, weight_decay=0.1)
+  adv_tx = advantages.grpo()
+  step = jax.jit(train_step_lib.make_train_step(
+      graphdef, opt, adv_tx, policy_loss=losses.ppo_clip(),
+      aggregate=losses.token_mean))
+  state = train_step_lib.init_train_state(
+      params, opt, adv_tx.init(jnp.zeros((P, G))), jax.random.PRNGKey(0))
+  empty = _rollout().replace(valid_PG=jnp.zeros((P, G)))
+  new_state, metrics = step(state, empty, None)
+  jax.tree.map(np.testing.assert_array_equal, new_state.params, state.params)
+  assert metrics["empty_updates"] == 1 and int(new_state.num_skipped) == 0

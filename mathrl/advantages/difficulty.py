@@ -8,7 +8,8 @@
   rollouts, the median "pivot" carrying no gradient,
   github.com/lotusroot-kim/MC-GRPO.
 
-Formulas, defaults and golden numbers: specs/algorithms_seed.md §1, §7, §8.
+Formulas, defaults and worked examples: each function's docstring and
+docs/algorithms.md.
 """
 
 import functools
@@ -92,9 +93,10 @@ def dgpo(
   `zero_accuracy_quirk=True` reproduces the code. The loss side of DGPO
   (token mean over valid groups only, paper eq. 3) belongs to the loss
   aggregation; `valid_group_mask` gives its mask. The code's token-count
-  factors are not folded into the advantages (specs/algorithm_api.md).
+  factors are not folded into the advantages: the loss normaliser is
+  applied where the paper writes it.
 
-  Example (spec §1.4): rewards [[1,0,0,0],[1,1,1,0],[0,0,0,0],[1,1,0,0]] →
+  Example (the DGPO worked example): rewards [[1,0,0,0],[1,1,1,0],[0,0,0,0],[1,1,0,0]] →
   λ = [1.127270, 0.877918, 1, 0.994812] and
   A[0] = [2.254389, −0.751463, −0.751463, −0.751463].
 
@@ -217,7 +219,7 @@ def median_pivot(rewards_PG: jax.Array, mask_PG: jax.Array) -> jax.Array:
   """piv_p = argsort_stable(r_p·)[⌊(n_p − 1)/2⌋], MC-GRPO's pivot sample.
 
   The sample holding the (lower) median reward; with ties the mathrl rule
-  of specs/algorithms_seed.md §8.2 (a stable argsort over the valid
+  of the authors' code (a stable argsort over the valid
   samples) picks one deterministically.
 
   Args:
@@ -285,7 +287,7 @@ def mc_grpo(
   rewards) as in the authors' code; `scale="none"` (r − med) or "std"
   ((r − med)/(std + mad_eps)) are the robust alternatives.
 
-  Example (spec §8.4): [0.2, 0.9, 0.5, 0.7, 0.1] → median 0.5, MAD + eps
+  Example: [0.2, 0.9, 0.5, 0.7, 0.1] → median 0.5, MAD + eps
   0.301, A = [−0.996678, 1.328904, 0, 0.664452, −1.328904], pivot 2.
 
   Args:

@@ -43,7 +43,7 @@ class HADWState(NamedTuple):
 def window_std(history_M: jax.Array, history_len: jax.Array) -> jax.Array:
   """σ = sqrt(mean((h − mean h)²)) over the filled window; HA-DW 2601.08521.
 
-  The population std of the training-stability signal (spec §2.3).
+  The population std of the training-stability signal (HA-DW, arXiv 2601.03001 §3).
 
   Args:
     history_M: [M] values, oldest first; the last `history_len` are filled.

@@ -1,7 +1,7 @@
 """Reward shaping on device: DAPO's soft overlong penalty.
 
 DAPO (arXiv 2503.14476), verl `DAPORewardManager`; lengths are counted in
-tokens (specs/algorithms_baselines_and_variants.md §1.3).
+tokens (DAPO, arXiv 2503.14476 §3.4; verl `DAPORewardManager`).
 """
 
 import jax
