@@ -38,6 +38,8 @@ from mathrl.data import splits
 from mathrl.data import synthetic
 from mathrl.data import tfds_builders
 from mathrl.data import tokenizer as tokenizer_lib
+from mathrl.data import pipeline
+from mathrl.data import vade
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Held-out sources of the synthetic task use their own seed stream; that no
@@ -428,6 +430,7 @@ def make_rl(config: mlc.ConfigDict, graphdef: Any = None,
   """
   rl = config.rl
   check_rl_source(config)
+  check_prompt_selection(config)
   adv_tx, policy_loss = make_advantage(config), make_policy_loss(config)
   _check_needs(config, adv_tx, policy_loss)
   kl_estimator, kl_coef = make_kl(config)
@@ -461,3 +464,38 @@ def make_rl(config: mlc.ConfigDict, graphdef: Any = None,
       method_state=train_step_lib.init_method_state(policy_loss),
       train_step=step,
   )
+
+
+def make_rl_batches(config: mlc.ConfigDict, source, tokenizer, template):
+  """The RL stage's prompt batches: the shuffled stream, or VADE's pick.
+
+  With `rl.prompt_selection="vade"` each batch is the P prompts that VADE
+  selects from `rl.vade.candidates_factor` × P candidates; call its
+  `observe(ids_P, correct_PG)` with every scored group.
+  """
+  rl = config.rl
+  check_prompt_selection(config)
+  factor = rl.vade.candidates_factor if rl.prompt_selection else 1
+  stream = pipeline.PromptIterator(
+      source, tokenizer=tokenizer, template=template,
+      prompts_per_batch=rl.prompts_per_step * factor,
+      group_size=rl.num_generations, buckets=tuple(config.data.buckets),
+      seed=config.seed)
+  if not rl.prompt_selection:
+    return stream
+  return vade.VadeSelector(
+      stream, prompts_per_batch=rl.prompts_per_step, seed=config.seed,
+      decay=rl.vade.decay,
+      prior=(rl.vade.prior_alpha, rl.vade.prior_beta))
+
+
+def check_prompt_selection(config: mlc.ConfigDict) -> None:
+  """Fails with the field's name on an unusable `rl.prompt_selection`."""
+  rl = config.rl
+  if rl.prompt_selection not in ("", "vade"):
+    raise ConfigError(f"rl.prompt_selection={rl.prompt_selection!r}; use"
+                      " '' (off) or 'vade'")
+  if rl.prompt_selection and rl.vade.candidates_factor < 1:
+    raise ConfigError("rl.vade.candidates_factor must be >= 1")
+  if rl.prompt_selection and not 0.0 <= rl.vade.decay <= 1.0:
+    raise ConfigError(f"rl.vade.decay={rl.vade.decay} must be in [0, 1]")

@@ -223,6 +223,17 @@ def base_config() -> mlc.ConfigDict:
   # all equal) or "not_all_correct" (NGRPO: drop only groups whose samples
   # are all correct; all-wrong groups carry its learning signal).
   c.rl.dynamic_sampling_filter = "informative"
+  # Prompt selection: "" (the shuffled stream) or "vade" (variance-aware:
+  # a Beta posterior of each prompt's success rate, Thompson sampling of
+  # the P prompts with the largest p(1 - p) among candidates_factor * P).
+  c.rl.prompt_selection = ""
+  c.rl.vade = mlc.ConfigDict()
+  c.rl.vade.candidates_factor = 4
+  # Weight λ of old evidence at each update (1 = never forget).
+  c.rl.vade.decay = 0.9
+  # Beta prior (α₀, β₀) of a prompt never scored.
+  c.rl.vade.prior_alpha = 1.0
+  c.rl.vade.prior_beta = 1.0
   # Stop the run after this many non-finite updates in a row.
   c.rl.max_consecutive_skipped = 3
 

@@ -155,6 +155,7 @@ def collect(
     reward_set: rewards_lib.RewardSet, dynamic_sampling: bool,
     max_rounds: int, multi_reward: bool, progress: float,
     group_filter: Callable[..., np.ndarray] = informative_groups,
+    prompt_feedback: Optional[Callable[..., None]] = None,
 ) -> tuple[types.Rollout, Scored, dict[str, float]]:
   """One RL batch of P groups × G samples, as a device-ready Rollout.
 
@@ -162,6 +163,9 @@ def collect(
   pass `group_filter` (`informative_groups` or `not_all_correct_groups`) or `max_rounds` rounds ran; missing groups
   are filled with uninformative ones marked invalid (valid_PG = 0), so the
   shapes never change.
+
+  `prompt_feedback(ids_P, correct_PG)`, when given, sees every scored
+  round (VADE's posterior update).
 
   Returns:
     (rollout, scored host batch, metrics).
@@ -181,6 +185,9 @@ def collect(
     for k, v in timing.items():
       info[k] = info.get(k, 0.0) + v
     rounds += 1
+    if prompt_feedback is not None:
+      prompt_feedback(batch.ids_P,
+                      scored.correct_B.reshape(num_prompts, group_size))
     generated += num_prompts
     correct += int(scored.correct_B.sum())
     samples += len(scored.correct_B)

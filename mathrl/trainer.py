@@ -243,11 +243,8 @@ def run_rl(run: Run, params) -> dict[str, float]:
       os.path.join(run.workdir, "checkpoints", "rl"),
       max_to_keep=c.checkpoint.max_to_keep,
   )
-  batches = pipeline.PromptIterator(
-      run.rl_source, tokenizer=run.tokenizer, template=run.template,
-      prompts_per_batch=rl.prompts_per_step, group_size=rl.num_generations,
-      buckets=tuple(c.data.buckets), seed=c.seed,
-  )
+  batches = builders.make_rl_batches(c, run.rl_source, run.tokenizer,
+                                     run.template)
   tree = setup.initial_tree(params)
   meta = {"step": 0, "data": None, "eval": {}, "eval_start": {},
           "skipped_steps": 0}
@@ -275,6 +272,7 @@ def run_rl(run: Run, params) -> dict[str, float]:
         max_rounds=rl.dynamic_sampling_max_rounds,
         multi_reward=c.rewards.multi, progress=step / rl.steps,
         group_filter=parts.group_filter or rollout_lib.informative_groups,
+        prompt_feedback=getattr(batches, "observe", None),
     )
     t1 = time.perf_counter()
     if info["kept_groups"] > 0:
