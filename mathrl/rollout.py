@@ -149,6 +149,33 @@ def not_all_correct_groups(rewards_B: np.ndarray, group_size: int,
   return ~correct_B.reshape(-1, group_size).all(axis=1)
 
 
+def _assemble(full: Scored, kept: int, num_prompts: int, group_size: int,
+              multi_reward: bool, progress: float) -> tuple[types.Rollout,
+                                                           Scored]:
+  """The first P groups of `full` as a Rollout; the first `kept` are valid."""
+  valid_P = np.arange(num_prompts) < kept
+  full = _take_groups(full, np.arange(num_prompts), group_size)
+  valid_PG = np.repeat(valid_P[:, None], group_size, axis=1)
+  # The train step may run each group's prompt once (rl.share_prompts).
+  prompts_PGL = full.prompt_tokens_BL.reshape(num_prompts, group_size, -1)
+  if not (prompts_PGL == prompts_PGL[:, :1]).all():
+    raise AssertionError("rows of a group hold different prompts")
+  rewards = full.rewards_BK if multi_reward else full.rewards_B
+  rewards_PG = rewards.reshape((num_prompts, group_size) + rewards.shape[1:])
+  rollout = types.Rollout(
+      prompt_tokens_BL=full.prompt_tokens_BL,
+      prompt_mask_BL=full.prompt_mask_BL,
+      completion_tokens_BT=full.completion_tokens_BT,
+      completion_mask_BT=full.completion_mask_BT,
+      rewards_PG=rewards_PG.astype(np.float32),
+      valid_PG=valid_PG.astype(np.float32),
+      progress=np.float32(progress),
+      extras={"correctness": full.correct_B.reshape(
+          num_prompts, group_size).astype(np.float32)},
+  )
+  return rollout, full
+
+
 def collect(
     model, batches: Iterator[pipeline.PromptBatch], *,
     rng: jax.Array, sampler: Sampler, tokenizer,
@@ -201,26 +228,8 @@ def collect(
     if kept >= num_prompts or rounds >= max_rounds:
       break
   full = _concat(kept_parts + parts)
-  valid_P = np.arange(len(full.rewards_B) // group_size) < min(kept, num_prompts)
-  full = _take_groups(full, np.arange(num_prompts), group_size)
-  valid_PG = np.repeat(valid_P[:num_prompts, None], group_size, axis=1)
-  # The train step may run each group's prompt once (rl.share_prompts).
-  prompts_PGL = full.prompt_tokens_BL.reshape(num_prompts, group_size, -1)
-  if not (prompts_PGL == prompts_PGL[:, :1]).all():
-    raise AssertionError("rows of a group hold different prompts")
-  rewards = full.rewards_BK if multi_reward else full.rewards_B
-  rewards_PG = rewards.reshape((num_prompts, group_size) + rewards.shape[1:])
-  rollout = types.Rollout(
-      prompt_tokens_BL=full.prompt_tokens_BL,
-      prompt_mask_BL=full.prompt_mask_BL,
-      completion_tokens_BT=full.completion_tokens_BT,
-      completion_mask_BT=full.completion_mask_BT,
-      rewards_PG=rewards_PG.astype(np.float32),
-      valid_PG=valid_PG.astype(np.float32),
-      progress=np.float32(progress),
-      extras={"correctness": full.correct_B.reshape(
-          num_prompts, group_size).astype(np.float32)},
-  )
+  rollout, full = _assemble(full, min(kept, num_prompts), num_prompts,
+                            group_size, multi_reward, progress)
   info.update(
       # Over every generated sample, filtered or not.
       accuracy=correct / max(samples, 1),

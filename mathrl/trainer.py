@@ -233,6 +233,44 @@ class RLSetup:
                    donate_argnums=0)
 
 
+def _rl_step(run: Run, setup: RLSetup, step_fn, state, ref, batches, *,
+             rng, progress: float) -> tuple[Any, dict[str, float]]:
+  """Collects a rollout and updates on it; returns (state, metrics row).
+
+  When dynamic sampling kept no group the update is skipped (an empty one
+  would still move Adam's parameters); the row then logs the generated
+  lengths and `skipped` = 1.
+  """
+  c, parts = run.config, setup.parts
+  t0 = time.perf_counter()
+  rollout, _, info = rollout_lib.collect(
+      run.model(state.params), batches, rng=rng, sampler=parts.sampler,
+      tokenizer=run.tokenizer, reward_set=parts.reward_set,
+      dynamic_sampling=parts.group_filter is not None,
+      max_rounds=c.rl.dynamic_sampling_max_rounds,
+      multi_reward=c.rewards.multi, progress=progress,
+      group_filter=parts.group_filter or rollout_lib.informative_groups,
+      prompt_feedback=getattr(batches, "observe", None),
+  )
+  t1 = time.perf_counter()
+  skipped = info["kept_groups"] == 0
+  if skipped:
+    m = {"response_length_mean": info["generated_length_mean"],
+         "consecutive_skipped": float(state.consecutive_skipped)}
+  else:
+    state, m = step_fn(state, _device_batch(rollout, run.mesh),
+                       ref.get("params"))
+    m = {k: float(v) for k, v in jax.device_get(m).items()}
+  t2 = time.perf_counter()
+  row = dict(m, **info)
+  row.update(
+      skipped=skipped, train_seconds=t2 - t1, step_seconds=t2 - t0,
+      tokens_per_second=info["generated_tokens"] / max(t2 - t0, 1e-9),
+      clip_fraction=m.get("clip_frac", 0.0))
+  row.setdefault("kl", 0.0)
+  return state, row
+
+
 def run_rl(run: Run, params) -> dict[str, float]:
   """GRPO-family RL from `params`; returns the final evaluation."""
   c = run.config
@@ -263,38 +301,13 @@ def run_rl(run: Run, params) -> dict[str, float]:
   step = meta["step"]
   skipped_steps = meta.get("skipped_steps", 0)
   while step < rl.steps:
-    t0 = time.perf_counter()
-    rollout, _, info = rollout_lib.collect(
-        run.model(state.params), batches,
-        rng=jax.random.fold_in(sample_key, step), sampler=parts.sampler,
-        tokenizer=run.tokenizer, reward_set=parts.reward_set,
-        dynamic_sampling=parts.group_filter is not None,
-        max_rounds=rl.dynamic_sampling_max_rounds,
-        multi_reward=c.rewards.multi, progress=step / rl.steps,
-        group_filter=parts.group_filter or rollout_lib.informative_groups,
-        prompt_feedback=getattr(batches, "observe", None),
-    )
-    t1 = time.perf_counter()
-    if info["kept_groups"] > 0:
-      state, m = step_fn(state, _device_batch(rollout, run.mesh),
-                         ref.get("params"))
-      m = {k: float(v) for k, v in jax.device_get(m).items()}
-    else:
-      # Dynamic sampling kept no group: no update (an empty one would still
-      # move Adam's parameters); the step is counted and its generated
-      # lengths are logged.
-      skipped_steps += 1
-      m = {"response_length_mean": info["generated_length_mean"],
-           "consecutive_skipped": float(state.consecutive_skipped)}
-    t2 = time.perf_counter()
+    state, row = _rl_step(run, setup, step_fn, state, ref, batches,
+                          rng=jax.random.fold_in(sample_key, step),
+                          progress=step / rl.steps)
     step += 1
-    row = dict(m, **info)
+    skipped_steps += int(row.pop("skipped"))
     row["skipped_steps"] = float(skipped_steps)
-    row["train_seconds"] = t2 - t1
-    row["step_seconds"] = t2 - t0
-    row["tokens_per_second"] = info["generated_tokens"] / max(t2 - t0, 1e-9)
-    row["clip_fraction"] = m.get("clip_frac", 0.0)
-    row.setdefault("kl", 0.0)
+    m = row
     done = step == rl.steps
     if (c.eval.every_steps and step % c.eval.every_steps == 0) or done:
       last_eval = run.evaluate(state.params)
