@@ -18,7 +18,6 @@ from flax import nnx
 
 from mathrl import builders
 from mathrl import models
-from mathrl import rollout as rollout_lib
 from mathrl import train_step as train_step_lib
 from mathrl import types
 
@@ -77,7 +76,7 @@ def make_rollout(config, reward_set):
   if config.rewards.multi:
     rewards = np.zeros((p, g, len(reward_set)), np.float32)
     rewards[..., 0] = correct_PG * config.rewards.correctness
-    rewards[..., 1:] = 1.0 - correct_PG[..., None]
+    rewards[..., 1:] = 1.0  # format etc. satisfied: only correctness varies
   else:
     rewards = correct_PG * config.rewards.correctness
   return types.Rollout(
@@ -165,7 +164,10 @@ def check_kl_cov(parts, rollout, m):
 
 def check_drpo(parts, rollout, m):
   del parts, rollout
-  assert m["kl_old"] > 0 and m["active_prompt_frac"] > 0, m
+  # Off-policy minibatches: the KL to the behaviour policy that DRPO's
+  # constraint bounds is measured (nonzero) on prompts with both outcomes.
+  assert m["kl_old"] != 0 and m["approx_kl"] > 0, m
+  assert m["active_prompt_frac"] > 0, m
 
 
 def check_siren(parts, rollout, m):
