@@ -554,9 +554,9 @@ def make_train_step(
       recompute_old_logp=recompute_old_logp,
       loss_sample_mask=needs.loss_sample_mask, share_prompts=share_prompts,
       temperature=temperature)
-  _check_spec(spec)
   if num_prompts is not None:
     spec.check_prompts(num_prompts)
+  _check_spec(spec)
   return spec
 
 
