@@ -261,10 +261,6 @@ class StepSpec:
     rewards = rollout.rewards_PG
     num_prompts, group_size = rewards.shape[:2]
     valid_PG = rollout.valid_PG.astype(jnp.float32)
-    in_loss_PG = valid_PG
-    if self.loss_sample_mask is not None:
-      in_loss_PG = valid_PG * jax.lax.stop_gradient(
-          self.loss_sample_mask(rewards, valid_PG).astype(jnp.float32))
     # The advantages see every valid sample; the loss sees those in_loss.
     seen_BT = rollout.completion_mask_BT.astype(jnp.float32) * (
         valid_PG.reshape(-1, 1))
@@ -274,7 +270,7 @@ class StepSpec:
         prompt_tokens_BL=rollout.prompt_tokens_BL,
         prompt_mask_BL=rollout.prompt_mask_BL,
         completion_tokens_BT=rollout.completion_tokens_BT,
-        mask_BT=seen_BT * in_loss_PG.reshape(-1, 1),
+        mask_BT=seen_BT,
         advantages=jnp.zeros(()), lengths_B=lengths_PG.reshape(-1),
         rewards_B=rewards_B.reshape(-1).astype(jnp.float32),
         extras={k: v.reshape((num_prompts * group_size,) + v.shape[2:])
@@ -300,7 +296,14 @@ class StepSpec:
         progress=rollout.progress, **adv_extras, **rollout.extras,
     )
     adv = jax.lax.stop_gradient(adv.astype(jnp.float32))
+    in_loss_PG = valid_PG
+    if self.loss_sample_mask is not None:
+      adv_PG = adv if adv.ndim == 2 else jnp.sum(adv, -1)
+      in_loss_PG = valid_PG * jax.lax.stop_gradient(self.loss_sample_mask(
+          rewards, valid_PG, advantages=adv_PG,
+          progress=rollout.progress).astype(jnp.float32))
     batch = batch.replace(
+        mask_BT=seen_BT * in_loss_PG.reshape(-1, 1),
         advantages=adv.reshape((num_prompts * group_size,) + adv.shape[2:]))
     if self.kl_coef > 0:
       if ref_params is None:
@@ -527,8 +530,9 @@ def make_train_step(
       old = stop_gradient(current), so the ratio is exactly 1 and one
       forward pass is saved.
     loss_sample_mask: optional extra `(rewards, mask_PG) -> [P, G]` 0/1
-      mask of the samples that enter the loss, multiplied with the ones the
-      advantage transform declares (`adv_tx.needs.loss_sample_mask`).
+      mask of the samples that enter the loss, multiplied with the one the
+      advantage transform declares (`adv_tx.needs.loss_sample_mask`, which
+      is also given `advantages=` [P, G] and `progress=`).
     share_prompts: run each group's prompt once in every forward pass
       (`logprobs.completion_logprobs(group_size=G)`): the same log-probs
       and gradients for about half the FLOPs of a GRPO batch; needs the
@@ -544,7 +548,9 @@ def make_train_step(
   """
   needs = adv_tx.needs
   if loss_sample_mask is not None:
-    needs = needs.merge(Needs(loss_sample_mask=loss_sample_mask))
+    user_mask = loss_sample_mask
+    needs = needs.merge(Needs(
+        loss_sample_mask=lambda rewards, mask, **_: user_mask(rewards, mask)))
   spec = StepSpec(
       graphdef=graphdef, optimizer=optimizer, adv_tx=adv_tx,
       policy_loss=policy_loss, aggregate=aggregate,

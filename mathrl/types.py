@@ -50,9 +50,10 @@ class Needs:
   """Per-sample rollout extras [P, G, ...] it cannot run without (e.g.
   `correctness`, `step_verdicts`, `ref_rewards`)."""
   loss_sample_mask: Optional[Callable[..., Array]] = None
-  """`(rewards, mask_PG) -> [P, G]` 0/1 samples that enter the loss and every
-  loss normaliser, applied after the advantages saw all valid samples (DGPO's
-  valid groups, MC-GRPO's pivot)."""
+  """`(rewards, mask_PG, *, advantages, progress) -> [P, G]` 0/1 samples
+  that enter the loss and every loss normaliser, applied after the
+  advantages saw all valid samples (DGPO's valid groups, MC-GRPO's pivot,
+  CAPO's phase-1 positives); `advantages` are [P, G] (summed over T)."""
   regulariser: Any = None
   """A stateful loss regulariser (`init`, `begin`, `extras`, `penalty`,
   `surrogate`; e.g. SIREN's entropy anchor); its state lives in
@@ -72,8 +73,8 @@ class Needs:
     masks = [m for m in (self.loss_sample_mask, other.loss_sample_mask) if m]
     if len(masks) == 2:
       first, second = masks
-      mask = lambda rewards, valid: (
-          first(rewards, valid) * second(rewards, valid))
+      mask = lambda rewards, valid, **extra: (
+          first(rewards, valid, **extra) * second(rewards, valid, **extra))
     else:
       mask = masks[0] if masks else None
     if self.regulariser is not None and other.regulariser is not None:

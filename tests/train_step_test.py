@@ -356,3 +356,22 @@ def test_minibatch_without_tokens_is_skipped_not_applied(policy):
   new_state, metrics = step(state, empty, None)
   jax.tree.map(np.testing.assert_array_equal, new_state.params, state.params)
   assert metrics["empty_updates"] == 1 and int(new_state.num_skipped) == 0
+
+
+@pytest.mark.parametrize("loss_mask, want", [
+    # Phase 1 (progress 0 < 0.25) keeps positive advantages: samples (0,0),
+    # (1,1), (3,1) with A = 0.7071 and lengths 5, 4, 4. As a loss mask the
+    # others leave the token mean: −0.7071·13/13. As a gate they stay with
+    # A = 0: −0.7071·13/29.
+    (True, -0.70710677), (False, -0.70710677 * 13 / 29)])
+def test_capo_loss_mask_reading(policy, loss_mask, want):
+  graphdef, params = policy
+  opt = optax.sgd(0.1)
+  adv_tx = advantages.capo(loss_mask=loss_mask)
+  step = jax.jit(train_step_lib.make_train_step(
+      graphdef, opt, adv_tx, policy_loss=losses.ppo_clip(),
+      aggregate=losses.token_mean, recompute_old_logp=False))
+  state = train_step_lib.init_train_state(
+      params, opt, adv_tx.init(jnp.zeros((P, G))), jax.random.PRNGKey(0))
+  _, metrics = step(state, _rollout(), None)
+  np.testing.assert_allclose(metrics["pg_loss"], want, rtol=1e-4)

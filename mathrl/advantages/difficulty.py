@@ -132,12 +132,17 @@ def dgpo(
   # Paper eq. 3: the loss's token mean runs over the valid groups only.
   return base.declare(
       base.stateless(fn), multi_reward=True,
-      loss_sample_mask=functools.partial(
-          valid_group_mask, reward_weights=_hashable(reward_weights)))
+      loss_sample_mask=_from_rewards(functools.partial(
+          valid_group_mask, reward_weights=_hashable(reward_weights))))
 
 
 def _hashable(weights):
   return None if weights is None else tuple(weights)
+
+
+def _from_rewards(mask_fn):
+  """A loss sample mask that reads only the rewards and the mask."""
+  return lambda rewards, mask, **_: mask_fn(rewards, mask)
 
 
 def valid_group_mask(
@@ -331,5 +336,5 @@ def mc_grpo(
     return base.stateless(fn)
   # The pivot leaves the loss and its normalisers.
   return base.declare(
-      base.stateless(fn), loss_sample_mask=functools.partial(
-          mc_grpo_keep_mask, reward_weights=_hashable(reward_weights)))
+      base.stateless(fn), loss_sample_mask=_from_rewards(functools.partial(
+          mc_grpo_keep_mask, reward_weights=_hashable(reward_weights))))
