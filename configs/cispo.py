@@ -15,8 +15,7 @@ def get_config(arg=None):
   # the base config's token-mean aggregation.
   c.rl.loss = "cispo"
   c.rl.loss_kwargs.clip_high = 0.2
-  # Paper: several off-policy updates per rollout batch; here 16 prompts in 4 minibatches, so π_θ ≠ π_old after
-  # the first update and the ratio moves.
-  c.rl.num_minibatches = 4
-  c.rl.recompute_old_logp = True
+  # Paper: several off-policy updates per rollout batch. Here the 16 prompts of
+  # a batch make 4 updates.
+  configlib.minibatch_updates(c, 4)
   return c

@@ -15,11 +15,9 @@ def get_config(arg=None):
   c.rl.loss_kwargs.clip_low = 0.2
   c.rl.loss_kwargs.clip_high = 0.28
   c.rl.loss_kwargs.dual_clip = 10.0
-  # verl recipe: train batch 512 prompts, mini-batch 32 (16 updates per
-  # rollout batch); here 16 prompts in 4 minibatches, so π_θ ≠ π_old after
-  # the first update and the ratio moves.
-  c.rl.num_minibatches = 4
-  c.rl.recompute_old_logp = True
+  # verl recipe: train batch 512 prompts, mini-batch 32 (16 updates per rollout
+  # batch). Here the 16 prompts of a batch make 4 updates.
+  configlib.minibatch_updates(c, 4)
   # Paper: dynamic sampling, at most 10 generation rounds in the verl recipe;
   # 3 here keeps the CPU run short.
   c.rl.dynamic_sampling = True

@@ -20,9 +20,7 @@ def get_config(arg=None):
   c.rl.loss_kwargs.length_temp = 0.1
   c.rl.loss_kwargs.beta = 1e3
   c.rl.loss_kwargs.delta = 1e-4
-  # Authors' scripts: several minibatch updates per rollout batch, which the
-  # KL constraint bounds; here 16 prompts in 4 minibatches, so π_θ ≠ π_old after
-  # the first update and the ratio moves.
-  c.rl.num_minibatches = 4
-  c.rl.recompute_old_logp = True
+  # Authors' scripts: several minibatch updates per rollout batch, which the KL
+  # constraint bounds. Here the 16 prompts of a batch make 4 updates.
+  configlib.minibatch_updates(c, 4)
   return c

@@ -18,8 +18,7 @@ def get_config(arg=None):
   c.rl.loss_kwargs.clip_low = 0.2
   c.rl.loss_kwargs.clip_high = 0.28
   c.rl.loss_kwargs.dual_clip = 10.0
-  # Paper (DAPO recipe): train batch 512, mini-batch 32; here 16 prompts in 4 minibatches, so π_θ ≠ π_old after
-  # the first update and the ratio moves.
-  c.rl.num_minibatches = 4
-  c.rl.recompute_old_logp = True
+  # Paper (DAPO recipe): train batch 512, mini-batch 32. Here the 16 prompts of
+  # a batch make 4 updates.
+  configlib.minibatch_updates(c, 4)
   return c

@@ -15,8 +15,7 @@ def get_config(arg=None):
   c.rl.loss = "kl_cov"
   c.rl.loss_kwargs.kl_cov_ratio = 2e-3
   c.rl.loss_kwargs.ppo_kl_coef = 1.0
-  # Authors' recipe: train batch 256, mini-batch 32; here 16 prompts in 4 minibatches, so π_θ ≠ π_old after
-  # the first update and the ratio moves.
-  c.rl.num_minibatches = 4
-  c.rl.recompute_old_logp = True
+  # Authors' recipe: train batch 256, mini-batch 32. Here the 16 prompts of a
+  # batch make 4 updates.
+  configlib.minibatch_updates(c, 4)
   return c

@@ -18,10 +18,9 @@ def get_config(arg=None):
   # Paper: asymmetric clip 0.16 / 0.24.
   c.rl.loss_kwargs.clip_low = 0.16
   c.rl.loss_kwargs.clip_high = 0.24
-  # Authors' script: train batch 1024, mini-batch 256 (4 updates per batch); here 16 prompts in 4 minibatches, so π_θ ≠ π_old after
-  # the first update and the ratio moves.
-  c.rl.num_minibatches = 4
-  c.rl.recompute_old_logp = True
+  # Authors' script: train batch 1024, mini-batch 256 (4 updates per batch).
+  # Here the 16 prompts of a batch make 4 updates.
+  configlib.minibatch_updates(c, 4)
   # Authors' script: filter_groups strategy all_correct, drop only groups
   # whose answers are all correct (all-wrong groups carry NGRPO's signal).
   c.rl.dynamic_sampling = True

@@ -28,8 +28,7 @@ def get_config(arg=None):
   # budget, no KL term.
   c.rl.aggregation = "seq_mean_token_sum_norm"
   c.rl.aggregation_kwargs.loss_scale_factor = c.sampling.max_new_tokens
-  # Authors' script: train batch 128, mini-batch 8; here 16 prompts in 4 minibatches, so π_θ ≠ π_old after
-  # the first update and the ratio moves.
-  c.rl.num_minibatches = 4
-  c.rl.recompute_old_logp = True
+  # Authors' script: train batch 128, mini-batch 8. Here the 16 prompts of a
+  # batch make 4 updates.
+  configlib.minibatch_updates(c, 4)
   return c

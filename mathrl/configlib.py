@@ -272,6 +272,26 @@ def base_config() -> mlc.ConfigDict:
   return c
 
 
+def minibatch_updates(c: mlc.ConfigDict,
+                      num_minibatches: int) -> mlc.ConfigDict:
+  """Several optimizer updates per rollout batch, as PPO-style recipes run.
+
+  The batch's prompts are split into `num_minibatches` minibatches and the
+  behaviour policy's log-probs are recomputed first, so π_θ ≠ π_old after
+  the first update and the importance ratios (and so the clips) move.
+
+  Args:
+    c: a config, changed in place.
+    num_minibatches: optimizer updates per rollout batch.
+
+  Returns:
+    `c`.
+  """
+  c.rl.num_minibatches = num_minibatches
+  c.rl.recompute_old_logp = True
+  return c
+
+
 def hf_checkpoint_run(
     c: mlc.ConfigDict, *, max_new_tokens: int
 ) -> mlc.ConfigDict:
