@@ -103,6 +103,19 @@ def difficulty_weights(
   return lambda_scale * jnp.exp(direction_PG * jnp.abs(diff_P1))
 
 
+def _initial_state(history_size, sigma_source, anchor_init) -> HADWState:
+  """HA-DW's state before any batch: the anchor, an empty history."""
+  history = jnp.zeros((history_size,), jnp.float32)
+  if sigma_source == "anchor":
+    history = history.at[-1].set(anchor_init)
+  return HADWState(
+      anchor=jnp.asarray(anchor_init, jnp.float32),
+      history=history,
+      history_len=jnp.asarray(int(sigma_source == "anchor"), jnp.int32),
+      count=jnp.zeros((), jnp.int32),
+  )
+
+
 def _next_state(state, correct_PG, mask, eta, sigma_source, history_size):
   """HA-DW's anchor and accuracy history after one batch (kept if empty)."""
   batch_accuracy = stats.masked_mean(
@@ -180,15 +193,7 @@ def ha_dw(
 
   def init_fn(rewards) -> HADWState:
     del rewards
-    history = jnp.zeros((history_size,), jnp.float32)
-    if sigma_source == "anchor":
-      history = history.at[-1].set(anchor_init)
-    return HADWState(
-        anchor=jnp.asarray(anchor_init, jnp.float32),
-        history=history,
-        history_len=jnp.asarray(int(sigma_source == "anchor"), jnp.int32),
-        count=jnp.zeros((), jnp.int32),
-    )
+    return _initial_state(history_size, sigma_source, anchor_init)
 
   def update_fn(rewards, state: HADWState, *, mask=None, **extra):
     del extra
