@@ -255,7 +255,13 @@ def _rl_step(run: Run, setup: RLSetup, step_fn, state, ref, batches, *,
   t1 = time.perf_counter()
   skipped = info["kept_groups"] == 0
   if skipped:
+    # No update ran: the generated samples' lengths and rewards, and no
+    # policy entropy (NaN).
+    rewards = np.asarray(rollout.rewards_PG)
     m = {"response_length_mean": info["generated_length_mean"],
+         "reward_mean": float(rewards.sum(-1).mean() if rewards.ndim == 3
+                              else rewards.mean()),
+         "entropy": float("nan"),
          "consecutive_skipped": float(state.consecutive_skipped)}
   else:
     state, m = step_fn(state, _device_batch(rollout, run.mesh),
