@@ -12,10 +12,15 @@ from mathrl import configlib
 def get_config(arg=None):
   del arg
   c = configlib.base_config()
-  # Authors' defaults: tau 10, length temperature 0.1, beta 1e3, delta 1e-4.
+  # Authors' defaults: tau 10, length temperature 0.1, beta 1e3, delta 1e-4
+  # (the KL constraint to the behaviour policy). The per-token values are
+  # scaled so the base config's token_mean returns the objective.
   c.rl.loss = "drpo"
   c.rl.loss_kwargs.tau = 10.0
   c.rl.loss_kwargs.length_temp = 0.1
-  # The per-token values are scaled so token_mean returns the objective.
-  c.rl.aggregation = "token_mean"
+  c.rl.loss_kwargs.beta = 1e3
+  c.rl.loss_kwargs.delta = 1e-4
+  # Authors' scripts: several minibatch updates per rollout batch, which the KL
+  # constraint bounds. Here the 16 prompts of a batch make 4 updates.
+  configlib.minibatch_updates(c, 4)
   return c

@@ -17,4 +17,7 @@ def get_config(arg=None):
   c.rl.loss_kwargs.clip_high = 4e-4
   # verl forces seq-mean-token-mean for GSPO.
   c.rl.aggregation = "seq_mean_token_mean"
+  # Paper section 5.1: each rollout batch is split into 4 minibatches. Here the
+  # 16 prompts of a batch make 4 updates.
+  configlib.minibatch_updates(c, 4)
   return c

@@ -18,12 +18,14 @@ def get_config(arg=None):
   # Authors' code: MAD scale with eps 1e-3. With 0/1 rewards the raw MAD is
   # 0, so minority samples get ±1/1e-3 and the step size is set by the PPO
   # clip and gradient clipping (as in their code); `scale="none"` is the
-  # robust alternative.
+  # robust alternative. The pivot leaves the loss and its normalisers (the
+  # mc_grpo transform declares it).
   c.rl.advantage = "mc_grpo"
   c.rl.advantage_kwargs.mad_eps = 1e-3
   c.rl.advantage_kwargs.scale = "mad"
-  # The pivot leaves the loss: builders.make_loss_sample_mask gives the
-  # train step advantages.mc_grpo_keep_mask for this advantage.
+  # TRL (loss_type "grpo"): seq-mean-token-mean, clip 0.2 symmetric (the
+  # base ppo_clip's default).
+  c.rl.aggregation = "seq_mean_token_mean"
   # Authors' scripts: KL β = 0.04 (k3), two updates per batch
   # (num_iterations = 2), accuracy reward × 2.
   c.rl.kl = "kl_k3"

@@ -18,4 +18,13 @@ def get_config(arg=None):
   # Paper: asymmetric clip 0.16 / 0.24.
   c.rl.loss_kwargs.clip_low = 0.16
   c.rl.loss_kwargs.clip_high = 0.24
+  # Authors' script: train batch 1024, mini-batch 256 (4 updates per batch).
+  # Here the 16 prompts of a batch make 4 updates.
+  configlib.minibatch_updates(c, 4)
+  # Authors' script: filter_groups strategy all_correct, drop only groups
+  # whose answers are all correct (all-wrong groups carry NGRPO's signal).
+  c.rl.dynamic_sampling = True
+  c.rl.dynamic_sampling_filter = "not_all_correct"
+  # Authors' script: verl's entropy_coeff 0.001 is left on.
+  c.rl.entropy_coef = 0.001
   return c

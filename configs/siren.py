@@ -28,6 +28,7 @@ def get_config(arg=None):
   # budget, no KL term.
   c.rl.aggregation = "seq_mean_token_sum_norm"
   c.rl.aggregation_kwargs.loss_scale_factor = c.sampling.max_new_tokens
-  c.rl.kl = ""
-  c.rl.kl_coef = 0.0
+  # Authors' script: train batch 128, mini-batch 8. Here the 16 prompts of a
+  # batch make 4 updates.
+  configlib.minibatch_updates(c, 4)
   return c

@@ -3,14 +3,19 @@
 Every `make_*` takes the relevant config section and returns a plain object
 (tokenizer, model, data source, advantage transform, loss, optimizer, ...).
 Names are resolved with `getattr` on the library modules; an unknown name is
-an error that lists the valid ones.
+a `ConfigError` that lists the methods a config may name.
+
+`make_rl(config, graphdef, eos_ids)` builds every part of the RL stage at
+once (optimizer, advantage transform, loss, reward set, sampler and the
+train step); building it is also how a config is validated.
 """
 
+import dataclasses
 import functools
 import inspect
 import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -25,22 +30,20 @@ from mathrl import losses
 from mathrl import models
 from mathrl import optim
 from mathrl import rewards
+from mathrl import rollout as rollout_lib
 from mathrl import sampling
 from mathrl import sharding
+from mathrl import train_step as train_step_lib
+from mathrl import types
 from mathrl.data import mqr
-from mathrl.data import pipeline
 from mathrl.data import prompts
+from mathrl.data import splits
 from mathrl.data import synthetic
 from mathrl.data import tfds_builders
 from mathrl.data import tokenizer as tokenizer_lib
+from mathrl.data import pipeline
+from mathrl.data import vade
 
-AGGREGATIONS = (
-    "token_mean",
-    "seq_mean_token_mean",
-    "seq_mean_token_sum",
-    "seq_mean_token_sum_norm",
-)
-KL_ESTIMATORS = ("kl_k1", "kl_k2", "kl_k3", "kl_abs", "kl_k1_plus", "kl_k3_plus")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Held-out sources of the synthetic task use their own seed stream; that no
 # held-out question is a training question comes from the split
@@ -48,23 +51,27 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 _EVAL_SEED_OFFSET = 1_000_003
 
 
-def public_factories(module) -> list[str]:
-  """Lower-case public callables of a module: the names configs may use."""
-  return sorted(
-      n for n in dir(module)
-      if not n.startswith("_") and n.islower() and callable(getattr(module, n))
-  )
+class ConfigError(ValueError):
+  """A config that cannot run; the message names the field and the fix."""
 
 
-def resolve(module, name: str, field: str) -> Callable[..., Any]:
-  """`getattr(module, name)` with an error listing the valid names."""
-  fn = getattr(module, name, None) if name.islower() else None
-  if fn is None or not callable(fn):
-    raise ValueError(
-        f"{field}={name!r} is not a name in {module.__name__}; valid names:"
-        f" {', '.join(public_factories(module))}"
-    )
-  return fn
+def resolve(module, name: str, field: str, names: tuple[str, ...],
+            also: tuple[str, ...] = ()) -> Callable[..., Any]:
+  """`getattr(module, name)` for a name in `names` or `also`, else an error.
+
+  Args:
+    module: the library module (`mathrl.advantages`, `mathrl.losses`).
+    name: the configured name.
+    field: the config field, for the message.
+    names: the methods that field may name (building blocks excluded); the
+      ConfigError lists them.
+    also: further names found (for a clearer error after building).
+  """
+  if name not in names + also:
+    raise ConfigError(
+        f"{field}={name!r} is not one of the methods in {module.__name__};"
+        f" valid names: {', '.join(sorted(names))}")
+  return getattr(module, name)
 
 
 def kwargs_of(section: mlc.ConfigDict) -> dict[str, Any]:
@@ -88,8 +95,14 @@ def make_mesh(config: mlc.ConfigDict) -> jax.sharding.Mesh:
 
 
 def make_train_source(config: mlc.ConfigDict, workdir: str):
-  return _source(config, workdir, config.data.train, config.data.train_split,
-                 role="train")
+  """The training problems, minus `data.train_exclude`'s evaluation split."""
+  source = _source(config, workdir, config.data.train,
+                   config.data.train_split, role="train")
+  if not config.data.train_exclude:
+    return source
+  held_out = _source(config, workdir, config.data.train_exclude,
+                     config.data.eval_split, role="test")
+  return splits.Excluding(source, held_out)
 
 
 def check_rl_source(config: mlc.ConfigDict) -> None:
@@ -98,12 +111,12 @@ def check_rl_source(config: mlc.ConfigDict) -> None:
   if not s.rl_min_ops:
     return
   if config.data.train != "synthetic":
-    raise ValueError(
+    raise ConfigError(
         "data.synthetic.rl_min_ops applies to the synthetic task only; set"
         f" it to 0 for data.train={config.data.train!r}"
     )
   if not s.min_ops <= s.rl_min_ops <= s.max_ops:
-    raise ValueError(
+    raise ConfigError(
         f"data.synthetic.rl_min_ops={s.rl_min_ops} must lie in"
         f" [min_ops, max_ops] = [{s.min_ops}, {s.max_ops}] (or be 0)"
     )
@@ -176,6 +189,7 @@ def _source(config, workdir, name, split, *, role, min_ops=None):
 
 def make_template(config: mlc.ConfigDict) -> prompts.PromptTemplate:
   return prompts.PromptTemplate(
+      system=config.data.system_prompt or None,
       plain=config.data.plain_template,
       use_chat_template=config.data.use_chat_template,
   )
@@ -209,7 +223,7 @@ def make_tokenizer(config: mlc.ConfigDict, workdir: str, train_source):
 
 def model_dtype(config: mlc.ConfigDict):
   if config.model.dtype not in _DTYPES:
-    raise ValueError(
+    raise ConfigError(
         f"model.dtype={config.model.dtype!r}; use one of {sorted(_DTYPES)}"
     )
   return _DTYPES[config.model.dtype]
@@ -250,7 +264,7 @@ def make_sampling_method(config: mlc.ConfigDict, greedy: bool = False):
       "min_p": lambda: sampling.MinP(s.min_p, s.temperature),
   }
   if s.method not in methods:
-    raise ValueError(
+    raise ConfigError(
         f"sampling.method={s.method!r}; use greedy or one of {sorted(methods)}"
     )
   return methods[s.method]()
@@ -261,54 +275,60 @@ def train_temperature(config: mlc.ConfigDict) -> float:
   if config.sampling.method == "greedy":
     return 1.0
   if config.sampling.temperature <= 0:
-    raise ValueError(
+    raise ConfigError(
         f"sampling.temperature={config.sampling.temperature} must be > 0"
         " (use sampling.method='greedy' for argmax decoding)"
     )
   return float(config.sampling.temperature)
 
 
-def make_advantage(config: mlc.ConfigDict) -> advantages.AdvantageTransform:
-  factory = resolve(advantages, config.rl.advantage, "rl.advantage")
+def _build(factory, kwargs, field, name):
   try:
-    return factory(**kwargs_of(config.rl.advantage_kwargs))
+    return factory(**kwargs)
   except TypeError as e:
-    raise ValueError(
-        f"rl.advantage_kwargs do not fit {config.rl.advantage}: {e}"
-    ) from e
+    raise ConfigError(f"{field}_kwargs do not fit {name}: {e}") from None
 
 
-def make_loss_sample_mask(config: mlc.ConfigDict):
-  """MC-GRPO drops each group's pivot from the loss; others drop nothing."""
-  if config.rl.advantage != "mc_grpo":
-    return None
-  weights = kwargs_of(config.rl.advantage_kwargs).get("reward_weights")
-  return functools.partial(advantages.mc_grpo_keep_mask,
-                           reward_weights=weights)
+def make_advantage(config: mlc.ConfigDict) -> advantages.AdvantageTransform:
+  """The estimator `rl.advantage`, chained with the shaping `rl.shaping`.
+
+  Reward shaping runs in front of the estimator, an advantage gate after it
+  (each shaping transform declares which in `needs.shaping`).
+  """
+  rl = config.rl
+  tx = _build(resolve(advantages, rl.advantage, "rl.advantage",
+                      advantages.METHODS, also=advantages.SHAPING),
+              kwargs_of(rl.advantage_kwargs), "rl.advantage", rl.advantage)
+  if tx.needs.shaping:
+    raise ConfigError(
+        f"rl.advantage={rl.advantage!r} shapes {tx.needs.shaping}; it is not"
+        " an advantage estimator on its own: set rl.shaping="
+        f"{rl.advantage!r} (and its arguments in rl.shaping_kwargs) and name"
+        f" an estimator in rl.advantage ({', '.join(advantages.METHODS)})")
+  if not rl.shaping:
+    return tx
+  shaping = _build(resolve(advantages, rl.shaping, "rl.shaping",
+                           advantages.SHAPING),
+                   kwargs_of(rl.shaping_kwargs), "rl.shaping", rl.shaping)
+  if shaping.needs.shaping == "rewards":
+    return advantages.chain(shaping, tx)
+  return advantages.chain(tx, shaping)
 
 
 def make_policy_loss(config: mlc.ConfigDict):
   """The policy loss; losses that read groups get G from rl.num_generations."""
-  factory = resolve(losses, config.rl.loss, "rl.loss")
+  factory = resolve(losses, config.rl.loss, "rl.loss", losses.POLICY_LOSSES)
   kwargs = kwargs_of(config.rl.loss_kwargs)
   if ("group_size" in inspect.signature(factory).parameters
       and kwargs.get("group_size") is None):
     kwargs["group_size"] = config.rl.num_generations
-  try:
-    return factory(**kwargs)
-  except TypeError as e:
-    raise ValueError(f"rl.loss_kwargs do not fit {config.rl.loss}: {e}") from e
+  return _build(factory, kwargs, "rl.loss", config.rl.loss)
 
 
 def make_aggregation(config: mlc.ConfigDict):
   name = config.rl.aggregation
-  if name not in AGGREGATIONS:
-    raise ValueError(
-        f"rl.aggregation={name!r}; use one of {', '.join(AGGREGATIONS)}"
-    )
-  return functools.partial(
-      getattr(losses, name), **kwargs_of(config.rl.aggregation_kwargs)
-  )
+  fn = resolve(losses, name, "rl.aggregation", losses.AGGREGATIONS)
+  return functools.partial(fn, **kwargs_of(config.rl.aggregation_kwargs))
 
 
 def make_kl(config: mlc.ConfigDict):
@@ -316,14 +336,33 @@ def make_kl(config: mlc.ConfigDict):
   name, coef = config.rl.kl, config.rl.kl_coef
   if not name:
     if coef:
-      raise ValueError("rl.kl_coef is set but rl.kl is empty: name an"
-                       f" estimator ({', '.join(KL_ESTIMATORS)})")
+      raise ConfigError("rl.kl_coef is set but rl.kl is empty: name an"
+                        f" estimator ({', '.join(losses.KL_ESTIMATORS)})")
     return None, 0.0
-  if name not in KL_ESTIMATORS:
-    raise ValueError(f"rl.kl={name!r}; use one of {', '.join(KL_ESTIMATORS)}")
+  fn = resolve(losses, name, "rl.kl", losses.KL_ESTIMATORS)
   if coef <= 0:
-    raise ValueError(f"rl.kl={name!r} needs rl.kl_coef > 0, got {coef}")
-  return getattr(losses, name), float(coef)
+    raise ConfigError(f"rl.kl={name!r} needs rl.kl_coef > 0, got {coef}")
+  return fn, float(coef)
+
+
+_GROUP_FILTERS = {
+    "informative": rollout_lib.informative_groups,
+    "not_all_correct": rollout_lib.not_all_correct_groups,
+}
+
+
+def make_group_filter(config: mlc.ConfigDict):
+  """Dynamic sampling's group filter, or None when it is off."""
+  rl = config.rl
+  if rl.dynamic_sampling_filter not in _GROUP_FILTERS:
+    raise ConfigError(
+        f"rl.dynamic_sampling_filter={rl.dynamic_sampling_filter!r}; use one"
+        f" of {', '.join(_GROUP_FILTERS)}")
+  if not rl.dynamic_sampling:
+    return None
+  if rl.num_generations < 2:
+    raise ConfigError("rl.dynamic_sampling needs rl.num_generations >= 2")
+  return _GROUP_FILTERS[rl.dynamic_sampling_filter]
 
 
 def make_optimizer(
@@ -379,3 +418,127 @@ def make_benchmark_source(config: mlc.ConfigDict, workdir: str, name: str):
   """An evaluation set by name: `data.eval`'s split, else "test"."""
   split = config.data.eval_split if name == config.data.eval else "test"
   return _source(config, workdir, name, split, role="test")
+
+
+@dataclasses.dataclass(frozen=True)
+class RLParts:
+  """Everything the RL stage builds from its config, built once."""
+
+  optimizer: optax.GradientTransformation
+  adv_tx: advantages.AdvantageTransform
+  policy_loss: losses.PolicyLoss
+  reward_set: rewards.RewardSet
+  sampler: rollout_lib.Sampler
+  group_filter: Optional[Callable[..., Any]]
+  """Dynamic sampling's group filter (None: off)."""
+  needs_reference: bool
+  """The step needs the reference policy's params (KL term on)."""
+  rewards_like: jax.ShapeDtypeStruct
+  """[P, G] or [P, G, K]: what the advantage state is initialised from."""
+  method_state: Any
+  """The initial `TrainState.method_state` (the loss's regulariser)."""
+  train_step: train_step_lib.StepSpec
+  """The un-jitted `train_step(state, rollout, ref_params)`."""
+
+
+def _check_needs(config, adv_tx, policy_loss) -> None:
+  """What the methods declare they need, against what the run provides."""
+  for field, needs in (("rl.advantage", adv_tx.needs),
+                       ("rl.loss", policy_loss.needs)):
+    missing = [e for e in needs.extras if e not in types.ROLLOUT_EXTRAS]
+    if missing:
+      raise ConfigError(
+          f"{field}={config.rl[field[3:]]!r} needs the per-sample input(s)"
+          f" {', '.join(missing)}, which the rollout does not provide (it"
+          f" provides {', '.join(types.ROLLOUT_EXTRAS)}); call the method"
+          " from the library with them, or choose another method")
+  if config.rewards.multi and not adv_tx.needs.multi_reward:
+    raise ConfigError(
+        "rewards.multi gives [P, G, K] rewards, which rl.advantage="
+        f"{config.rl.advantage!r} sums anyway; use a multi-reward method"
+        " (gdpo, bnpo or dgpo), or set rewards.multi=False")
+
+
+def make_rl(config: mlc.ConfigDict, graphdef: Any = None,
+            eos_ids: tuple[int, ...] = (0,)) -> RLParts:
+  """Every part of the RL stage, and the train step built from them.
+
+  Building it checks the whole RL config (an unusable one raises a
+  ConfigError naming the field), so `trainer.validate` is this call.
+
+  Args:
+    config: the run's config.
+    graphdef: the policy graph (`nnx.split(model)[0]`); None to validate.
+    eos_ids: the tokenizer's stop ids, for the sampler.
+  """
+  rl = config.rl
+  check_rl_source(config)
+  check_prompt_selection(config)
+  adv_tx, policy_loss = make_advantage(config), make_policy_loss(config)
+  _check_needs(config, adv_tx, policy_loss)
+  kl_estimator, kl_coef = make_kl(config)
+  optimizer = make_optimizer(
+      rl, rl.steps * rl.ppo_epochs * rl.num_minibatches)
+  reward_set = make_reward_set(config)
+  k = (len(reward_set),) if config.rewards.multi else ()
+  try:
+    step = train_step_lib.make_train_step(
+        graphdef, optimizer, adv_tx, policy_loss=policy_loss,
+        aggregate=make_aggregation(config), kl_estimator=kl_estimator,
+        kl_coef=kl_coef, entropy_coef=rl.entropy_coef,
+        ppo_epochs=rl.ppo_epochs, num_minibatches=rl.num_minibatches,
+        num_microbatches=rl.num_microbatches,
+        recompute_old_logp=rl.recompute_old_logp,
+        share_prompts=rl.share_prompts,
+        temperature=train_temperature(config),
+        num_prompts=rl.prompts_per_step)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  return RLParts(
+      optimizer=optimizer, adv_tx=adv_tx, policy_loss=policy_loss,
+      reward_set=reward_set,
+      sampler=rollout_lib.Sampler(
+          method=make_sampling_method(config),
+          max_new_tokens=config.sampling.max_new_tokens, eos_ids=eos_ids),
+      group_filter=make_group_filter(config),
+      needs_reference=kl_coef > 0,
+      rewards_like=jax.ShapeDtypeStruct(
+          (rl.prompts_per_step, rl.num_generations) + k, jnp.float32),
+      method_state=train_step_lib.init_method_state(policy_loss),
+      train_step=step,
+  )
+
+
+def make_rl_batches(config: mlc.ConfigDict, source, tokenizer, template):
+  """The RL stage's prompt batches: the shuffled stream, or VADE's pick.
+
+  With `rl.prompt_selection="vade"` each batch is the P prompts that VADE
+  selects from `rl.vade.candidates_factor` × P candidates; call its
+  `observe(ids_P, correct_PG)` with every scored group.
+  """
+  rl = config.rl
+  check_prompt_selection(config)
+  factor = rl.vade.candidates_factor if rl.prompt_selection else 1
+  stream = pipeline.PromptIterator(
+      source, tokenizer=tokenizer, template=template,
+      prompts_per_batch=rl.prompts_per_step * factor,
+      group_size=rl.num_generations, buckets=tuple(config.data.buckets),
+      seed=config.seed)
+  if not rl.prompt_selection:
+    return stream
+  return vade.VadeSelector(
+      stream, prompts_per_batch=rl.prompts_per_step, seed=config.seed,
+      decay=rl.vade.decay,
+      prior=(rl.vade.prior_alpha, rl.vade.prior_beta))
+
+
+def check_prompt_selection(config: mlc.ConfigDict) -> None:
+  """Fails with the field's name on an unusable `rl.prompt_selection`."""
+  rl = config.rl
+  if rl.prompt_selection not in ("", "vade"):
+    raise ConfigError(f"rl.prompt_selection={rl.prompt_selection!r}; use"
+                      " '' (off) or 'vade'")
+  if rl.prompt_selection and rl.vade.candidates_factor < 1:
+    raise ConfigError("rl.vade.candidates_factor must be >= 1")
+  if rl.prompt_selection and not 0.0 <= rl.vade.decay <= 1.0:
+    raise ConfigError(f"rl.vade.decay={rl.vade.decay} must be in [0, 1]")

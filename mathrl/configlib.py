@@ -96,6 +96,12 @@ def base_config() -> mlc.ConfigDict:
   c.data.use_chat_template = True
   # Plain prompt format (no chat template); must contain {question}.
   c.data.plain_template = "Question: {question}\nAnswer:"
+  # System message given to the chat template ("" = none).
+  c.data.system_prompt = ""
+  # A benchmark whose data.eval_split problems are removed from the RL and
+  # SFT training source ("" = none); e.g. "math500" with data.train="math"
+  # trains on the 4,500 MATH test problems outside MATH-500.
+  c.data.train_exclude = ""
   # Synthetic arithmetic task (see mathrl.data.synthetic).
   c.data.synthetic = mlc.ConfigDict()
   c.data.synthetic.num_train = 100_000
@@ -204,10 +210,17 @@ def base_config() -> mlc.ConfigDict:
   # samples of a prompt share it): identical log-probs and gradients, about
   # half the FLOPs at the default job's shapes (L=72, T=48, G=8).
   c.rl.share_prompts = True
-  # Advantage transform: a name in mathrl.advantages, and its arguments.
+  # Advantage estimator: a name in mathrl.advantages.METHODS, and its
+  # arguments.
   c.rl.advantage = "grpo"
   c.rl.advantage_kwargs = mlc.ConfigDict()
-  # Policy loss: a name in mathrl.losses, and its arguments.
+  # Optional shaping chained with the estimator: a name in
+  # mathrl.advantages.SHAPING ("" = none) and its arguments. Reward shaping
+  # (dapo_overlong, grpo_lambda) runs in front of the estimator, advantage
+  # gates (keep_positive_until) after it; alone they are not estimators.
+  c.rl.shaping = ""
+  c.rl.shaping_kwargs = mlc.ConfigDict()
+  # Policy loss: a name in mathrl.losses.POLICY_LOSSES, and its arguments.
   c.rl.loss = "ppo_clip"
   c.rl.loss_kwargs = mlc.ConfigDict()
   # Aggregation: token_mean, seq_mean_token_mean, seq_mean_token_sum or
@@ -223,6 +236,21 @@ def base_config() -> mlc.ConfigDict:
   # refill from further generation rounds, at most `max_rounds` rounds.
   c.rl.dynamic_sampling = False
   c.rl.dynamic_sampling_max_rounds = 3
+  # Which groups dynamic sampling keeps: "informative" (DAPO: rewards not
+  # all equal) or "not_all_correct" (NGRPO: drop only groups whose samples
+  # are all correct; all-wrong groups carry its learning signal).
+  c.rl.dynamic_sampling_filter = "informative"
+  # Prompt selection: "" (the shuffled stream) or "vade" (variance-aware:
+  # a Beta posterior of each prompt's success rate, Thompson sampling of
+  # the P prompts with the largest p(1 - p) among candidates_factor * P).
+  c.rl.prompt_selection = ""
+  c.rl.vade = mlc.ConfigDict()
+  c.rl.vade.candidates_factor = 4
+  # Weight λ of old evidence at each update (1 = never forget).
+  c.rl.vade.decay = 0.9
+  # Beta prior (α₀, β₀) of a prompt never scored.
+  c.rl.vade.prior_alpha = 1.0
+  c.rl.vade.prior_beta = 1.0
   # Stop the run after this many non-finite updates in a row.
   c.rl.max_consecutive_skipped = 3
 
@@ -391,6 +419,26 @@ def apply_mqr_scaling(c: mlc.ConfigDict) -> mlc.ConfigDict:
   out.rl.prompts_per_step = c.rl.prompts_per_step * (1 + len(m.aspects))
   out.data.mqr.scale_prompts_per_step = False
   return out
+
+
+def minibatch_updates(c: mlc.ConfigDict,
+                      num_minibatches: int) -> mlc.ConfigDict:
+  """Several optimizer updates per rollout batch, as PPO-style recipes run.
+
+  The batch's prompts are split into `num_minibatches` minibatches and the
+  behaviour policy's log-probs are recomputed first, so π_θ ≠ π_old after
+  the first update and the importance ratios (and so the clips) move.
+
+  Args:
+    c: a config, changed in place.
+    num_minibatches: optimizer updates per rollout batch.
+
+  Returns:
+    `c`.
+  """
+  c.rl.num_minibatches = num_minibatches
+  c.rl.recompute_old_logp = True
+  return c
 
 
 def hf_checkpoint_run(

@@ -52,6 +52,7 @@ def main(argv):
     return
   # Imported here so that --help stays fast.
   from mathrl import configlib  # pylint: disable=g-import-not-at-top
+  from mathrl import builders  # pylint: disable=g-import-not-at-top
   from mathrl import trainer  # pylint: disable=g-import-not-at-top
 
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
@@ -63,7 +64,11 @@ def main(argv):
   config = configlib.apply_mqr_scaling(config)
   if _MODE.value in ("eval", "generate"):
     from mathrl import eval_job  # pylint: disable=g-import-not-at-top
-    results = eval_job.run(config, _WORKDIR.value)
+    try:
+      results = eval_job.run(config, _WORKDIR.value)
+    except builders.ConfigError as e:
+      print(f"mathrl: config error: {e}", file=sys.stderr)
+      sys.exit(2)
     print(eval_job.report(results, config.eval.protocol), flush=True)
     return
   if _MODE.value == "sft":
@@ -71,6 +76,9 @@ def main(argv):
       config.rl.steps = 0
   try:
     trainer.train(config, _WORKDIR.value)
+  except builders.ConfigError as e:
+    print(f"mathrl: config error: {e}", file=sys.stderr)
+    sys.exit(2)
   except trainer.TrainingError as e:
     print(f"mathrl: {e}", file=sys.stderr)
     sys.exit(1)

@@ -6,12 +6,12 @@
 decodes them, scores them with the reward set (host code: string parsing and
 sympy in worker processes), optionally applies DAPO's dynamic sampling
 (drop groups whose rewards are all equal, refill from further batches), and
-returns a fixed-shape `train_step.Rollout` plus per-sample text for logging.
+returns a fixed-shape `types.Rollout` plus per-sample text for logging.
 """
 
 import dataclasses
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +19,7 @@ import numpy as np
 
 from mathrl import rewards as rewards_lib
 from mathrl import sampling
-from mathrl import train_step
+from mathrl import types
 from mathrl.data import pipeline
 from mathrl.data import prompts
 
@@ -121,15 +121,59 @@ def _take_groups(s: Scored, groups: np.ndarray, group_size: int) -> Scored:
   )
 
 
-def informative_groups(rewards_B: np.ndarray, group_size: int) -> np.ndarray:
-  """DAPO's filter: groups whose rewards are not all equal (std > 0).
+def informative_groups(rewards_B: np.ndarray, group_size: int,
+                       correct_B: Optional[np.ndarray] = None) -> np.ndarray:
+  """keep_p = std_g(r_pg) > 0: DAPO's dynamic-sampling filter.
 
-  Yu et al. 2025 (arXiv:2503.14476) §3.2; groups of size 1 are kept.
+  Yu et al. 2025 (arXiv:2503.14476) §3.2: groups whose rewards are all
+  equal (all right or all wrong) give GRPO no gradient and are dropped.
+  Groups of size 1 are kept. Example: rewards [[1, 0], [1, 1], [0, 0]] →
+  [True, False, False].
   """
+  del correct_B
   r_PG = rewards_B.reshape(-1, group_size)
   if group_size == 1:
     return np.ones(r_PG.shape[0], bool)
   return r_PG.std(axis=1) > 0
+
+
+def not_all_correct_groups(rewards_B: np.ndarray, group_size: int,
+                           correct_B: np.ndarray) -> np.ndarray:
+  """keep_p = ¬∀g correct_pg: NGRPO's filter (arXiv:2509.18851).
+
+  NGRPO's virtual maximum-reward sample gives all-wrong groups a negative
+  advantage, so only all-correct groups carry no signal and are dropped.
+  Example: correctness [[1, 0], [1, 1], [0, 0]] → [True, False, True].
+  """
+  del rewards_B
+  return ~correct_B.reshape(-1, group_size).all(axis=1)
+
+
+def _assemble(full: Scored, kept: int, num_prompts: int, group_size: int,
+              multi_reward: bool, progress: float) -> tuple[types.Rollout,
+                                                           Scored]:
+  """The first P groups of `full` as a Rollout; the first `kept` are valid."""
+  valid_P = np.arange(num_prompts) < kept
+  full = _take_groups(full, np.arange(num_prompts), group_size)
+  valid_PG = np.repeat(valid_P[:, None], group_size, axis=1)
+  # The train step may run each group's prompt once (rl.share_prompts).
+  prompts_PGL = full.prompt_tokens_BL.reshape(num_prompts, group_size, -1)
+  if not (prompts_PGL == prompts_PGL[:, :1]).all():
+    raise AssertionError("rows of a group hold different prompts")
+  rewards = full.rewards_BK if multi_reward else full.rewards_B
+  rewards_PG = rewards.reshape((num_prompts, group_size) + rewards.shape[1:])
+  rollout = types.Rollout(
+      prompt_tokens_BL=full.prompt_tokens_BL,
+      prompt_mask_BL=full.prompt_mask_BL,
+      completion_tokens_BT=full.completion_tokens_BT,
+      completion_mask_BT=full.completion_mask_BT,
+      rewards_PG=rewards_PG.astype(np.float32),
+      valid_PG=valid_PG.astype(np.float32),
+      progress=np.float32(progress),
+      extras={"correctness": full.correct_B.reshape(
+          num_prompts, group_size).astype(np.float32)},
+  )
+  return rollout, full
 
 
 def collect(
@@ -137,13 +181,18 @@ def collect(
     rng: jax.Array, sampler: Sampler, tokenizer,
     reward_set: rewards_lib.RewardSet, dynamic_sampling: bool,
     max_rounds: int, multi_reward: bool, progress: float,
-) -> tuple[train_step.Rollout, Scored, dict[str, float]]:
+    group_filter: Callable[..., np.ndarray] = informative_groups,
+    prompt_feedback: Optional[Callable[..., None]] = None,
+) -> tuple[types.Rollout, Scored, dict[str, float]]:
   """One RL batch of P groups × G samples, as a device-ready Rollout.
 
-  With dynamic sampling, rounds of P prompts are generated until P
-  informative groups are found or `max_rounds` rounds ran; missing groups
+  With dynamic sampling, rounds of P prompts are generated until P groups
+  pass `group_filter` (`informative_groups` or `not_all_correct_groups`) or `max_rounds` rounds ran; missing groups
   are filled with uninformative ones marked invalid (valid_PG = 0), so the
   shapes never change.
+
+  `prompt_feedback(ids_P, correct_PG)`, when given, sees every scored
+  round (VADE's posterior update).
 
   Returns:
     (rollout, scored host batch, metrics).
@@ -163,44 +212,32 @@ def collect(
     for k, v in timing.items():
       info[k] = info.get(k, 0.0) + v
     rounds += 1
+    if prompt_feedback is not None:
+      prompt_feedback(batch.ids_P,
+                      scored.correct_B.reshape(num_prompts, group_size))
     generated += num_prompts
     correct += int(scored.correct_B.sum())
     samples += len(scored.correct_B)
     if not dynamic_sampling:
       kept_parts, kept = [scored], num_prompts
       break
-    good = informative_groups(scored.rewards_B, group_size)
+    good = group_filter(scored.rewards_B, group_size, scored.correct_B)
     kept += int(good.sum())
     kept_parts.append(_take_groups(scored, np.flatnonzero(good), group_size))
     parts.append(_take_groups(scored, np.flatnonzero(~good), group_size))
     if kept >= num_prompts or rounds >= max_rounds:
       break
   full = _concat(kept_parts + parts)
-  valid_P = np.arange(len(full.rewards_B) // group_size) < min(kept, num_prompts)
-  full = _take_groups(full, np.arange(num_prompts), group_size)
-  valid_PG = np.repeat(valid_P[:num_prompts, None], group_size, axis=1)
-  # The train step may run each group's prompt once (rl.share_prompts).
-  prompts_PGL = full.prompt_tokens_BL.reshape(num_prompts, group_size, -1)
-  if not (prompts_PGL == prompts_PGL[:, :1]).all():
-    raise AssertionError("rows of a group hold different prompts")
-  rewards = full.rewards_BK if multi_reward else full.rewards_B
-  rewards_PG = rewards.reshape((num_prompts, group_size) + rewards.shape[1:])
-  rollout = train_step.Rollout(
-      prompt_tokens_BL=full.prompt_tokens_BL,
-      prompt_mask_BL=full.prompt_mask_BL,
-      completion_tokens_BT=full.completion_tokens_BT,
-      completion_mask_BT=full.completion_mask_BT,
-      rewards_PG=rewards_PG.astype(np.float32),
-      valid_PG=valid_PG.astype(np.float32),
-      progress=np.float32(progress),
-      extras={"correctness": full.correct_B.reshape(
-          num_prompts, group_size).astype(np.float32)},
-  )
+  rollout, full = _assemble(full, min(kept, num_prompts), num_prompts,
+                            group_size, multi_reward, progress)
   info.update(
       # Over every generated sample, filtered or not.
       accuracy=correct / max(samples, 1),
       dynamic_sampling_pass_rate=kept / max(generated, 1),
       dynamic_sampling_rounds=float(rounds),
+      # Groups that take part in the update (0: the step is skipped).
+      kept_groups=float(min(kept, num_prompts)),
+      generated_length_mean=info["generated_tokens"] / max(samples, 1),
   )
   info.update(reward_set.metrics(full.rewards_BK))
   info.update(reward_set.grading_metrics())  # unreadable golds, timeouts

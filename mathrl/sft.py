@@ -24,7 +24,8 @@ from flax import nnx
 from flax import struct
 
 from mathrl import logprobs as logprobs_lib
-from mathrl import train_step as train_step_lib
+from mathrl import types
+from mathrl import updates
 from mathrl.data import prompts
 
 
@@ -96,7 +97,7 @@ def collate(
 
 def make_sft_step(
     graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation
-) -> Callable[..., tuple[train_step_lib.TrainState, dict[str, jax.Array]]]:
+) -> Callable[..., tuple[types.TrainState, dict[str, jax.Array]]]:
   """Builds `sft_step(state, batch) -> (state, metrics)`.
 
   L = −Σ_{i,t} m_it log π_θ(y_it | x_i, y_i,<t) / Σ m  (token-mean NLL).
@@ -107,7 +108,7 @@ def make_sft_step(
     optimizer: optax transformation.
 
   Returns:
-    The (un-jitted) step function over `train_step.TrainState`.
+    The (un-jitted) step function over `types.TrainState`.
   """
 
   def loss_fn(params, batch):
@@ -119,11 +120,11 @@ def make_sft_step(
     nll = -jnp.sum(logp_BT * mask_BT) / jnp.maximum(jnp.sum(mask_BT), 1.0)
     return nll, {"nll": nll, "perplexity": jnp.exp(nll)}
 
-  def sft_step(state: train_step_lib.TrainState, batch: SFTBatch):
+  def sft_step(state: types.TrainState, batch: SFTBatch):
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, batch
     )
-    params, opt_state, finite, grad_norm = train_step_lib.guarded_update(
+    params, opt_state, finite, grad_norm = updates.guarded_update(
         optimizer, grads, loss, state.params, state.opt_state
     )
     skipped = (~finite).astype(jnp.int32)

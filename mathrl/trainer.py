@@ -38,44 +38,14 @@ class TrainingError(RuntimeError):
 
 
 def validate(config: mlc.ConfigDict) -> None:
-  """Checks combinations that no single field can (clear errors at start)."""
-  rl = config.rl
-  if rl.prompts_per_step % rl.num_minibatches:
-    raise ValueError(
-        f"rl.num_minibatches={rl.num_minibatches} must divide"
-        f" rl.prompts_per_step={rl.prompts_per_step}"
-    )
-  per_minibatch = rl.prompts_per_step // rl.num_minibatches
-  if per_minibatch % rl.num_microbatches:
-    raise ValueError(
-        f"rl.num_microbatches={rl.num_microbatches} must divide the"
-        f" {per_minibatch} prompts of a minibatch"
-    )
-  if not rl.recompute_old_logp and (rl.ppo_epochs > 1
-                                    or rl.num_minibatches > 1):
-    raise ValueError(
-        "rl.recompute_old_logp=False needs one update per batch; set it to"
-        " True for ppo_epochs > 1 or num_minibatches > 1"
-    )
-  if not rl.recompute_old_logp and rl.advantage == "canon":
-    raise ValueError("rl.advantage='canon' reads the policy's entropy: set"
-                     " rl.recompute_old_logp=True")
-  if rl.dynamic_sampling and rl.num_generations < 2:
-    raise ValueError("rl.dynamic_sampling needs rl.num_generations >= 2")
-  if config.rewards.multi and rl.advantage not in ("gdpo", "bnpo", "dgpo"):
-    raise ValueError(
-        f"rewards.multi gives [P, G, K] rewards, which rl.advantage="
-        f"{rl.advantage!r} sums anyway; use gdpo, bnpo or dgpo, or set"
-        " rewards.multi=False"
-    )
+  """Fails at start, with the field to fix, on a config that cannot run.
+
+  Building the RL stage's parts and train step once is the check of every
+  RL field (`builders.make_rl`); SFT's one combination is checked here.
+  """
   if config.sft.steps and not config.sft.eval_every:
-    raise ValueError("sft.eval_every must be > 0 when sft.steps > 0")
-  builders.check_rl_source(config)
-  builders.train_temperature(config)
-  builders.make_kl(config)
-  builders.make_aggregation(config)
-  builders.make_advantage(config)
-  builders.make_policy_loss(config)
+    raise builders.ConfigError("sft.eval_every must be > 0 when sft.steps > 0")
+  builders.make_rl(config)
   builders.make_eval_protocol(config)
 
 
@@ -158,13 +128,6 @@ class Run:
     self.writer.close()
 
 
-def _fresh_state(run: Run, params, optimizer, adv_state):
-  return train_step_lib.init_train_state(
-      params, optimizer, adv_state,
-      jax.random.key_data(jax.random.PRNGKey(run.config.seed)),
-  )
-
-
 def run_sft(run: Run) -> tuple[Any, dict[str, float]]:
   """Supervised warm-start; returns (params, last validation result)."""
   c = run.config
@@ -173,7 +136,9 @@ def run_sft(run: Run) -> tuple[Any, dict[str, float]]:
       max_to_keep=c.checkpoint.max_to_keep,
   )
   optimizer = builders.make_optimizer(c.sft, c.sft.steps)
-  state = _fresh_state(run, run.init_params, optimizer, ())
+  state = train_step_lib.init_train_state(
+      run.init_params, optimizer, (),
+      jax.random.key_data(jax.random.PRNGKey(c.seed)))
   state_sh = train_step_lib.state_shardings(
       state, optimizer, run.mesh, sharding.TRAIN_RULES)
   state = jax.device_put(state, state_sh)
@@ -239,51 +204,77 @@ def run_sft(run: Run) -> tuple[Any, dict[str, float]]:
 
 
 class RLSetup:
-  """The RL stage's objects, built once from the config."""
+  """The RL stage's objects, from one `builders.make_rl` call."""
 
   def __init__(self, run: Run):
-    c = run.config
-    rl = c.rl
     self.run = run
-    total_updates = rl.steps * rl.ppo_epochs * rl.num_minibatches
-    self.optimizer = builders.make_optimizer(rl, total_updates)
-    self.adv_tx = builders.make_advantage(c)
-    self.reward_set = builders.make_reward_set(c)
-    self.kl_estimator, self.kl_coef = builders.make_kl(c)
-    p, g = rl.prompts_per_step, rl.num_generations
-    k = (len(self.reward_set),) if c.rewards.multi else ()
-    self.rewards_like = jnp.zeros((p, g) + k)
-    self.sampler = rollout_lib.Sampler(
-        method=builders.make_sampling_method(c),
-        max_new_tokens=c.sampling.max_new_tokens, eos_ids=run.eos_ids,
-    )
+    self.parts = builders.make_rl(run.config, run.graphdef, run.eos_ids)
+    self.optimizer = self.parts.optimizer
 
   def initial_tree(self, params) -> dict[str, Any]:
     """What an RL checkpoint holds: the TrainState and the reference."""
-    state = _fresh_state(self.run, params, self.optimizer,
-                         self.adv_tx.init(self.rewards_like))
+    parts = self.parts
+    state = train_step_lib.init_train_state(
+        params, parts.optimizer,
+        parts.adv_tx.init(jnp.zeros(parts.rewards_like.shape)),
+        jax.random.key_data(jax.random.PRNGKey(self.run.config.seed)),
+        method_state=parts.method_state)
     self.state_sh = train_step_lib.state_shardings(
-        state, self.optimizer, self.run.mesh, sharding.TRAIN_RULES)
+        state, parts.optimizer, self.run.mesh, sharding.TRAIN_RULES)
     state = jax.device_put(state, self.state_sh)
     # The reference gets its own buffers: the step donates the state's.
-    ref = {"params": jax.tree.map(jnp.copy, params)} if self.kl_coef else {}
+    ref = ({"params": jax.tree.map(jnp.copy, params)}
+           if parts.needs_reference else {})
     return {"state": state, "ref": ref}
 
   def step_fn(self):
-    c = self.run.config
-    return jax.jit(train_step_lib.make_train_step(
-        self.run.graphdef, self.optimizer, self.adv_tx,
-        policy_loss=builders.make_policy_loss(c),
-        aggregate=builders.make_aggregation(c),
-        kl_estimator=self.kl_estimator, kl_coef=self.kl_coef,
-        entropy_coef=c.rl.entropy_coef, ppo_epochs=c.rl.ppo_epochs,
-        num_minibatches=c.rl.num_minibatches,
-        num_microbatches=c.rl.num_microbatches,
-        recompute_old_logp=c.rl.recompute_old_logp,
-        loss_sample_mask=builders.make_loss_sample_mask(c),
-        share_prompts=c.rl.share_prompts,
-        temperature=builders.train_temperature(c),
-    ), out_shardings=(self.state_sh, self.run.replicated), donate_argnums=0)
+    return jax.jit(self.parts.train_step,
+                   out_shardings=(self.state_sh, self.run.replicated),
+                   donate_argnums=0)
+
+
+def _rl_step(run: Run, setup: RLSetup, step_fn, state, ref, batches, *,
+             rng, progress: float) -> tuple[Any, dict[str, float]]:
+  """Collects a rollout and updates on it; returns (state, metrics row).
+
+  When dynamic sampling kept no group the update is skipped (an empty one
+  would still move Adam's parameters); the row then logs the generated
+  lengths and `skipped` = 1.
+  """
+  c, parts = run.config, setup.parts
+  t0 = time.perf_counter()
+  rollout, _, info = rollout_lib.collect(
+      run.model(state.params), batches, rng=rng, sampler=parts.sampler,
+      tokenizer=run.tokenizer, reward_set=parts.reward_set,
+      dynamic_sampling=parts.group_filter is not None,
+      max_rounds=c.rl.dynamic_sampling_max_rounds,
+      multi_reward=c.rewards.multi, progress=progress,
+      group_filter=parts.group_filter or rollout_lib.informative_groups,
+      prompt_feedback=getattr(batches, "observe", None),
+  )
+  t1 = time.perf_counter()
+  skipped = info["kept_groups"] == 0
+  if skipped:
+    # No update ran: the generated samples' lengths and rewards, and no
+    # policy entropy (NaN).
+    rewards = np.asarray(rollout.rewards_PG)
+    m = {"response_length_mean": info["generated_length_mean"],
+         "reward_mean": float(rewards.sum(-1).mean() if rewards.ndim == 3
+                              else rewards.mean()),
+         "entropy": float("nan"),
+         "consecutive_skipped": float(state.consecutive_skipped)}
+  else:
+    state, m = step_fn(state, _device_batch(rollout, run.mesh),
+                       ref.get("params"))
+    m = {k: float(v) for k, v in jax.device_get(m).items()}
+  t2 = time.perf_counter()
+  row = dict(m, **info)
+  row.update(
+      skipped=skipped, train_seconds=t2 - t1, step_seconds=t2 - t0,
+      tokens_per_second=info["generated_tokens"] / max(t2 - t0, 1e-9),
+      clip_fraction=m.get("clip_frac", 0.0))
+  row.setdefault("kl", 0.0)
+  return state, row
 
 
 def run_rl(run: Run, params) -> dict[str, float]:
@@ -291,17 +282,16 @@ def run_rl(run: Run, params) -> dict[str, float]:
   c = run.config
   rl = c.rl
   setup = RLSetup(run)
+  parts = setup.parts
   ckpt = checkpoint.Checkpointer(
       os.path.join(run.workdir, "checkpoints", "rl"),
       max_to_keep=c.checkpoint.max_to_keep,
   )
-  batches = pipeline.PromptIterator(
-      run.rl_source, tokenizer=run.tokenizer, template=run.template,
-      prompts_per_batch=rl.prompts_per_step, group_size=rl.num_generations,
-      buckets=tuple(c.data.buckets), seed=c.seed,
-  )
+  batches = builders.make_rl_batches(c, run.rl_source, run.tokenizer,
+                                     run.template)
   tree = setup.initial_tree(params)
-  meta = {"step": 0, "data": None, "eval": {}, "eval_start": {}}
+  meta = {"step": 0, "data": None, "eval": {}, "eval_start": {},
+          "skipped_steps": 0}
   if ckpt.latest_step() is not None:
     tree, meta = ckpt.restore(abstract_state=tree)
     batches.set_state(meta["data"])
@@ -315,28 +305,15 @@ def run_rl(run: Run, params) -> dict[str, float]:
                                     meta["eval_start"].items()}, stage="eval")
   last_eval = meta["eval"] or meta["eval_start"]
   step = meta["step"]
+  skipped_steps = meta.get("skipped_steps", 0)
   while step < rl.steps:
-    t0 = time.perf_counter()
-    rollout, _, info = rollout_lib.collect(
-        run.model(state.params), batches,
-        rng=jax.random.fold_in(sample_key, step), sampler=setup.sampler,
-        tokenizer=run.tokenizer, reward_set=setup.reward_set,
-        dynamic_sampling=rl.dynamic_sampling,
-        max_rounds=rl.dynamic_sampling_max_rounds,
-        multi_reward=c.rewards.multi, progress=step / rl.steps,
-    )
-    t1 = time.perf_counter()
-    state, m = step_fn(state, _device_batch(rollout, run.mesh),
-                       ref.get("params"))
-    m = {k: float(v) for k, v in jax.device_get(m).items()}
-    t2 = time.perf_counter()
+    state, row = _rl_step(run, setup, step_fn, state, ref, batches,
+                          rng=jax.random.fold_in(sample_key, step),
+                          progress=step / rl.steps)
     step += 1
-    row = dict(m, **info)
-    row["train_seconds"] = t2 - t1
-    row["step_seconds"] = t2 - t0
-    row["tokens_per_second"] = info["generated_tokens"] / max(t2 - t0, 1e-9)
-    row["clip_fraction"] = m.get("clip_frac", 0.0)
-    row.setdefault("kl", 0.0)
+    skipped_steps += int(row.pop("skipped"))
+    row["skipped_steps"] = float(skipped_steps)
+    m = row
     done = step == rl.steps
     if (c.eval.every_steps and step % c.eval.every_steps == 0) or done:
       last_eval = run.evaluate(state.params)
@@ -346,7 +323,7 @@ def run_rl(run: Run, params) -> dict[str, float]:
       if c.eval.validation and c.data.eval == "synthetic":
         row.update({f"validation_{k}": v for k, v in run.evaluate(
             state.params, source=run.validation_source).items()})
-      _log(f"RL step {step}: reward {row['reward_mean']:.3f},"
+      _log(f"RL step {step}: reward {row.get('reward_mean', 0.0):.3f},"
            f" eval accuracy {last_eval['accuracy']:.3f}")
     if step % c.log.every_steps == 0 or done:
       run.writer.write(step, row, stage="rl")
@@ -360,7 +337,7 @@ def run_rl(run: Run, params) -> dict[str, float]:
     if step % c.checkpoint.every_steps == 0 or done:
       ckpt.save(step, {"state": state, "ref": ref}, force=done, metadata={
           "step": step, "data": batches.get_state(), "eval": last_eval,
-          "eval_start": meta["eval_start"]})
+          "eval_start": meta["eval_start"], "skipped_steps": skipped_steps})
   ckpt.close()
   return {"start": meta["eval_start"], "end": last_eval}
 

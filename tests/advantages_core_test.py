@@ -1,7 +1,7 @@
 """Tests of block A of mathrl.advantages: building blocks, baselines, seeds.
 
-Golden numbers are the worked examples of specs/algorithms_seed.md and
-specs/algorithms_baselines_and_variants.md, with the arithmetic in comments;
+Golden numbers are worked examples of each method, with the arithmetic in
+comments;
 verl/TRL baselines are also checked against those libraries' formulas,
 written here in numpy float64 (not imported).
 """
@@ -132,7 +132,7 @@ def test_whiten_over_batch_matches_verl_masked_whiten():
 
 
 # --------------------------------------------------------------------------
-# Baselines (specs/algorithms_baselines_and_variants.md §1).
+# Baselines.
 
 
 def test_grpo_golden_verl_and_trl():
@@ -173,7 +173,7 @@ def test_reinforce_pp_golden():
   tm = _token_mask(lengths, T)
   out = _update(advantages.reinforce_pp(), R2, token_mask=tm)
   # γ = 1: every token of response i has return r_i; token-weighted mean
-  # 9/21 and unbiased variance give the spec's numbers.
+  # 9/21 and unbiased variance give the verl numbers.
   expected = [1.126872, -0.845154, -0.845154, -0.845154,
               1.126872, 1.126872, 1.126872, -0.845154]
   np.testing.assert_allclose(out[..., 0].ravel(), expected, atol=ATOL)
@@ -243,7 +243,7 @@ def test_dapo_overlong_golden_and_transform():
 
 
 # --------------------------------------------------------------------------
-# Seed-spec methods (specs/algorithms_seed.md).
+# DGPO, GDPO, BNPO, FSPO, NGRPO, MC-GRPO.
 
 DGPO_R = [[1.0, 0, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0], [1, 1, 0, 0]]
 

@@ -1,8 +1,7 @@
 """Tests of the 2025/26 advantage variants (block B of mathrl.advantages).
 
-Golden numbers are the worked examples of
-specs/algorithms_baselines_and_variants.md §2, with the arithmetic in a
-comment; expectations are float64 numpy, tolerance 1e-5 unless stated.
+Golden numbers are worked examples of each method, with the arithmetic in
+a comment; expectations are float64 numpy, tolerance 1e-5 unless stated.
 Contract tests share one shape (P=3, G=4, T=5, K=2) to keep compiles few.
 """
 
@@ -281,7 +280,7 @@ def test_ha_dw_anchor_source_and_masked_batch():
   tx = advantages.ha_dw(sigma_source="anchor", history_size=3)
   rewards = jnp.array([[1.0, 0, 0, 0]])
   state = tx.init(rewards)
-  # Only C_0 in the window: σ = 0, so the anchor stays (spec's literal rule).
+  # Only C_0 in the window: σ = 0, so the anchor stays (the paper's literal rule).
   _, state = tx.update(rewards, state, mask=None)
   np.testing.assert_allclose(state.anchor, 0.5)
   # A batch with no valid sample leaves the state untouched.
@@ -443,7 +442,7 @@ def test_ktae_golden_intermediates():
 
 
 def _ktae_reference(rewards, tokens, token_mask):
-  """Literal float64 port of spec §2.1 for one group."""
+  """Literal float64 port of KTAE's formulas for one group."""
   correct = rewards > 0
   n_c, n_w = correct.sum(), (~correct).sum()
   z = (rewards - rewards.mean()) / (rewards.std(ddof=1) + 1e-6)
@@ -505,7 +504,7 @@ def test_ktae_matches_float64_reference():
           for p in range(P)]
   want = np.stack([r[0] for r in refs])
   keys = np.abs(np.stack([r[1] for r in refs]))
-  # The authors' estimator runs in float32: tolerance 1e-4 (spec §2.1).
+  # The authors' estimator runs in float32: tolerance 1e-4.
   np.testing.assert_allclose(adv, want, atol=1e-4)
   # The data exercise unsaturated keys, not only the ±1 / 0 cases.
   assert np.any((keys > 0.01) & (keys < 0.99))

@@ -4,18 +4,21 @@ builds its pieces, and (for CPU recipes) runs one RL step on a tiny model."""
 import importlib.util
 import pathlib
 
+import numpy as np
 import pytest
 
 from mathrl import builders
 from mathrl import configlib
+from mathrl import losses
 from mathrl import metrics
+from mathrl import rollout
 from mathrl import trainer
 from mathrl.data import synthetic
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.py"))
 # Recipes for real checkpoints: they need --config.model.path.
-REAL_MODEL = ("grpo_gsm8k", "dgpo_math", "mathforge_mqr")
+REAL_MODEL = ("grpo_gsm8k", "dgpo_math", "mathforge", "mathforge_mqr")
 
 
 def load(name):
@@ -56,7 +59,7 @@ def test_config_has_the_base_fields_validates_and_builds(name):
 
 
 def _tiny(config):
-  """Shrinks a recipe to seconds: one RL step of 2 prompts × 2 samples."""
+  """Shrinks a recipe to seconds: one RL step of 2 prompts × its G samples."""
   tiny = load("tiny")
   for section in ("model", "tokenizer"):
     config[section] = tiny[section]
@@ -64,7 +67,6 @@ def _tiny(config):
   config.sft.steps = 0
   config.rl.steps = 1
   config.rl.prompts_per_step = 2
-  config.rl.num_generations = 2
   config.rl.num_minibatches = 1
   config.rl.num_microbatches = 1
   config.sampling.max_new_tokens = 8
@@ -77,13 +79,21 @@ def _tiny(config):
   return config
 
 
-@pytest.mark.parametrize("name", [n for n in CONFIGS if n not in REAL_MODEL])
+# The whole pipeline (tokenizer, sampling, rewards, dynamic sampling,
+# checkpoints) once per kind of run; every recipe's own train step is run
+# for two steps in recipes_test.py.
+PIPELINE_CONFIGS = ("tiny", "dapo", "ngrpo", "gdpo", "mc_grpo", "siren",
+                    "vade")
+
+
+@pytest.mark.parametrize("name", PIPELINE_CONFIGS)
 def test_one_rl_step_of_every_cpu_config(name, tmp_path):
   config = _tiny(load(name))
   trainer.train(config, str(tmp_path))
   rows = metrics.read_jsonl(str(tmp_path / metrics.METRICS_FILE))
   rl = [r for r in rows if r["stage"] == "rl"]
   assert len(rl) == 1 and rl[0]["loss"] is not None
+  assert np.isfinite(rl[0]["loss"]) and rl[0]["num_skipped"] == 0
 
 
 def test_unknown_names_and_bad_combinations_fail_at_start():
@@ -136,3 +146,90 @@ def test_train_step_scores_the_sampling_temperature():
   config.sampling.temperature = 0.0
   with pytest.raises(ValueError, match="sampling.temperature=0.0"):
     trainer.validate(config)
+
+
+def test_unknown_method_lists_methods_not_building_blocks():
+  config = load("grpo")
+  config.rl.advantage = "grpoo"
+  with pytest.raises(builders.ConfigError) as e:
+    trainer.validate(config)
+  message = str(e.value)
+  assert "dgpo" in message and "rloo" in message
+  for block in ("chain", "broadcast_to_tokens", "init_empty_state",
+                "center_by_group_mean", "valid_group_mask"):
+    assert block not in message
+  config = load("grpo")
+  config.rl.loss = "token_mean"
+  with pytest.raises(builders.ConfigError, match="valid names: cispo"):
+    trainer.validate(config)
+
+
+def test_every_listed_method_builds_and_shaping_is_not_an_estimator():
+  import mathrl.advantages as adv  # pylint: disable=g-import-not-at-top
+  for name in adv.METHODS:
+    assert not getattr(adv, name)().needs.shaping, name
+  for name in adv.SHAPING:
+    assert getattr(adv, name)().needs.shaping, name
+  for name in losses.POLICY_LOSSES:
+    assert isinstance(getattr(losses, name)(), losses.PolicyLoss)
+
+
+@pytest.mark.parametrize("shaping", ["grpo_lambda", "dapo_overlong",
+                                     "keep_positive_until"])
+def test_shaping_alone_is_an_error_and_chains_with_an_estimator(shaping):
+  config = load("grpo")
+  config.rl.advantage = shaping
+  with pytest.raises(builders.ConfigError, match="rl.shaping="):
+    trainer.validate(config)
+  config = load("grpo")
+  config.rl.shaping = shaping
+  tx = builders.make_advantage(config)
+  # Rewards [[1, 0], [0, 0]]: GRPO gives the mixed group ±0.7071 whether
+  # or not the shaping ran before (lengths equal) or after (a gate that
+  # keeps positives at progress 0 zeroes the −0.7071).
+  rewards = np.array([[1.0, 0.0], [0.0, 0.0]], np.float32)
+  adv, _ = tx.update(rewards, tx.init(rewards), mask=np.ones((2, 2)),
+                     lengths=np.full((2, 2), 4), progress=0.0,
+                     token_mask=np.ones((2, 2, 4)))
+  assert abs(float(adv[0, 0]) - 0.70710677) < 1e-3
+  assert float(adv[1].sum()) == 0.0
+
+
+def test_methods_needing_inputs_the_rollout_lacks_fail_at_start():
+  config = load("grpo")
+  config.rl.advantage = "fspo"
+  with pytest.raises(builders.ConfigError, match="step_verdicts"):
+    trainer.validate(config)
+  config = load("grpo")
+  config.rewards.multi = True
+  with pytest.raises(builders.ConfigError, match="rewards.multi"):
+    trainer.validate(config)
+  config = load("grpo")
+  config.rl.advantage = "canon"
+  with pytest.raises(builders.ConfigError, match="rl.recompute_old_logp"):
+    trainer.validate(config)
+
+
+def test_dynamic_sampling_filters():
+  # DAPO: groups [[1,1,1,1],[0,0,0,0],[1,0,0,0]] → keep [F, F, T];
+  # NGRPO keeps the all-wrong group too: [F, T, T].
+  correct = np.array([1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0], np.float32)
+  np.testing.assert_array_equal(
+      rollout.informative_groups(correct, 4), [False, False, True])
+  np.testing.assert_array_equal(
+      rollout.not_all_correct_groups(correct, 4, correct > 0),
+      [False, True, True])
+  assert builders.make_group_filter(load("ngrpo")) is (
+      rollout.not_all_correct_groups)
+  assert builders.make_group_filter(load("dapo")) is (
+      rollout.informative_groups)
+  assert builders.make_group_filter(load("grpo")) is None
+
+
+def test_train_exclude_drops_the_eval_problems():
+  from mathrl.data import splits  # pylint: disable=g-import-not-at-top
+  train = [{"question": q} for q in ("a  b", "c", "d\n", "e")]
+  held_out = [{"question": q} for q in ("a b", "d")]
+  source = splits.Excluding(train, held_out)
+  assert [r["question"] for r in source] == ["c", "e"]
+  assert source.num_excluded == 2

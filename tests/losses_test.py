@@ -1,10 +1,9 @@
-"""Golden values for mathrl.losses, from the specs' worked examples.
+"""Golden values for mathrl.losses, from worked examples of each method.
 
-Spec references: ../shared/specs/algorithms_baselines_and_variants.md (§0.1
-aggregation, §0.2 KL, §1.4 GSPO, §1.5 CISPO, §1.10 ratio table, §2.5 GPPO,
-§2.6 80/20, §2.7 Clip-Cov/KL-Cov, §2.8 SIREN, §2.9 DRPO) and
-../shared/specs/algorithms_seed.md (§6 STEER, §7 NGRPO). The verl / TRL
-formulas used as baselines are written out by hand here, never imported.
+Aggregation, KL, GSPO, CISPO, the PPO ratio table, GPPO, 80/20, Clip-Cov /
+KL-Cov, SIREN, DRPO, STEER and NGRPO, each with its arithmetic in a
+comment. The verl / TRL formulas used as baselines are written out by hand
+here, never imported.
 """
 
 import jax
@@ -377,6 +376,24 @@ def test_kl_cov_golden():
       losses.token_mean(per_token, COV_MASK), -0.255469, atol=ATOL
   )
   np.testing.assert_allclose(metrics["selected_frac"], 0.1, atol=ATOL)
+
+
+def test_kl_cov_gradient_golden():
+  # ∂ℓ/∂logp = −A·r + β·sign(d) on the picked token, −A·r elsewhere; /10
+  # (token mean). Worked example, picked (0,0) with r = 1.1, d = ln 1.1 > 0:
+  # (−2·1.1 + 1)/10 = −0.12; (1,2): +0.5·1.1/10 = 0.055; (0,1): −2/10.
+  loss = losses.kl_cov()
+  _, grad = _value_and_token_grad(
+      loss, losses.token_mean, COV_LOGP, COV_OLD, COV_ADV, COV_MASK)
+  np.testing.assert_allclose(grad[0, 0], -0.12, atol=ATOL)
+  np.testing.assert_allclose(grad[1, 2], 0.055, atol=ATOL)
+  np.testing.assert_allclose(grad[0, 1], -0.2, atol=ATOL)
+  # At ratio 1 (d = 0) the penalty's gradient is sign(0) = 0, as PyTorch's
+  # abs in the authors' code: the picked token gets −A·1/10 = −0.2 (JAX's
+  # own |d| would give (−2 + 1)/10 = −0.1).
+  _, grad = _value_and_token_grad(
+      loss, losses.token_mean, COV_LOGP, COV_LOGP, COV_ADV, COV_MASK)
+  np.testing.assert_allclose(grad[0, 0], -0.2, atol=ATOL)
 
 
 # ---------------------------------------------------------------- STEER

@@ -14,6 +14,7 @@ from mathrl import logprobs
 from mathrl import losses
 from mathrl import models
 from mathrl import train_step as train_step_lib
+from mathrl import types
 
 P, G, L, T = 4, 2, 4, 5
 
@@ -234,23 +235,25 @@ def test_rollout_extras_reach_the_policy_loss(policy):
 def test_siren_anchor_is_set_once_and_penalises_entropy_drift(policy):
   graphdef, params = policy
   r = _rollout()
+  siren = losses.siren(coef=0.5)
   siren_step, state = _make(policy, recompute_old_logp=False)
+  state = state.replace(method_state=train_step_lib.init_method_state(siren))
   siren_step = jax.jit(train_step_lib.make_train_step(
       graphdef, optax.sgd(0.5), advantages.grpo(),
-      policy_loss=losses.siren(coef=0.5), aggregate=losses.token_mean,
+      policy_loss=siren, aggregate=losses.token_mean,
       recompute_old_logp=False))
   ppo_step = jax.jit(train_step_lib.make_train_step(
       graphdef, optax.sgd(0.5), advantages.grpo(),
       policy_loss=losses.ppo_clip(dual_clip=3.0), aggregate=losses.token_mean,
       recompute_old_logp=False))
-  assert np.isnan(state.entropy_anchor)
+  assert np.isnan(state.method_state["entropy_anchor"])
   # H0 = SIREN's selected nucleus entropy of the first batch under θ0.
   nucleus_BT = jax.jit(logprobs.completion_logprobs, static_argnums=(0, 6))(
       graphdef, params, r.prompt_tokens_BL, r.prompt_mask_BL,
       r.completion_tokens_BT, r.completion_mask_BT, 0.8)[2]
   want_h0 = losses.selected_entropy(nucleus_BT, r.completion_mask_BT, 0.2)
   s1, m1 = siren_step(state, r, None)
-  np.testing.assert_allclose(s1.entropy_anchor, want_h0, rtol=1e-6)
+  np.testing.assert_allclose(s1.method_state["entropy_anchor"], want_h0, rtol=1e-6)
   # Step 1: H_sel = H0, so the penalty and its gradient are 0 and the
   # update is PPO-clip's (clip 0.2/0.2, dual clip 3 as SIREN's defaults).
   np.testing.assert_allclose(m1["entropy_penalty"], 0.0, atol=1e-12)
@@ -260,9 +263,115 @@ def test_siren_anchor_is_set_once_and_penalises_entropy_drift(policy):
   # Step 2: the anchor is held; the penalty is c·(H_sel − H0)² > 0 and is
   # in the loss: loss − pg_loss = penalty (one micro-batch).
   s2, m2 = siren_step(s1, r, None)
-  np.testing.assert_allclose(s2.entropy_anchor, s1.entropy_anchor)
-  want = 0.5 * (m2["entropy_selected"] - s1.entropy_anchor) ** 2
+  np.testing.assert_allclose(s2.method_state["entropy_anchor"], s1.method_state["entropy_anchor"])
+  want = 0.5 * (m2["entropy_selected"] - s1.method_state["entropy_anchor"]) ** 2
   np.testing.assert_allclose(m2["entropy_penalty"], want, rtol=1e-5)
   assert m2["entropy_penalty"] > 0
   np.testing.assert_allclose(m2["loss"] - m2["pg_loss"],
                              m2["entropy_penalty"], rtol=1e-4, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def dgpo_example():
+  """DGPO's worked example: 4 groups of 4, rewards and lengths below."""
+  rewards = jnp.array([[1.0, 0, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0],
+                       [1, 1, 0, 0]])
+  lengths = jnp.array([10, 20, 30, 40, 5, 5, 5, 5, 7, 7, 7, 7, 8, 12, 16, 4])
+  t = 40
+  k1, k2 = jax.random.split(jax.random.PRNGKey(2))
+  return train_step_lib.Rollout(
+      prompt_tokens_BL=jnp.repeat(jax.random.randint(k1, (4, L), 3, 200), 4,
+                                  axis=0),
+      prompt_mask_BL=jnp.ones((16, L), jnp.int32),
+      completion_tokens_BT=jax.random.randint(k2, (16, t), 3, 200),
+      completion_mask_BT=(jnp.arange(t)[None] < lengths[:, None]).astype(
+          jnp.int32),
+      rewards_PG=rewards, valid_PG=jnp.ones((4, 4)),
+      progress=jnp.float32(0.0))
+
+
+def test_dgpo_loss_is_the_token_mean_over_valid_groups(policy, dgpo_example):
+  # Paper eq. 3 on the worked example, on-policy (ratio 1):
+  # A = λ·Â per sample (group 2 is invalid: all wrong), lengths L;
+  # J = Σ_valid A·L / (tokens of valid groups = 100 + 20 + 40 = 160)
+  #   = −0.2817986, so loss = +0.2817986. Over all 188 tokens (no valid-
+  # group normaliser) it would be 0.2817986·160/188 = 0.2398.
+  graphdef, params = policy
+  opt = optax.sgd(0.1)
+  adv_tx = advantages.dgpo()
+  step = jax.jit(train_step_lib.make_train_step(
+      graphdef, opt, adv_tx, policy_loss=losses.ppo_clip(),
+      aggregate=losses.token_mean, recompute_old_logp=False))
+  state = train_step_lib.init_train_state(
+      params, opt, adv_tx.init(jnp.zeros((4, 4))), jax.random.PRNGKey(0))
+  _, metrics = step(state, dgpo_example, None)
+  np.testing.assert_allclose(metrics["pg_loss"], 0.2817986155, rtol=1e-5)
+
+
+def _entropy_probe(inputs):
+  """−A·r per token; reports the mean of the `entropy` extra it was given."""
+  entropy_BT = losses.base.extra_BT(inputs, "entropy", "[B, T] entropy")
+  ratio_BT = jnp.exp(losses.base.log_ratio(inputs))
+  return -inputs.adv_BT * ratio_BT, {
+      "entropy_probe": losses.base.masked_mean(entropy_BT, inputs.mask_BT)}
+
+
+@pytest.mark.parametrize("which", ["current", "behaviour"])
+def test_declared_entropy_is_the_current_or_behaviour_policys(policy, which):
+  # Two minibatches: the second is scored after the first update, so the
+  # current policy's entropy (what 80/20 forking tokens select by) differs
+  # from the behaviour policy's (what STEER reads).
+  graphdef, params = policy
+  opt = optax.sgd(0.5)
+  adv_tx = advantages.grpo()
+  probe = losses.base.make("entropy_probe", _entropy_probe,
+                           needs=types.Needs(entropy=which))
+  step = jax.jit(train_step_lib.make_train_step(
+      graphdef, opt, adv_tx, policy_loss=probe, aggregate=losses.token_mean,
+      num_minibatches=2))
+  state = train_step_lib.init_train_state(
+      params, opt, adv_tx.init(jnp.zeros((P, G))), jax.random.PRNGKey(0))
+  _, metrics = step(state, _rollout(), None)
+  # `entropy` is the token mean of the current policy's entropy.
+  gap = abs(float(metrics["entropy_probe"]) - float(metrics["entropy"]))
+  if which == "current":
+    assert gap < 1e-6
+  else:
+    assert gap > 1e-5
+
+
+def test_minibatch_without_tokens_is_skipped_not_applied(policy):
+  # No valid sample (dynamic sampling kept no group): AdamW's weight decay
+  # would still move θ; the update is skipped and counted as empty, not as
+  # non-finite.
+  graphdef, params = policy
+  opt = optax.adamw(0.1, weight_decay=0.1)
+  adv_tx = advantages.grpo()
+  step = jax.jit(train_step_lib.make_train_step(
+      graphdef, opt, adv_tx, policy_loss=losses.ppo_clip(),
+      aggregate=losses.token_mean))
+  state = train_step_lib.init_train_state(
+      params, opt, adv_tx.init(jnp.zeros((P, G))), jax.random.PRNGKey(0))
+  empty = _rollout().replace(valid_PG=jnp.zeros((P, G)))
+  new_state, metrics = step(state, empty, None)
+  jax.tree.map(np.testing.assert_array_equal, new_state.params, state.params)
+  assert metrics["empty_updates"] == 1 and int(new_state.num_skipped) == 0
+
+
+@pytest.mark.parametrize("loss_mask, want", [
+    # Phase 1 (progress 0 < 0.25) keeps positive advantages: samples (0,0),
+    # (1,1), (3,1) with A = 0.7071 and lengths 5, 4, 4. As a loss mask the
+    # others leave the token mean: −0.7071·13/13. As a gate they stay with
+    # A = 0: −0.7071·13/29.
+    (True, -0.70710677), (False, -0.70710677 * 13 / 29)])
+def test_capo_loss_mask_reading(policy, loss_mask, want):
+  graphdef, params = policy
+  opt = optax.sgd(0.1)
+  adv_tx = advantages.capo(loss_mask=loss_mask)
+  step = jax.jit(train_step_lib.make_train_step(
+      graphdef, opt, adv_tx, policy_loss=losses.ppo_clip(),
+      aggregate=losses.token_mean, recompute_old_logp=False))
+  state = train_step_lib.init_train_state(
+      params, opt, adv_tx.init(jnp.zeros((P, G))), jax.random.PRNGKey(0))
+  _, metrics = step(state, _rollout(), None)
+  np.testing.assert_allclose(metrics["pg_loss"], want, rtol=1e-4)

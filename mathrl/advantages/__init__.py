@@ -59,3 +59,13 @@ from mathrl.advantages.length_shaping import grpo_lambda
 from mathrl.advantages.momentum import aapo
 from mathrl.advantages.quantile import qae
 # --- end block B ---
+
+# The names a config's `rl.advantage` may use: advantage estimators.
+METHODS = (
+    "a_grae", "aapo", "bnpo", "canon", "capo", "dgpo", "dr_grpo", "fspo",
+    "gdpo", "gpg", "grpo", "ha_dw", "ktae", "mapo", "mc_grpo", "ngrpo",
+    "opo", "qae", "reinforce_pp", "reinforce_pp_baseline", "rloo",
+)
+# The names `rl.shaping` may use: reward shaping in front of an estimator
+# and advantage gates after one (their `needs.shaping` says which).
+SHAPING = ("dapo_overlong", "grpo_lambda", "keep_positive_until")

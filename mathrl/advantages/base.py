@@ -18,10 +18,13 @@ level) or [P, G, T] (token level) out. Transforms never drop or reorder
 samples: invalid or degenerate samples simply get advantage 0.
 """
 
+import dataclasses
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+
+from mathrl.types import Needs
 
 AdvState = Any
 InitFn = Callable[[Any], AdvState]
@@ -29,10 +32,24 @@ UpdateFn = Callable[..., tuple[jax.Array, AdvState]]
 
 
 class AdvantageTransform(NamedTuple):
-  """A pair of pure functions `(init, update)`; see the module docstring."""
+  """A pair of pure functions `(init, update)`; see the module docstring.
+
+  `needs` declares what the transform needs from the train step (the
+  behaviour policy's entropy, multi-reward rewards, rollout extras, a loss
+  sample mask) and whether it is reward shaping only; see `types.Needs`.
+  """
 
   init: InitFn
   update: UpdateFn
+  needs: Needs = Needs()
+
+
+def declare(tx: AdvantageTransform, **needs: Any) -> AdvantageTransform:
+  """`tx` with `Needs(**needs)` added to its declaration."""
+  merged = tx.needs.merge(Needs(**needs))
+  if "shaping" in needs:
+    merged = dataclasses.replace(merged, shaping=needs["shaping"])
+  return tx._replace(needs=merged)
 
 
 class EmptyState(NamedTuple):
@@ -99,7 +116,15 @@ def chain(*txs: AdvantageTransform) -> AdvantageTransform:
       new_state.append(s)
     return values, tuple(new_state)
 
-  return AdvantageTransform(init_fn, update_fn)
+  return AdvantageTransform(init_fn, update_fn, _chain_needs(txs))
+
+
+def _chain_needs(txs) -> Needs:
+  """A chain needs what its members need; it is shaping only if all are."""
+  needs = txs[0].needs if txs else Needs()
+  for tx in txs[1:]:
+    needs = needs.merge(tx.needs)
+  return needs
 
 
 def named_chain(*named: tuple[str, AdvantageTransform]) -> AdvantageTransform:
@@ -117,4 +142,5 @@ def named_chain(*named: tuple[str, AdvantageTransform]) -> AdvantageTransform:
       values, new_state[n] = tx.update(values, state[n], mask=mask, **extra)
     return values, new_state
 
-  return AdvantageTransform(init_fn, update_fn)
+  return AdvantageTransform(init_fn, update_fn,
+                            _chain_needs([tx for _, tx in named]))

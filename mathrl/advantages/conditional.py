@@ -45,6 +45,35 @@ def stable_rank(metric_PG: jax.Array, mask_PG: jax.Array) -> jax.Array:
   return jnp.sum(before_PGG, axis=-1).astype(jnp.int32)
 
 
+def canon_advantage(rewards_PG, metric_PG, mask, higher_is_first: bool,
+                    alpha: float, beta: float, lam: float) -> jax.Array:
+  """A = λ·A_inter + (1 − λ)·A_intra over the two halves split by the metric.
+
+  CANON (arXiv 2509.23962): the higher-metric half H and the lower half
+  L of each group (stable rank; the middle goes to H). Inter-group terms
+  compare a sample with the other half's mean (α, β as in `canon`; which
+  half gets α follows the metric), intra-group terms with its own half's
+  mean. Groups with fewer than 2 valid samples get 0.
+  """
+  rank_PG = stable_rank(metric_PG, mask)
+  count_P1 = jnp.sum(mask, axis=-1, keepdims=True)
+  mid_P1 = jnp.floor(count_P1 / 2.0)
+  low_PG = mask * (rank_PG < mid_P1)
+  high_PG = mask * (rank_PG >= mid_P1)
+  mean_lo_P1 = stats.masked_mean(rewards_PG, low_PG)
+  mean_hi_P1 = stats.masked_mean(rewards_PG, high_PG)
+  if higher_is_first:
+    inter_hi = rewards_PG - alpha * mean_lo_P1 + beta
+    inter_lo = alpha * rewards_PG - mean_hi_P1 - beta
+  else:
+    inter_hi = alpha * rewards_PG - mean_lo_P1 + beta
+    inter_lo = rewards_PG - alpha * mean_hi_P1 - beta
+  adv_hi = lam * inter_hi + (1.0 - lam) * (rewards_PG - mean_hi_P1)
+  adv_lo = lam * inter_lo + (1.0 - lam) * (rewards_PG - mean_lo_P1)
+  adv_PG = jnp.where(high_PG > 0, adv_hi, adv_lo)
+  return jnp.where((mask > 0) & (count_P1 >= 2), adv_PG, 0.0)
+
+
 def canon(
     metric: str = "entropy",
     alpha: float = 1.0,
@@ -109,23 +138,10 @@ def canon(
       ).astype(jnp.float32)
     else:
       metric_PG = group.sequence_lengths(extra, rewards_PG.shape)
-    rank_PG = stable_rank(metric_PG, mask)
-    count_P1 = jnp.sum(mask, axis=-1, keepdims=True)
-    mid_P1 = jnp.floor(count_P1 / 2.0)
-    low_PG = mask * (rank_PG < mid_P1)
-    high_PG = mask * (rank_PG >= mid_P1)
-    mean_lo_P1 = stats.masked_mean(rewards_PG, low_PG)
-    mean_hi_P1 = stats.masked_mean(rewards_PG, high_PG)
-    if metric == "entropy":
-      inter_hi = rewards_PG - alpha * mean_lo_P1 + beta
-      inter_lo = alpha * rewards_PG - mean_hi_P1 - beta
-    else:
-      inter_hi = alpha * rewards_PG - mean_lo_P1 + beta
-      inter_lo = rewards_PG - alpha * mean_hi_P1 - beta
-    adv_hi = lam * inter_hi + (1.0 - lam) * (rewards_PG - mean_hi_P1)
-    adv_lo = lam * inter_lo + (1.0 - lam) * (rewards_PG - mean_lo_P1)
-    adv_PG = jnp.where(high_PG > 0, adv_hi, adv_lo) * scale
-    return jnp.where((mask > 0) & (count_P1 >= 2), adv_PG, 0.0)
+    return canon_advantage(rewards_PG, metric_PG, mask, metric == "entropy",
+                           alpha, beta, lam) * scale
 
-  return base.stateless(fn)
+  # The entropy metric reads the sampling policy's entropy per response.
+  tx = base.stateless(fn)
+  return base.declare(tx, entropy="behaviour") if metric == "entropy" else tx
 

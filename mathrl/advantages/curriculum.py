@@ -117,7 +117,8 @@ def keep_positive_until(
     new_state = CAPOState(count=state.count + any_valid)
     return jnp.where(valid > 0, gated, 0.0), new_state
 
-  return base.AdvantageTransform(init_fn, update_fn)
+  return base.AdvantageTransform(init_fn, update_fn,
+                                 base.Needs(shaping="advantages"))
 
 
 def capo(
@@ -126,6 +127,7 @@ def capo(
     scale_by_std: bool = True,
     reward_weights: Optional[Sequence[float]] = None,
     switch_step: Optional[int] = None,
+    loss_mask: bool = False,
 ) -> base.AdvantageTransform:
   """A = GRPO(r)·1[A > 0] while progress < s, else GRPO(r); arXiv 2512.02580.
 
@@ -147,6 +149,10 @@ def capo(
     reward_weights: K weights to sum [P, G, K] rewards into one reward.
     switch_step: the update count at which phase 2 starts when no
       `progress` is passed; None requires `progress`.
+    loss_mask: also declare `capo_sample_mask` as the loss sample mask, so
+      phase-1 samples with A ≤ 0 leave the loss and its token-mean
+      denominator (the paper's loss-mask reading) instead of counting
+      there with advantage 0.
 
   Returns:
     An AdvantageTransform with CAPOState: rewards [P, G] or [P, G, K] →
@@ -162,4 +168,11 @@ def capo(
     )
     return gate.update(adv_PG, state, mask=mask, **extra)
 
-  return base.AdvantageTransform(gate.init, update_fn)
+  tx = base.AdvantageTransform(gate.init, update_fn)
+  if not loss_mask:
+    return tx
+  # The loss-mask reading: phase-1 samples with A <= 0 leave the loss and
+  # its normalisers instead of entering it with advantage 0.
+  return base.declare(tx, loss_sample_mask=lambda rewards, mask, *,
+                      advantages, progress: capo_sample_mask(
+                          advantages, mask, progress, switch_progress))

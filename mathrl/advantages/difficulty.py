@@ -8,9 +8,11 @@
   rollouts, the median "pivot" carrying no gradient,
   github.com/lotusroot-kim/MC-GRPO.
 
-Formulas, defaults and golden numbers: specs/algorithms_seed.md §1, §7, §8.
+Formulas, defaults and worked examples: each function's docstring and
+docs/algorithms.md.
 """
 
+import functools
 from typing import Optional, Sequence
 
 import jax
@@ -91,9 +93,10 @@ def dgpo(
   `zero_accuracy_quirk=True` reproduces the code. The loss side of DGPO
   (token mean over valid groups only, paper eq. 3) belongs to the loss
   aggregation; `valid_group_mask` gives its mask. The code's token-count
-  factors are not folded into the advantages (specs/algorithm_api.md).
+  factors are not folded into the advantages: the loss normaliser is
+  applied where the paper writes it.
 
-  Example (spec §1.4): rewards [[1,0,0,0],[1,1,1,0],[0,0,0,0],[1,1,0,0]] →
+  Example (the DGPO worked example): rewards [[1,0,0,0],[1,1,1,0],[0,0,0,0],[1,1,0,0]] →
   λ = [1.127270, 0.877918, 1, 0.994812] and
   A[0] = [2.254389, −0.751463, −0.751463, −0.751463].
 
@@ -126,7 +129,20 @@ def dgpo(
     weights_P1 = dqw_weights(-accuracy_P1, valid_P1, dqw_temp)
     return weights_P1 * adv_PG
 
-  return base.stateless(fn)
+  # Paper eq. 3: the loss's token mean runs over the valid groups only.
+  return base.declare(
+      base.stateless(fn), multi_reward=True,
+      loss_sample_mask=_from_rewards(functools.partial(
+          valid_group_mask, reward_weights=_hashable(reward_weights))))
+
+
+def _hashable(weights):
+  return None if weights is None else tuple(weights)
+
+
+def _from_rewards(mask_fn):
+  """A loss sample mask that reads only the rewards and the mask."""
+  return lambda rewards, mask, **_: mask_fn(rewards, mask)
 
 
 def valid_group_mask(
@@ -208,7 +224,7 @@ def median_pivot(rewards_PG: jax.Array, mask_PG: jax.Array) -> jax.Array:
   """piv_p = argsort_stable(r_p·)[⌊(n_p − 1)/2⌋], MC-GRPO's pivot sample.
 
   The sample holding the (lower) median reward; with ties the mathrl rule
-  of specs/algorithms_seed.md §8.2 (a stable argsort over the valid
+  of the authors' code (a stable argsort over the valid
   samples) picks one deterministically.
 
   Args:
@@ -276,7 +292,7 @@ def mc_grpo(
   rewards) as in the authors' code; `scale="none"` (r − med) or "std"
   ((r − med)/(std + mad_eps)) are the robust alternatives.
 
-  Example (spec §8.4): [0.2, 0.9, 0.5, 0.7, 0.1] → median 0.5, MAD + eps
+  Example: [0.2, 0.9, 0.5, 0.7, 0.1] → median 0.5, MAD + eps
   0.301, A = [−0.996678, 1.328904, 0, 0.664452, −1.328904], pivot 2.
 
   Args:
@@ -316,4 +332,9 @@ def mc_grpo(
     kept_PG = jnp.take_along_axis(adv_PG, order_PG, axis=-1)
     return kept_PG[:, :-1]
 
-  return base.stateless(fn)
+  if drop_pivot:
+    return base.stateless(fn)
+  # The pivot leaves the loss and its normalisers.
+  return base.declare(
+      base.stateless(fn), loss_sample_mask=_from_rewards(functools.partial(
+          mc_grpo_keep_mask, reward_weights=_hashable(reward_weights))))

@@ -12,7 +12,7 @@ the G axis for every component separately, so `chain(center_by_group_mean(),
 scale_by_group_std(), sum_rewards())` normalises each reward on its own
 (GDPO). `whiten_over_batch` also accepts token-level `[P, G, T]` values.
 
-Conventions (specs/algorithms_seed.md §0): std is Bessel-corrected (ddof=1)
+Conventions (docs/algorithms.md): std is Bessel-corrected (ddof=1)
 over the valid samples, eps is added to the scale, invalid samples (mask 0)
 never enter a statistic and come out as exactly 0, and a group whose valid
 values are all equal comes out as 0.

@@ -43,7 +43,7 @@ class HADWState(NamedTuple):
 def window_std(history_M: jax.Array, history_len: jax.Array) -> jax.Array:
   """σ = sqrt(mean((h − mean h)²)) over the filled window; HA-DW 2601.08521.
 
-  The population std of the training-stability signal (spec §2.3).
+  The population std of the training-stability signal (HA-DW, arXiv 2601.03001 §3).
 
   Args:
     history_M: [M] values, oldest first; the last `history_len` are filled.
@@ -103,6 +103,40 @@ def difficulty_weights(
   return lambda_scale * jnp.exp(direction_PG * jnp.abs(diff_P1))
 
 
+def _initial_state(history_size, sigma_source, anchor_init) -> HADWState:
+  """HA-DW's state before any batch: the anchor, an empty history."""
+  history = jnp.zeros((history_size,), jnp.float32)
+  if sigma_source == "anchor":
+    history = history.at[-1].set(anchor_init)
+  return HADWState(
+      anchor=jnp.asarray(anchor_init, jnp.float32),
+      history=history,
+      history_len=jnp.asarray(int(sigma_source == "anchor"), jnp.int32),
+      count=jnp.zeros((), jnp.int32),
+  )
+
+
+def _next_state(state, correct_PG, mask, eta, sigma_source, history_size):
+  """HA-DW's anchor and accuracy history after one batch (kept if empty)."""
+  batch_accuracy = stats.masked_mean(
+      correct_PG, mask, axis=(0, 1), keepdims=False
+  )
+  anchor = jnp.asarray(state.anchor, jnp.float32)
+  sigma = window_std(state.history, state.history_len)
+  posterior = update_anchor(anchor, batch_accuracy, eta * sigma)
+  pushed = posterior if sigma_source == "anchor" else batch_accuracy
+  new_state = HADWState(
+      anchor=posterior,
+      history=jnp.roll(state.history, -1).at[-1].set(pushed),
+      history_len=jnp.minimum(state.history_len + 1, history_size),
+      count=state.count + 1,
+  )
+  any_valid = jnp.sum(mask) > 0
+  return jax.tree.map(
+      lambda new, old: jnp.where(any_valid, new, old), new_state, state
+  )
+
+
 def ha_dw(
     eta: float = 0.1,
     lambda_scale: float = 1.0,
@@ -159,15 +193,7 @@ def ha_dw(
 
   def init_fn(rewards) -> HADWState:
     del rewards
-    history = jnp.zeros((history_size,), jnp.float32)
-    if sigma_source == "anchor":
-      history = history.at[-1].set(anchor_init)
-    return HADWState(
-        anchor=jnp.asarray(anchor_init, jnp.float32),
-        history=history,
-        history_len=jnp.asarray(int(sigma_source == "anchor"), jnp.int32),
-        count=jnp.zeros((), jnp.int32),
-    )
+    return _initial_state(history_size, sigma_source, anchor_init)
 
   def update_fn(rewards, state: HADWState, *, mask=None, **extra):
     del extra
@@ -182,22 +208,8 @@ def ha_dw(
     weights_PG = difficulty_weights(adv_PG, accuracy_P1, anchor, lambda_scale)
     out_PG = jnp.where(mask > 0, weights_PG * adv_PG, 0.0)
 
-    batch_accuracy = stats.masked_mean(
-        correct_PG, mask, axis=(0, 1), keepdims=False
-    )
-    sigma = window_std(state.history, state.history_len)
-    posterior = update_anchor(anchor, batch_accuracy, eta * sigma)
-    pushed = posterior if sigma_source == "anchor" else batch_accuracy
-    new_state = HADWState(
-        anchor=posterior,
-        history=jnp.roll(state.history, -1).at[-1].set(pushed),
-        history_len=jnp.minimum(state.history_len + 1, history_size),
-        count=state.count + 1,
-    )
-    any_valid = jnp.sum(mask) > 0
-    new_state = jax.tree.map(
-        lambda new, old: jnp.where(any_valid, new, old), new_state, state
-    )
+    new_state = _next_state(state, correct_PG, mask, eta, sigma_source,
+                            history_size)
     return out_PG, new_state
 
   return base.AdvantageTransform(init_fn, update_fn)

@@ -33,7 +33,7 @@ from mathrl.advantages import outcome
 _FISHER_LOG_TOL = 2e-5
 # A two-sided p-value below 1 is at most 1 − 1/(G + 1) (the mode is then
 # excluded), so this tolerance only absorbs round-off: the authors' exact
-# `p != 1.0` flips on round-off (spec §2.1, gotcha 3).
+# `p != 1.0` flips on round-off (as in the authors' code).
 _P_ONE_TOL = 1e-4
 
 
@@ -257,7 +257,7 @@ def ktae(
   recipe scripts' `beta_ig=2.0` is ignored by the authors' code). The
   Fisher comparison has a 2e-5 log tolerance and p = 1 is tested
   with a 1e-4 tolerance instead of the authors' exact float compare, which
-  flips F between 0 and e^−2 on round-off (see spec §2.1).
+  flips F between 0 and e^−2 on round-off (as in the authors' code).
 
   Example (G = 4, rewards [1, 1, 0, 0]): a token in both correct responses
   and no wrong one scores +1, the mirror case −1, tokens in every response

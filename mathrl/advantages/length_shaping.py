@@ -5,7 +5,7 @@ length-penalty rewards destabilise GRPO, so GRPO-λ ranks the batch's prompt
 groups by their correctness ratio and gives a length-penalised reward only
 to the top-λ fraction; the others keep their plain reward. Paper-only: no
 author code was found; the length reward below is the Kimi-1.5 style one
-that the spec assumes, and the tie rule of the ranking is ours.
+that we assume, and the tie rule of the ranking is ours.
 
 This is reward shaping: its output is rewards, to be followed by an
 advantage estimator, e.g. `chain(grpo_lambda(), grpo())`.
@@ -104,7 +104,7 @@ def grpo_lambda(
 
   Args:
     top_fraction: λ, the fraction of groups that get the length reward
-      (not published; 0.5, the spec's example).
+      (not published; 0.5 here).
     correct_threshold: a response is correct when its reward exceeds this.
     reward_weights: K weights to sum [P, G, K] rewards into one reward.
 
@@ -130,4 +130,4 @@ def grpo_lambda(
     shaped_PG = rewards_PG + jnp.where(selected_P[:, None], bonus_PG, 0.0)
     return jnp.where(mask > 0, shaped_PG, 0.0)
 
-  return base.stateless(fn)
+  return base.declare(base.stateless(fn), shaping="rewards")

@@ -70,4 +70,5 @@ def aapo(
     momentum_PG = jnp.where(ref_mask_PG > 0, momentum_PG, 0.0)
     return jnp.where(mask > 0, zscore_PG + momentum_PG, 0.0)
 
-  return base.stateless(fn)
+  # The reference model's rewards on the same prompts.
+  return base.declare(base.stateless(fn), extras=("ref_rewards",))

@@ -2,7 +2,7 @@
 
 * `gdpo`: each reward is normalised within its group on its own, the
   per-reward advantages are summed and the sum is whitened over the batch,
-  github.com/NVlabs/GDPO (specs/algorithms_seed.md §3);
+  github.com/NVlabs/GDPO;
 * `bnpo`: the centred reward is divided by a Beta density whose parameters
   are fitted to the batch's group accuracies every step, with an optional
   per-reward decomposition, github.com/changyi7231/BNPO (§4).
@@ -49,7 +49,7 @@ def gdpo(
   the reward, (r − μ)/(σ + ε_g), without batch whitening; so does this.
   NaN rewards of valid samples count as 0 (TRL `nan_to_num`).
 
-  Example (spec §3.5): correctness [[1,1,0,0],[0,0,0,1]] and format
+  Example: correctness [[1,1,0,0],[0,0,0,1]] and format
   [[1,0,1,0],[1,1,1,1]] → [[1.527404, 0, 0, −1.527404],
   [−0.440912, −0.440912, −0.440912, 1.322735]].
 
@@ -90,7 +90,7 @@ def gdpo(
         summed_PG, weights_PG, eps=batch_eps, eps_in_sqrt=eps_in_sqrt
     )
 
-  return base.stateless(fn)
+  return base.declare(base.stateless(fn), multi_reward=True)
 
 
 def beta_parameters(p_P1: jax.Array, group_valid_P1: jax.Array):
@@ -189,7 +189,7 @@ def bnpo(
   first and must then lie in [min_value, max_value] (the code asserts it;
   here p is clipped into [0, 1] for the density).
 
-  Example (spec §4.4): rewards [[1,0,0,0],[1,1,1,0],[1,1,0,0],[0,0,0,0]] →
+  Example: rewards [[1,0,0,0],[1,1,1,0],[1,1,0,0],[0,0,0,0]] →
   α = 1.15625, β = 1.2604167, A[0] = [0.672980, −0.224327, −0.224327,
   −0.224327], the all-wrong group 0.
 
@@ -219,4 +219,4 @@ def bnpo(
     rewards_PG = group.combine_rewards(rewards, mask)
     return bnpo_advantage(rewards_PG, mask, min_value, max_value)
 
-  return base.stateless(fn)
+  return base.declare(base.stateless(fn), multi_reward=True)

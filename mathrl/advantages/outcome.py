@@ -8,7 +8,7 @@ unbiased (ddof=1) std over the valid samples of each prompt, or the
 Dr. GRPO centring when `scale_by_std=False`. `require_extra` and
 `check_shape` give their extra inputs clear errors.
 
-Conventions (specs/algorithms_seed.md §0): std is Bessel-corrected, eps is
+Conventions (docs/algorithms.md): std is Bessel-corrected, eps is
 added to the scale, a group with fewer than two valid samples has std 0 and
 so scores 0 (exactly 0 for identical rewards); invalid samples score 0.
 """

@@ -1,7 +1,7 @@
 """Reward shaping on device: DAPO's soft overlong penalty.
 
 DAPO (arXiv 2503.14476), verl `DAPORewardManager`; lengths are counted in
-tokens (specs/algorithms_baselines_and_variants.md §1.3).
+tokens (DAPO, arXiv 2503.14476 §3.4; verl `DAPORewardManager`).
 """
 
 import jax
@@ -93,4 +93,4 @@ def dapo_overlong(
       shaped = rewards + penalty_PG
     return jnp.where(group.broadcast_mask(mask, shaped) > 0, shaped, 0.0)
 
-  return base.stateless(fn)
+  return base.declare(base.stateless(fn), shaping="rewards")

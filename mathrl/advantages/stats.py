@@ -1,6 +1,6 @@
 """Masked group and batch statistics shared by the advantage transforms.
 
-Conventions (verl, TRL and tunix all agree; see specs/algorithms_seed.md §0):
+Conventions (verl, TRL and tunix all agree; see docs/algorithms.md):
 the standard deviation is the unbiased (Bessel, ddof=1) estimator; invalid
 entries (mask 0) never influence any statistic; a group with fewer valid
 members than `ddof + 1` gets std 0 rather than NaN.

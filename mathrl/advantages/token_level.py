@@ -1,7 +1,7 @@
 """Token-level sign correction of a sequence advantage: FSPO.
 
 Factuality-aware Step-wise Policy Optimization (arXiv 2505.24630),
-github.com/turboLJY/FSPO (specs/algorithms_seed.md §5). The verifier that
+github.com/turboLJY/FSPO. The verifier that
 judges each reasoning step against evidence, and the alignment of steps to
 tokens, are data-pipeline work; this transform takes their per-token
 verdicts and flips the sign of the GRPO advantage token by token.
@@ -53,7 +53,7 @@ def fspo(
   one non-zero verdict, the 0 verdicts become +1. The paper's {−1, 0, +1}
   reward mixing is not in the code either; add it to the rewards upstream.
 
-  Example (spec §5.4): rewards [1, 0, 0.5, 0] → A = [1.305580, −0.783348,
+  Example: rewards [1, 0, 0.5, 0] → A = [1.305580, −0.783348,
   0.261116, −0.783348]; verdicts [+1, +1, +1, −1, −1, +1] on response 1
   give [0.783348] * 3 + [−0.783348] * 2 + [0.783348].
 
@@ -101,4 +101,5 @@ def fspo(
     adv_PG = jnp.where(mask > 0, adv_PG, 0.0)
     return flip_by_verdict(adv_PG, verdicts_PGT) * token_mask_PGT
 
-  return base.stateless(fn)
+  # Step verdicts come from a process verifier, not from the rollout.
+  return base.declare(base.stateless(fn), extras=("step_verdicts",))

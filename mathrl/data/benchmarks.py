@@ -119,17 +119,26 @@ def _boxed_answer(raw: records.RawLine, solution: str) -> str:
   return answer
 
 
-def _math(raw: records.RawLine) -> dict[str, str]:
-  solution = raw.get("solution", str)
-  return _record(
-      raw,
-      "math",
-      difficulty=_math_level(raw),
-      question=raw.get("problem", str),
-      answer=_boxed_answer(raw, solution),
-      solution=solution,
-      id=str(raw.get("idx", int)),
-  )
+def _boxed_solution(
+    source: str, level: Callable[[records.RawLine], str] | None = None
+) -> Callable[[records.RawLine], dict[str, str]]:
+  """The normaliser of a file of `problem`, `solution` (gold answer in its
+  last \\boxed{}) and `idx` (MATH, Minerva Math); `level` reads the record's
+  difficulty when the benchmark has one."""
+
+  def normalise(raw: records.RawLine) -> dict[str, str]:
+    solution = raw.get("solution", str)
+    return _record(
+        raw,
+        source,
+        difficulty=level(raw) if level else "",
+        question=raw.get("problem", str),
+        answer=_boxed_answer(raw, solution),
+        solution=solution,
+        id=str(raw.get("idx", int)),
+    )
+
+  return normalise
 
 
 def _math500(raw: records.RawLine) -> dict[str, str]:
@@ -141,18 +150,6 @@ def _math500(raw: records.RawLine) -> dict[str, str]:
       answer=raw.get("answer", str),
       solution=raw.get("solution", str),
       id=raw.get("unique_id", str),
-  )
-
-
-def _minerva(raw: records.RawLine) -> dict[str, str]:
-  solution = raw.get("solution", str)
-  return _record(
-      raw,
-      "minerva_math",
-      question=raw.get("problem", str),
-      answer=_boxed_answer(raw, solution),
-      solution=solution,
-      id=str(raw.get("idx", int)),
   )
 
 
@@ -317,13 +314,14 @@ BENCHMARKS: dict[str, Benchmark] = {
             _math500,
             "Lightman et al. 2023, arXiv:2305.20050 (a subset of MATH test)",
         ),
-        _benchmark("math", _math, "Hendrycks et al. 2021, arXiv:2103.03874"),
+        _benchmark("math", _boxed_solution("math", level=_math_level),
+                   "Hendrycks et al. 2021, arXiv:2103.03874"),
         _benchmark("aime24", _aime24, "AIME 2024 I and II (MAA)"),
         _benchmark("aime25", _aime25, "AIME 2025 I and II (MAA)"),
         _benchmark("amc23", _amc23, "AMC 12A and 12B 2023 (MAA)"),
         _benchmark(
             "minerva_math",
-            _minerva,
+            _boxed_solution("minerva_math"),
             "Lewkowycz et al. 2022, arXiv:2206.14858 (MIT OCW problems)",
         ),
         _benchmark(

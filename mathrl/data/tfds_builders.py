@@ -149,69 +149,34 @@ class BenchmarkBuilder(
       yield index, record
 
 
-class Gsm8k(BenchmarkBuilder):
-  """GSM8K train (7,473) and test (1,319)."""
-
-  name = "mathrl_gsm8k"
-  BENCHMARK = "gsm8k"
-
-
-class Math500(BenchmarkBuilder):
-  """MATH-500 test (500; a subset of MATH test)."""
-
-  name = "mathrl_math500"
-  BENCHMARK = "math500"
-
-
-class Math(BenchmarkBuilder):
-  """MATH test (5,000)."""
-
-  name = "mathrl_math"
-  BENCHMARK = "math"
+# One builder per benchmark: (benchmark key, class name, description).
+_TABLE = (
+    ("gsm8k", "Gsm8k", "GSM8K train (7,473) and test (1,319)."),
+    ("math500", "Math500", "MATH-500 test (500; a subset of MATH test)."),
+    ("math", "Math", "MATH test (5,000)."),
+    ("aime24", "Aime24", "AIME 2024 (30)."),
+    ("aime25", "Aime25", "AIME 2025 (30)."),
+    ("amc23", "Amc23", "AMC 2023 (40)."),
+    ("minerva_math", "MinervaMath", "Minerva Math (272)."),
+    ("olympiadbench", "OlympiadBench",
+     "OlympiadBench, English text-only math competition subset (675)."),
+)
 
 
-class Aime24(BenchmarkBuilder):
-  """AIME 2024 (30)."""
-
-  name = "mathrl_aime24"
-  BENCHMARK = "aime24"
-
-
-class Aime25(BenchmarkBuilder):
-  """AIME 2025 (30)."""
-
-  name = "mathrl_aime25"
-  BENCHMARK = "aime25"
-
-
-class Amc23(BenchmarkBuilder):
-  """AMC 2023 (40)."""
-
-  name = "mathrl_amc23"
-  BENCHMARK = "amc23"
-
-
-class MinervaMath(BenchmarkBuilder):
-  """Minerva Math (272)."""
-
-  name = "mathrl_minerva_math"
-  BENCHMARK = "minerva_math"
-
-
-class OlympiadBench(BenchmarkBuilder):
-  """OlympiadBench, English text-only math competition subset (675)."""
-
-  name = "mathrl_olympiadbench"
-  BENCHMARK = "olympiadbench"
+def _builder_class(benchmark: str, class_name: str,
+                   doc: str) -> type[BenchmarkBuilder]:
+  """A registered TFDS builder `mathrl_<benchmark>` for one benchmark."""
+  return type(class_name, (BenchmarkBuilder,), {
+      "__doc__": doc, "__module__": __name__,
+      "name": f"mathrl_{benchmark}", "BENCHMARK": benchmark,
+  })
 
 
 BUILDERS: dict[str, type[BenchmarkBuilder]] = {
-    cls.BENCHMARK: cls
-    for cls in (
-        Gsm8k, Math500, Math, Aime24, Aime25, Amc23, MinervaMath,
-        OlympiadBench,
-    )
+    benchmark: _builder_class(benchmark, class_name, doc)
+    for benchmark, class_name, doc in _TABLE
 }
+Gsm8k = BUILDERS["gsm8k"]
 
 
 class BenchmarkSource:

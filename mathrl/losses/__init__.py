@@ -51,3 +51,15 @@ from mathrl.losses.token_selection import clip_cov
 from mathrl.losses.token_selection import forking_tokens
 from mathrl.losses.token_selection import kl_cov
 from mathrl.losses.token_selection import token_covariance
+
+# The names a config may use: `rl.loss`, `rl.aggregation`, `rl.kl`.
+POLICY_LOSSES = (
+    "cispo", "clip_cov", "drpo", "forking_tokens", "geo_mean", "gpg", "gppo",
+    "gspo", "kl_cov", "ppo_clip", "reinforce", "sapo", "siren", "steer",
+)
+AGGREGATIONS = (
+    "token_mean", "seq_mean_token_mean", "seq_mean_token_sum",
+    "seq_mean_token_sum_norm",
+)
+KL_ESTIMATORS = ("kl_k1", "kl_k2", "kl_k3", "kl_abs", "kl_k1_plus",
+                 "kl_k3_plus")

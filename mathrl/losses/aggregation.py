@@ -1,6 +1,6 @@
 """Loss aggregation: per-token [B, T] values → a scalar.
 
-Aggregation is where GRPO, DAPO and Dr. GRPO differ (spec §0.1, verl
+Aggregation is where GRPO, DAPO and Dr. GRPO differ (verl
 `agg_loss`). Every mode is called `(values_BT, mask_BT, **kw)`.
 
 Micro-batching and sharding: pass the GLOBAL counts of the whole

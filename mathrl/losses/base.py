@@ -31,6 +31,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mathrl.types import Needs
+
 Metrics = dict[str, jax.Array]
 LOG_RATIO_CLIP = 20.0
 
@@ -66,11 +68,15 @@ class PolicyLoss:
     name: the public factory name (`mathrl.losses.<name>`).
     fn: `fn(inputs: LossInputs, **hparams) -> (per_token_BT, metrics)`.
     hparams: the hyperparameters as sorted (name, value) pairs.
+    needs: what the loss needs from the train step (`types.Needs`): the
+      current or behaviour policy's entropy, rollout extras, a stateful
+      regulariser.
   """
 
   name: str
   fn: Callable[..., tuple[jax.Array, Metrics]]
   hparams: tuple[tuple[str, Any], ...] = ()
+  needs: Needs = Needs()
 
   def __call__(
       self,
@@ -108,15 +114,19 @@ class PolicyLoss:
     }
 
 
-def make(name: str, fn: Callable[..., Any], **hparams: Any) -> PolicyLoss:
-  """Builds a `PolicyLoss`; hyperparameters must be Python scalars or None."""
+def make(name: str, fn: Callable[..., Any], *, needs: Needs = Needs(),
+         **hparams: Any) -> PolicyLoss:
+  """Builds a `PolicyLoss`; hyperparameters must be Python scalars or None.
+
+  `needs` declares what the train step must supply (`types.Needs`).
+  """
   for key, value in hparams.items():
     if isinstance(value, jax.Array):
       raise TypeError(
           f"{name}: hyperparameter {key} must be a Python number, got an"
           " array; pass float(...) (hyperparameters are static)."
       )
-  return PolicyLoss(name, fn, tuple(sorted(hparams.items())))
+  return PolicyLoss(name, fn, tuple(sorted(hparams.items())), needs)
 
 
 def prepare(

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from mathrl.losses import base
+from mathrl.types import Needs
 
 
 def _correctness_PG(inputs, num_seq, group_size):
@@ -165,6 +166,7 @@ def drpo(
   return base.make(
       "drpo",
       _drpo,
+      needs=Needs(extras=("correctness",)),
       tau=tau,
       length_temp=length_temp,
       beta=beta,

@@ -12,11 +12,15 @@ trainer (Linn3a/siren `ray_trainer.py`). Pass it as the extra
 `entropy_anchor`.
 """
 
+import dataclasses
+from typing import Any, Callable
+
 import jax
 import jax.numpy as jnp
 
 from mathrl.losses import base
 from mathrl.losses import clipping
+from mathrl.types import Needs
 
 
 def top_p_entropy(
@@ -228,13 +232,63 @@ def siren(
   if coef < 0:
     raise ValueError(f"siren: coef must be >= 0, got {coef}.")
   clipping.check_clip("siren", clip_low, clip_high, dual_clip)
-  return base.make(
-      "siren",
-      _siren,
-      top_p=top_p,
-      entropy_top_fraction=entropy_top_fraction,
-      coef=coef,
-      clip_low=clip_low,
-      clip_high=clip_high,
-      dual_clip=dual_clip,
-  )
+  hparams = dict(top_p=top_p, entropy_top_fraction=entropy_top_fraction,
+                 clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip)
+  # In the train step the penalty is added once to the aggregated loss
+  # (exact under every aggregation); the per-token part runs with c = 0.
+  anchor = EntropyAnchor(
+      top_p=top_p, entropy_top_fraction=entropy_top_fraction, coef=coef,
+      surrogate=base.make("siren", _siren, coef=0.0, **hparams))
+  return base.make("siren", _siren, needs=Needs(regulariser=anchor),
+                   coef=coef, **hparams)
+
+
+@dataclasses.dataclass(frozen=True)
+class EntropyAnchor:
+  """SIREN's stateful regulariser: c·(H_sel − H0)² added to the loss.
+
+  H0 (`entropy_anchor`) is NaN until the first train step sets it to
+  `selected_entropy` of that step's rollout batch under the current policy;
+  it is then held (Linn3a/siren `ray_trainer.py`). The train step calls
+  `begin` once per step, `penalty` per micro-batch (weighted by the
+  micro-batch's share of the minibatch's sequences, the authors'
+  per-micro-batch penalty averaged), and uses `surrogate` as the per-token
+  loss.
+
+  Attributes:
+    top_p: nucleus mass of the entropies it reads (the train step computes
+      them from the current logits).
+    entropy_top_fraction: ρ, peak tokens per response.
+    coef: c.
+    surrogate: the per-token policy loss without the penalty.
+  """
+
+  top_p: float
+  entropy_top_fraction: float
+  coef: float
+  surrogate: base.PolicyLoss
+
+  def init(self) -> dict[str, jax.Array]:
+    return {"entropy_anchor": jnp.full((), jnp.nan, jnp.float32)}
+
+  def begin(self, state: Any, nucleus_fn: Callable[[], jax.Array],
+            mask_BT: jax.Array) -> dict[str, jax.Array]:
+    """H0 ← selected_entropy(nucleus_fn(), mask) if H0 is NaN, else H0."""
+    anchor = state["entropy_anchor"]
+    first = lambda: selected_entropy(
+        jax.lax.stop_gradient(nucleus_fn()), mask_BT,
+        self.entropy_top_fraction)
+    return {"entropy_anchor": jax.lax.cond(
+        jnp.isnan(anchor), first, lambda: anchor)}
+
+  def extras(self, state: Any, nucleus_BT: jax.Array) -> dict[str, Any]:
+    """The surrogate's extra inputs."""
+    return dict(entropy_nucleus=nucleus_BT,
+                entropy_anchor=state["entropy_anchor"])
+
+  def penalty(self, state: Any, nucleus_BT: jax.Array, mask_BT: jax.Array
+              ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """(c·(H_sel − H0)², metrics) of one micro-batch."""
+    h_sel = selected_entropy(nucleus_BT, mask_BT, self.entropy_top_fraction)
+    penalty = self.coef * jnp.square(h_sel - state["entropy_anchor"])
+    return penalty, {"entropy_selected": h_sel, "entropy_penalty": penalty}

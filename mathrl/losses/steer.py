@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from mathrl.losses import base
+from mathrl.types import Needs
 from mathrl.losses import clipping
 
 
@@ -148,6 +149,7 @@ def steer(
   return base.make(
       "steer",
       _steer,
+      needs=Needs(entropy="behaviour"),
       clip_low=clip_low,
       clip_high=clip_high,
       dual_clip=dual_clip,

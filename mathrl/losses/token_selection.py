@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from mathrl.losses import base
+from mathrl.types import Needs
 from mathrl.losses import clipping
 
 
@@ -144,9 +145,11 @@ def forking_tokens(
   """
   _check_fraction("forking_tokens", "top_fraction", top_fraction)
   clipping.check_clip("forking_tokens", clip_low, clip_high, dual_clip)
+  # The paper selects by the entropy of the policy being optimised.
   return base.make(
       "forking_tokens",
       _forking_tokens,
+      needs=Needs(entropy="current"),
       top_fraction=top_fraction,
       clip_low=clip_low,
       clip_high=clip_high,
@@ -244,7 +247,10 @@ def _kl_cov(inputs, *, kl_cov_ratio, ppo_kl_coef):
   cov_BT = token_covariance(inputs.adv_BT, inputs.logp_BT, mask_BT)
   num_pick = jnp.maximum(jnp.floor(jnp.sum(mask_BT) * kl_cov_ratio), 1.0)
   picked_BT = valid_BT & (descending_rank(cov_BT, valid_BT) < num_pick)
-  loss_BT = loss_BT + jnp.where(picked_BT, ppo_kl_coef * jnp.abs(d_BT), 0.0)
+  # |d| with the gradient sign(d), 0 at d = 0 (PyTorch's abs, as in the
+  # authors' code): at ratio 1 the penalty does not push the token.
+  abs_d_BT = d_BT * jax.lax.stop_gradient(jnp.sign(d_BT))
+  loss_BT = loss_BT + jnp.where(picked_BT, ppo_kl_coef * abs_d_BT, 0.0)
   picked_frac = base.masked_mean(picked_BT, mask_BT)
   return loss_BT, {
       "selected_frac": picked_frac,
@@ -261,6 +267,8 @@ def kl_cov(
   KL-Cov (arXiv:2505.22617; verl `compute_policy_loss_kl_cov`): unclipped
   surrogate everywhere, plus an |log-ratio| penalty on the k = max(1,
   ⌊N·r_k⌋) valid tokens with the largest covariance (ties by position).
+  ∂|d|/∂d = sign(d), which is 0 at d = 0 as in PyTorch: on-policy (ratio 1)
+  the penalty leaves the gradient −A·∂r unchanged.
   `kl_cov_ratio` is a fraction (verl); the authors' `k_percent` is a
   percentage (0.2 there = 2e-3 here, their 7B value; 2e-4 for 32B). β = 1 is
   the authors' value (verl's yaml has 0.1). Selection scope: see the module
