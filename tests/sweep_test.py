@@ -96,7 +96,7 @@ def test_comparison_sweep_has_nine_methods_by_three_seeds_that_validate():
     assert tuple(config.data.buckets) == (72,)
   # The recipes' own method fields stay.
   assert by_name["dgpo_seed1"].rl.advantage == "dgpo"
-  assert by_name["dgpo_seed1"].rl.advantage_kwargs.enable_dqw
+  assert by_name["dgpo_seed1"].rl.advantage_kwargs.dqw_temp == 2.0
   assert by_name["gspo_seed1"].rl.loss == "gspo"
   assert by_name["mc_grpo_seed1"].rl.num_generations == 9
   assert by_name["grpo_seed1"].rl.kl == "kl_k3"
