@@ -12,6 +12,17 @@ stop id (any of `eos_ids`) or T tokens exist. `mask_BT` is 1 up to and
 including the stop token, 0 after it; later positions hold `pad_id` and
 log-probability 0.
 
+Compaction (`compact=True`, the default): finished rows would otherwise
+cost a full decode step each until the last row stops. The loop instead
+returns to the host whenever the rows still running fit the next smaller
+batch bucket (B, then shards · 2^k: 64 → 32 → ... → 1 rows); their cache
+rows, logits and outputs are gathered into that bucket (padding rows are
+marked done) and decoding resumes. Rows never move between data-parallel
+shards. Each bucket size compiles once. Row r draws its step-t token with
+the key fold_in(fold_in(rng, r), t), so its samples do not depend on which
+other rows are still in the batch: the output is the same with and
+without compaction.
+
 `logprobs_BT` are log π(y_t | x, y_<t) of the sampled tokens under the
 model itself — temperature 1, no truncation — whatever the sampling method;
 `entropy_BT` (when asked for) is the entropy of that same untempered
@@ -19,9 +30,10 @@ distribution. The RL train step does not read them: it recomputes its
 log-probs at the sampling temperature (`train_step.make_train_step(
 temperature=τ)`), so compare these with a tempered policy only at τ = 1.
 
-Compilation: the jitted core is specialised on (model graph, B, L, T,
-method, eos_ids), so a run compiles once per prompt-length bucket; pass
-`buckets=` to left-pad prompts to a few fixed lengths.
+Compilation: prefill and decode loop are specialised on (model graph, B,
+L, T, method, eos_ids), so a run compiles once per prompt-length bucket
+(plus once per batch bucket it compacts to); pass `buckets=` to left-pad
+prompts to a few fixed lengths.
 
 KV-cache memory: 2 (k and v) × layers × B × (L + T) × K × H × bytes(dtype);
 `generate` refuses a request above `max_cache_bytes` (default: the device's
@@ -555,30 +567,12 @@ def generate(
     tokens = jnp.repeat(tokens, num_samples, axis=0)
     mask = jnp.repeat(mask, num_samples, axis=0)
   b, l = tokens.shape
-  config = model.config
-  need = kv_cache_bytes(config, b, l + max_new_tokens, model.dtype)
-  limit = max_cache_bytes if max_cache_bytes is not None else (
-      _device_memory_limit())
-  if limit is not None and need > limit:
-    raise ValueError(
-        f"the KV cache needs {need / 2**30:.2f} GiB (2 × {config.num_layers}"
-        f" layers × B={b} × L+T={l + max_new_tokens} × K="
-        f"{config.num_kv_heads} × H={config.head_dim} ×"
-        f" {jnp.dtype(model.dtype).itemsize} bytes) but only"
-        f" {limit / 2**30:.2f} GiB are available: reduce the batch (rows ×"
-        " samples), the prompt bucket or max_new_tokens, or shard the batch"
-        " over more devices"
-    )
+  _check_cache_fits(model.config, b, l + max_new_tokens, model.dtype,
+                    max_cache_bytes)
   graphdef, params = nnx.split(model)
   shards = 1
   if mesh is not None:
-    param_sh = sharding.logical_to_sharding(params, mesh, sharding.SAMPLE_RULES)
-    params = jax.device_put(params, param_sh)
-    spec = sharding.logical_to_spec(("batch", None), tokens.shape, mesh,
-                                    sharding.SAMPLE_RULES)
-    batch_sh = jax.sharding.NamedSharding(mesh, spec)
-    tokens, mask = jax.device_put((tokens, mask), batch_sh)
-    shards = _batch_shards(spec, mesh)
+    params, tokens, mask, shards = _place_on_mesh(params, tokens, mask, mesh)
   run = functools.partial(
       _sample, graphdef, params, tokens, mask, rng, compact=compact,
       shards=shards, max_new_tokens=max_new_tokens,
@@ -592,12 +586,42 @@ def generate(
   return out if return_entropy else out.replace(entropy_BT=None)
 
 
-def _batch_shards(spec: jax.sharding.PartitionSpec, mesh) -> int:
-  """How many ways the batch dimension of `spec` is split on `mesh`."""
-  axes = spec[0] if len(spec) else None
-  axes = () if axes is None else (axes,) if isinstance(axes, str) else axes
+def _check_cache_fits(config, b: int, m: int, dtype, max_cache_bytes):
+  """Raises when a KV cache of B rows × M slots exceeds the memory limit."""
+  need = kv_cache_bytes(config, b, m, dtype)
+  limit = max_cache_bytes if max_cache_bytes is not None else (
+      _device_memory_limit())
+  if limit is not None and need > limit:
+    raise ValueError(
+        f"the KV cache needs {need / 2**30:.2f} GiB (2 × {config.num_layers}"
+        f" layers × B={b} × L+T={m} × K="
+        f"{config.num_kv_heads} × H={config.head_dim} ×"
+        f" {jnp.dtype(dtype).itemsize} bytes) but only"
+        f" {limit / 2**30:.2f} GiB are available: reduce the batch (rows ×"
+        " samples), the prompt bucket or max_new_tokens, or shard the batch"
+        " over more devices"
+    )
+
+
+def _place_on_mesh(params, tokens_BL, mask_BL, mesh):
+  """Puts weights and prompts on `mesh` by SAMPLE_RULES.
+
+  Returns:
+    (params, tokens_BL, mask_BL, shards): shards is how many ways the batch
+    is split (the data-parallel ways B divides into).
+  """
+  rules = sharding.SAMPLE_RULES
+  params = jax.device_put(
+      params, sharding.logical_to_sharding(params, mesh, rules))
+  spec = sharding.logical_to_spec(("batch", None), tokens_BL.shape, mesh,
+                                  rules)
+  batch_sh = jax.sharding.NamedSharding(mesh, spec)
+  tokens_BL, mask_BL = jax.device_put((tokens_BL, mask_BL), batch_sh)
+  axes = () if spec[0] is None else (
+      (spec[0],) if isinstance(spec[0], str) else spec[0])
   sizes = dict(zip(mesh.axis_names, mesh.axis_sizes))
-  return int(np.prod([sizes[a] for a in axes], dtype=int))
+  shards = int(np.prod([sizes[a] for a in axes], dtype=int))
+  return params, tokens_BL, mask_BL, shards
 
 
 def _sample(graphdef, params, tokens_BL, mask_BL, rng, *, compact, shards,

@@ -256,6 +256,7 @@ class RLSetup:
     self.sampler = rollout_lib.Sampler(
         method=builders.make_sampling_method(c),
         max_new_tokens=c.sampling.max_new_tokens, eos_ids=run.eos_ids,
+        compact=c.sampling.compact,
     )
 
   def initial_tree(self, params) -> dict[str, Any]:
