@@ -15,7 +15,7 @@ log-probability 0.
 Compaction (`compact=True`, the default): finished rows would otherwise
 cost a full decode step each until the last row stops. The loop instead
 returns to the host whenever the rows still running fit the next smaller
-batch bucket (B, then shards · 2^k: 64 → 32 → ... → 1 rows); their cache
+batch bucket (B, then shards · 2^k ≥ 8: 64 → 32 → 16 → 8 rows); their cache
 rows, logits and outputs are gathered into that bucket (padding rows are
 marked done) and decoding resumes. Rows never move between data-parallel
 shards. Each bucket size compiles once. Row r draws its step-t token with
@@ -442,18 +442,27 @@ def _compact(state: SamplingState, out: SamplingOutput, index_DR, pad_DR):
   return state, out
 
 
-def batch_buckets(batch_size: int, shards: int = 1) -> tuple[int, ...]:
+# The smallest batch bucket compaction goes down to: below ~8 rows a
+# decode step costs about the same whatever the row count (reading the
+# weights dominates), so smaller buckets would only add compiles.
+MIN_BUCKET_ROWS = 8
+
+
+def batch_buckets(batch_size: int, shards: int = 1,
+                  min_rows: int = MIN_BUCKET_ROWS) -> tuple[int, ...]:
   """Row counts the decode loop compacts to: B, then shards · 2^k < B.
 
   Every size is a multiple of `shards` (the data-parallel ways the batch
-  is split), so each shard keeps an equal number of rows.
+  is split), so each shard keeps an equal number of rows; none is below
+  `min_rows` (or `shards`).
   """
   if batch_size % shards:
     raise ValueError(
         f"batch of {batch_size} rows is not divisible into {shards} shards")
   sizes, per_shard = [batch_size], 1
   while per_shard * shards < batch_size:
-    sizes.append(per_shard * shards)
+    if per_shard * shards >= min_rows:
+      sizes.append(per_shard * shards)
     per_shard *= 2
   return tuple(sorted(set(sizes), reverse=True))
 
@@ -541,7 +550,7 @@ def generate(
     max_cache_bytes: refuse requests whose KV cache is larger (default: the
       device's memory limit when known).
     compact: drop finished rows from the decode batch: whenever the rows
-      still running fit a smaller bucket (B, then shards · 2^k), they are
+      still running fit a smaller bucket (`batch_buckets`), they are
       gathered into it, so a finished row stops costing decode steps
       (one compile per bucket size). The output is the same either way:
       each row samples from its own key stream.

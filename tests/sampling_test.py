@@ -260,14 +260,14 @@ def compactions(monkeypatch):
                                     sampling.Temperature(1.0)])
 def test_compaction_gives_the_full_batch_output(method, loaded, compactions):
   model = loaded["llama"]
-  kw = dict(rng=jax.random.key(6), max_new_tokens=16, eos_ids=_STOPS,
-            method=method, return_entropy=True, num_samples=2)
+  kw = dict(rng=jax.random.key(6), max_new_tokens=12, eos_ids=_STOPS,
+            method=method, return_entropy=True)
   mask_BL = (_RAGGED_BL > 0).astype(np.int32)
   full = sampling.generate(model, _RAGGED_BL, mask_BL, compact=False, **kw)
   assert not compactions
   compact = sampling.generate(model, _RAGGED_BL, mask_BL, **kw)
   lengths = np.asarray(full.mask_BT).sum(1)
-  # Rows stop at different steps, and the 32 rows shrank to smaller buckets.
+  # Rows stop at different steps, and the 16 rows shrank to smaller buckets.
   assert len(set(lengths)) >= 4, lengths
   assert compactions and compactions == sorted(compactions, reverse=True)
   np.testing.assert_array_equal(compact.tokens_BT, full.tokens_BT)
@@ -295,10 +295,14 @@ def test_row_draws_do_not_depend_on_the_other_rows():
 
 
 def test_batch_buckets_are_multiples_of_the_shards():
-  assert sampling.batch_buckets(64) == (64, 32, 16, 8, 4, 2, 1)
-  # 24 rows over 4 data-parallel shards: 6, 4, 2, 1 rows per shard.
-  assert sampling.batch_buckets(24, 4) == (24, 16, 8, 4)
-  assert sampling.batch_buckets(5) == (5, 4, 2, 1)
+  # Powers of two from MIN_BUCKET_ROWS = 8 up, below B.
+  assert sampling.batch_buckets(64) == (64, 32, 16, 8)
+  assert sampling.batch_buckets(64, min_rows=1) == (64, 32, 16, 8, 4, 2, 1)
+  # 24 rows over 4 data-parallel shards: 6, 4, 2 rows per shard.
+  assert sampling.batch_buckets(24, 4) == (24, 16, 8)
+  # 16 shards: never below one row per shard.
+  assert sampling.batch_buckets(48, 16) == (48, 32, 16)
+  assert sampling.batch_buckets(5) == (5,)
   with pytest.raises(ValueError, match="not divisible into 4 shards"):
     sampling.batch_buckets(6, 4)
 
@@ -309,7 +313,7 @@ def test_sharded_compaction_equals_single_device(loaded, compactions):
             method=sampling.Temperature(1.0), num_samples=2)
   mask_BL = (_RAGGED_BL > 0).astype(np.int32)
   single = sampling.generate(model, _RAGGED_BL, mask_BL, compact=False, **kw)
-  # Batch over data × fsdp = 4 shards: buckets of 32, 16, 8 and 4 rows.
+  # Batch over data × fsdp = 4 shards: buckets of 32, 16 and 8 rows.
   mesh = sharding.make_mesh(data=2, fsdp=2, tensor=2)
   sharded = sampling.generate(model, _RAGGED_BL, mask_BL, mesh=mesh, **kw)
   assert compactions and all(n % 4 == 0 for n in compactions)
