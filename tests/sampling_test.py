@@ -1,6 +1,8 @@
 """The rollout sampler: exactness against transformers and the full forward,
 sampling distributions, compile-once, sharding, and memory checks."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -244,21 +246,27 @@ _STOPS = tuple(range(3, 256, 8))
 
 @pytest.fixture
 def compactions(monkeypatch):
-  """Counts the calls of the sampler's compaction step."""
-  calls = []
+  """Rows kept by each compaction step; the first one's collectives."""
+  calls, collectives = [], []
   compact = sampling._compact  # pylint: disable=protected-access
 
   def counted(*args):
     calls.append(args[2].size)  # rows kept
+    if len(calls) == 1:
+      collectives.extend(
+          line for line in compact.lower(*args).compile().as_text()
+          .splitlines() if "all-gather(" in line or "all-to-all(" in line
+          or "collective-permute(" in line)
     return compact(*args)
 
   monkeypatch.setattr(sampling, "_compact", counted)
-  return calls
+  return calls, collectives
 
 
 @pytest.mark.parametrize("method", [sampling.Greedy(),
                                     sampling.Temperature(1.0)])
 def test_compaction_gives_the_full_batch_output(method, loaded, compactions):
+  compactions, _ = compactions
   model = loaded["llama"]
   kw = dict(rng=jax.random.key(6), max_new_tokens=12, eos_ids=_STOPS,
             method=method, return_entropy=True)
@@ -316,7 +324,14 @@ def test_sharded_compaction_equals_single_device(loaded, compactions):
   # Batch over data × fsdp = 4 shards: buckets of 32, 16 and 8 rows.
   mesh = sharding.make_mesh(data=2, fsdp=2, tensor=2)
   sharded = sampling.generate(model, _RAGGED_BL, mask_BL, mesh=mesh, **kw)
+  compactions, collectives = compactions
   assert compactions and all(n % 4 == 0 for n in compactions)
+  # Rows stay in their shard: the cache [B, K, H, M] and logits [B, V] are
+  # gathered without communication; only the write-back of the [B, T ≤ 12]
+  # outputs (and their [B, 1] row ids) gathers across shards.
+  shapes = [re.search(r"= \w+\[(\d+),(\d+)\]\{", line)
+            for line in collectives]
+  assert all(m and int(m.group(2)) <= 12 for m in shapes), collectives
   np.testing.assert_array_equal(single.tokens_BT, sharded.tokens_BT)
   np.testing.assert_array_equal(single.mask_BT, sharded.mask_BT)
   np.testing.assert_allclose(single.logprobs_BT, sharded.logprobs_BT,
