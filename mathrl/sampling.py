@@ -366,8 +366,11 @@ def _decode_step(model, blocks, s: SamplingState, rng, *, eos_ids, method,
     donate_argnames=("state",))
 def _decode(graphdef, params, state, rng, *, shards, stop_at, eos_ids, method,
             return_entropy, pad_id) -> SamplingState:
-  """Decodes until T tokens exist or no shard has more than `stop_at` live
-  rows (every row done when stop_at is 0)."""
+  """The state after decoding until T tokens exist or few rows run.
+
+  The loop stops once no shard has more than `stop_at` live rows (with
+  stop_at 0: once every row is done), i.e. when they fit a smaller bucket.
+  """
   model = nnx.merge(graphdef, params)
   # Per-layer weights sliced once, outside the decode loop.
   blocks = model.split_layers()
