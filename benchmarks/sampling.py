@@ -121,7 +121,7 @@ def ragged_comparison(args):
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
 
-  torch.set_num_threads(os.cpu_count())
+  torch.set_num_threads(args.torch_threads or os.cpu_count())
   tok = transformers.AutoTokenizer.from_pretrained(args.model)
   tokens, mask = _prompts(tok, args.rows)
   model = models.from_pretrained(args.model, dtype=jnp.float32)
@@ -245,6 +245,9 @@ def main():
                  help="rows stop at different steps (compaction on/off)")
   p.add_argument("--stop_fraction", type=float, default=1 / 24,
                  help="--ragged: share of the vocabulary that ends a row")
+  p.add_argument("--torch_threads", type=int, default=0,
+                 help="--ragged: torch threads (0: all cores); 1 on an"
+                 " oversubscribed machine, where OpenMP spin-waits")
   p.add_argument("--gpu_roofline", action="store_true")
   p.add_argument("--hbm_gbps", type=float, default=3350.0,
                  help="HBM bandwidth of the GPU (H100 SXM: 3350)")
