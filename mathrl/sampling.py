@@ -486,7 +486,7 @@ def _compaction_index(done_R: np.ndarray, shards: int,
 
 def _decode_all(graphdef, params, state, out, rng, *, compact, shards,
                 max_new_tokens, **kw) -> SamplingOutput:
-  """Runs the decode loop, compacting finished rows away between buckets.
+  """The [B, T] outputs of the decode loop, finished rows compacted away.
 
   Without `compact`, one loop over all B rows until every row is done.
   With it, the loop returns whenever every shard's live rows fit the next
@@ -515,6 +515,7 @@ def _decode_all(graphdef, params, state, out, rng, *, compact, shards,
                           logprobs_BT=state.logprobs_RT,
                           mask_BT=state.mask_RT, entropy_BT=state.entropy_RT)
   return _finish(state, out)
+
 
 def generate(
     model: nnx.Module,
