@@ -9,6 +9,11 @@ machine load. Threads: JAX uses all cores; torch is set to the same count.
 
   python ../shared/bench/make_tiny_qwen2.py /tmp/tinyqwen
   python benchmarks/sampling.py --model /tmp/tinyqwen --rows 64 --new 64
+  python benchmarks/sampling.py --model /tmp/tinyqwen --ragged --new 128
+
+`--ragged` instead samples with stop ids, so rows finish at different
+steps, and times mathrl with and without compaction of finished rows
+against transformers in the same run.
 
 With a GPU, `--gpu_roofline` instead times a Qwen2.5-0.5B-shaped random
 model in bf16 with 256 rows and reports the fraction of the HBM-bandwidth
@@ -103,6 +108,68 @@ def cpu_comparison(args):
   return results
 
 
+def ragged_comparison(args):
+  """Rows that stop at different steps: compaction on and off vs transformers.
+
+  Sampled at temperature 1 with a set of stop ids covering `stop_fraction`
+  of the vocabulary: the random checkpoint's next-token distribution is
+  nearly uniform, so each step ends a row with probability ≈ that fraction
+  and lengths spread from 1 to `new` tokens, as completions do in RL.
+  Throughput counts the tokens each system actually generated (up to and
+  including the stop token).
+  """
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+
+  torch.set_num_threads(args.torch_threads or os.cpu_count())
+  tok = transformers.AutoTokenizer.from_pretrained(args.model)
+  tokens, mask = _prompts(tok, args.rows)
+  model = models.from_pretrained(args.model, dtype=jnp.float32)
+  hf = transformers.AutoModelForCausalLM.from_pretrained(
+      args.model, dtype=torch.float32)
+  hf.eval()
+  v = model.config.vocab_size
+  stops = tuple(range(3, v, round(1 / args.stop_fraction)))
+  counts = {}
+
+  def run_mathrl(compact):
+    out = sampling.generate(model, tokens, mask, rng=jax.random.key(0),
+                            max_new_tokens=args.new, eos_ids=stops,
+                            method=sampling.Temperature(1.0), compact=compact)
+    counts[f"mathrl compact={compact}"] = int(out.mask_BT.sum())
+
+  def run_hf():
+    with torch.no_grad():
+      out = hf.generate(torch.from_numpy(tokens).long(),
+                        attention_mask=torch.from_numpy(mask).long(),
+                        max_new_tokens=args.new, do_sample=True,
+                        temperature=1.0, top_k=0, top_p=1.0,
+                        eos_token_id=list(stops),
+                        pad_token_id=tok.pad_token_id)
+    stop_BT = np.isin(out[:, tokens.shape[1]:].numpy(), stops)
+    # Tokens up to and including each row's first stop id.
+    counts["transformers"] = int(np.where(
+        stop_BT.any(1), stop_BT.argmax(1) + 1, stop_BT.shape[1]).sum())
+
+  systems = {"mathrl compact=True": lambda: run_mathrl(True),
+             "mathrl compact=False": lambda: run_mathrl(False),
+             "transformers": run_hf}
+  for fn in systems.values():  # compile every bucket / first-call set-up
+    fn()
+  times = {name: [] for name in systems}
+  for _ in range(args.repeats):  # alternate: same load for all three
+    for name, fn in systems.items():
+      times[name].append(_median_time(fn, 1))
+  hf_rate = counts["transformers"] / statistics.median(times["transformers"])
+  for name in systems:
+    t = statistics.median(times[name])
+    rate = counts[name] / t
+    print(f"ragged   {name:22s} {counts[name]:6d} tokens"
+          f" ({counts[name] / args.rows:5.1f}/row) {t * 1e3:7.1f} ms"
+          f" {rate:9.0f} tok/s   vs transformers {rate / hf_rate:5.2f}x",
+          flush=True)
+
+
 def matmul_floor(model, rows, new, repeats):
   """Seconds for `new` decode steps' worth of the model's matmuls alone.
 
@@ -174,6 +241,13 @@ def main():
   p.add_argument("--rows", type=int, default=64)
   p.add_argument("--new", type=int, default=64)
   p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--ragged", action="store_true",
+                 help="rows stop at different steps (compaction on/off)")
+  p.add_argument("--stop_fraction", type=float, default=1 / 24,
+                 help="--ragged: share of the vocabulary that ends a row")
+  p.add_argument("--torch_threads", type=int, default=0,
+                 help="--ragged: torch threads (0: all cores); 1 on an"
+                 " oversubscribed machine, where OpenMP spin-waits")
   p.add_argument("--gpu_roofline", action="store_true")
   p.add_argument("--hbm_gbps", type=float, default=3350.0,
                  help="HBM bandwidth of the GPU (H100 SXM: 3350)")
@@ -183,7 +257,10 @@ def main():
   else:
     if not args.model:
       p.error("--model is required for the CPU comparison")
-    cpu_comparison(args)
+    if args.ragged:
+      ragged_comparison(args)
+    else:
+      cpu_comparison(args)
 
 
 if __name__ == "__main__":

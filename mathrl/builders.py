@@ -499,7 +499,8 @@ def make_rl(config: mlc.ConfigDict, graphdef: Any = None,
       reward_set=reward_set,
       sampler=rollout_lib.Sampler(
           method=make_sampling_method(config),
-          max_new_tokens=config.sampling.max_new_tokens, eos_ids=eos_ids),
+          max_new_tokens=config.sampling.max_new_tokens, eos_ids=eos_ids,
+          compact=config.sampling.compact),
       group_filter=make_group_filter(config),
       needs_reference=kl_coef > 0,
       rewards_like=jax.ShapeDtypeStruct(

@@ -161,6 +161,10 @@ def base_config() -> mlc.ConfigDict:
   c.sampling.min_p = 0.1
   # Completion length T (tokens).
   c.sampling.max_new_tokens = 48
+  # Drop finished rows from the decode batch (gathered into power-of-two
+  # buckets, one compile each) so they stop costing decode steps; the
+  # samples are the same either way.
+  c.sampling.compact = True
 
   c.sft = mlc.ConfigDict()
   # Supervised warm-start on worked solutions; 0 skips it.

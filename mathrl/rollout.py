@@ -31,6 +31,8 @@ class Sampler:
   method: Any
   max_new_tokens: int
   eos_ids: tuple[int, ...]
+  compact: bool = True
+  """`sampling.generate`'s `compact`: finished rows leave the batch."""
 
 
 @dataclasses.dataclass
@@ -58,6 +60,7 @@ def sample_and_score(
       model, jnp.asarray(batch.tokens_BL), jnp.asarray(batch.mask_BL),
       rng=rng, max_new_tokens=sampler.max_new_tokens,
       eos_ids=sampler.eos_ids, method=sampler.method,
+      compact=sampler.compact,
   )
   tokens_BT = np.asarray(out.tokens_BT)
   mask_BT = np.asarray(out.mask_BT)

@@ -12,6 +12,17 @@ stop id (any of `eos_ids`) or T tokens exist. `mask_BT` is 1 up to and
 including the stop token, 0 after it; later positions hold `pad_id` and
 log-probability 0.
 
+Compaction (`compact=True`, the default): finished rows would otherwise
+cost a full decode step each until the last row stops. The loop instead
+returns to the host whenever the rows still running fit the next smaller
+batch bucket (B, then shards · 2^k ≥ 8: 64 → 32 → 16 → 8 rows); their cache
+rows, logits and outputs are gathered into that bucket (padding rows are
+marked done) and decoding resumes. Rows never move between data-parallel
+shards. Each bucket size compiles once. Row r draws its step-t token with
+the key fold_in(fold_in(rng, r), t), so its samples do not depend on which
+other rows are still in the batch: the output is the same with and
+without compaction.
+
 `logprobs_BT` are log π(y_t | x, y_<t) of the sampled tokens under the
 model itself — temperature 1, no truncation — whatever the sampling method;
 `entropy_BT` (when asked for) is the entropy of that same untempered
@@ -19,9 +30,10 @@ distribution. The RL train step does not read them: it recomputes its
 log-probs at the sampling temperature (`train_step.make_train_step(
 temperature=τ)`), so compare these with a tempered policy only at τ = 1.
 
-Compilation: the jitted core is specialised on (model graph, B, L, T,
-method, eos_ids), so a run compiles once per prompt-length bucket; pass
-`buckets=` to left-pad prompts to a few fixed lengths.
+Compilation: prefill and decode loop are specialised on (model graph, B,
+L, T, method, eos_ids), so a run compiles once per prompt-length bucket
+(plus once per batch bucket it compacts to); pass `buckets=` to left-pad
+prompts to a few fixed lengths.
 
 KV-cache memory: 2 (k and v) × layers × B × (L + T) × K × H × bytes(dtype);
 `generate` refuses a request above `max_cache_bytes` (default: the device's
@@ -189,21 +201,26 @@ class SamplingOutput:
 
 @struct.dataclass
 class SamplingState:
-  """The `lax.while_loop` carry."""
+  """The decode loop's carry: the R rows of the current batch bucket.
+
+  R = B until finished rows are compacted away (see `generate`'s
+  `compact`); `row_R` maps each of them back to its row of the output.
+  """
 
   step: jax.Array
   """int32 scalar: tokens generated so far (the column to write next)."""
-  logits_BV: jax.Array
+  logits_RV: jax.Array
   """float32 next-token logits of every row."""
   cache: transformer.KVCache
   """Keys/values of the prompt and the tokens so far."""
-  done_B: jax.Array
-  """bool: the row has emitted a stop id."""
-  tokens_BT: jax.Array
-  logprobs_BT: jax.Array
-  mask_BT: jax.Array
-  entropy_BT: jax.Array
-
+  done_R: jax.Array
+  """bool: the row has emitted a stop id (or is bucket padding)."""
+  row_R: jax.Array
+  """int32 output row of each row; B for bucket padding (never written)."""
+  tokens_RT: jax.Array
+  logprobs_RT: jax.Array
+  mask_RT: jax.Array
+  entropy_RT: jax.Array
 
 
 def pad_to_bucket(
@@ -256,63 +273,248 @@ def _device_memory_limit() -> int | None:
   return (stats or {}).get("bytes_limit")
 
 
+def sample_rows(method, logits_RV: jax.Array, rng: jax.Array,
+                row_R: jax.Array, step: jax.Array) -> jax.Array:
+  """y_r = method(z_r; key_r,t), key_r,t = fold_in(fold_in(rng, r), t).
+
+  Every output row r draws from its own key stream, so its tokens do not
+  depend on which (or how many) other rows share the batch: compaction of
+  finished rows and sharding leave every row's samples unchanged.
+
+  Args:
+    method: a sampling method (`Greedy()`, `Temperature(τ)`, ...).
+    logits_RV: [R, V] next-token logits.
+    rng: the generation's PRNG key.
+    row_R: [R] int32 output row of each row.
+    step: int32 scalar, the column being sampled.
+
+  Returns:
+    [R] int32 sampled ids.
+  """
+  def one(logits_V, row):
+    key = jax.random.fold_in(jax.random.fold_in(rng, row), step)
+    return method.sample(logits_V[None], key)[0]
+
+  return jax.vmap(one)(logits_RV, row_R)
+
+
 @functools.partial(
-    jax.jit,
-    static_argnames=("graphdef", "max_new_tokens", "eos_ids", "method",
-                     "return_entropy", "pad_id"),
-)
-def _generate(graphdef, params, prompt_tokens_BL, prompt_mask_BL, rng, *,
-              max_new_tokens, eos_ids, method, return_entropy, pad_id):
+    jax.jit, static_argnames=("graphdef", "max_new_tokens", "return_entropy",
+                              "pad_id"))
+def _prefill(graphdef, params, prompt_tokens_BL, prompt_mask_BL, *,
+             max_new_tokens, return_entropy, pad_id):
+  """The decode state after prefilling the prompts into an L + T cache.
+
+  Returns:
+    (state of all B rows, empty [B, T] outputs for `_compact` to fill).
+  """
   model = nnx.merge(graphdef, params)
   b, l = prompt_tokens_BL.shape
   t = max_new_tokens
   cache = model.init_cache(b, l + t)
-  # Per-layer weights sliced once, outside the decode loop.
-  blocks = model.split_layers()
   # Only the last prompt position's logits are needed (the first token's).
   logits_B1V, cache = model(prompt_tokens_BL, attention_mask_BS=prompt_mask_BL,
-                            cache=cache, blocks=blocks, logits_start=l - 1)
-  eos_E = jnp.asarray(eos_ids, jnp.int32)
-  state = SamplingState(
-      step=jnp.zeros((), jnp.int32),
-      logits_BV=logits_B1V[:, 0].astype(jnp.float32),
-      cache=cache,
-      done_B=jnp.zeros((b,), bool),
+                            cache=cache, logits_start=l - 1)
+  out = SamplingOutput(
       tokens_BT=jnp.full((b, t), pad_id, jnp.int32),
       logprobs_BT=jnp.zeros((b, t), jnp.float32),
       mask_BT=jnp.zeros((b, t), jnp.int32),
       entropy_BT=jnp.zeros((b, t) if return_entropy else (b, 0), jnp.float32),
   )
+  state = SamplingState(
+      step=jnp.zeros((), jnp.int32),
+      logits_RV=logits_B1V[:, 0].astype(jnp.float32),
+      cache=cache, done_R=jnp.zeros((b,), bool),
+      row_R=jnp.arange(b, dtype=jnp.int32), tokens_RT=out.tokens_BT,
+      logprobs_RT=out.logprobs_BT, mask_RT=out.mask_BT,
+      entropy_RT=out.entropy_BT,
+  )
+  return state, out
+
+
+def _decode_step(model, blocks, s: SamplingState, rng, *, eos_ids, method,
+                 return_entropy, pad_id) -> SamplingState:
+  """One token for every row: sample, record, feed it through the cache."""
+  tok_R = sample_rows(method, s.logits_RV, rng, s.row_R, s.step)
+  logp_RV = jax.nn.log_softmax(s.logits_RV, axis=-1)
+  logp_R = jnp.take_along_axis(logp_RV, tok_R[:, None], axis=-1)[:, 0]
+  live_R = ~s.done_R
+  tok_R = jnp.where(live_R, tok_R, pad_id)
+  col = s.step
+  entropy_RT = s.entropy_RT
+  if return_entropy:
+    ent_R = -jnp.sum(jnp.exp(logp_RV) * logp_RV, axis=-1)
+    entropy_RT = entropy_RT.at[:, col].set(jnp.where(live_R, ent_R, 0.0))
+  eos_E = jnp.asarray(eos_ids, jnp.int32)
+  done_R = s.done_R | jnp.any(tok_R[:, None] == eos_E[None, :], axis=-1)
+  logits_R1V, cache = model(tok_R[:, None],
+                            attention_mask_BS=live_R[:, None].astype(
+                                jnp.int32), cache=s.cache, blocks=blocks)
+  return SamplingState(
+      step=s.step + 1, logits_RV=logits_R1V[:, 0].astype(jnp.float32),
+      cache=cache, done_R=done_R, row_R=s.row_R,
+      tokens_RT=s.tokens_RT.at[:, col].set(tok_R),
+      logprobs_RT=s.logprobs_RT.at[:, col].set(jnp.where(live_R, logp_R, 0.0)),
+      mask_RT=s.mask_RT.at[:, col].set(live_R.astype(jnp.int32)),
+      entropy_RT=entropy_RT,
+  )
+
+
+@functools.partial(
+    jax.jit, static_argnames=("graphdef", "shards", "stop_at", "eos_ids",
+                              "method", "return_entropy", "pad_id"),
+    donate_argnames=("state",))
+def _decode(graphdef, params, state, rng, *, shards, stop_at, eos_ids, method,
+            return_entropy, pad_id) -> SamplingState:
+  """The state after decoding until T tokens exist or few rows run.
+
+  The loop stops once no shard has more than `stop_at` live rows (with
+  stop_at 0: once every row is done), i.e. when they fit a smaller bucket.
+  """
+  model = nnx.merge(graphdef, params)
+  # Per-layer weights sliced once, outside the decode loop.
+  blocks = model.split_layers()
+  t = state.tokens_RT.shape[1]
 
   def cond(s: SamplingState):
-    return (s.step < t) & ~jnp.all(s.done_B)
+    live_DR = ~s.done_R.reshape(shards, -1)
+    return (s.step < t) & (jnp.max(jnp.sum(live_DR, axis=1)) > stop_at)
 
   def body(s: SamplingState):
-    tok_B = method.sample(s.logits_BV, jax.random.fold_in(rng, s.step))
-    logp_BV = jax.nn.log_softmax(s.logits_BV, axis=-1)
-    logp_B = jnp.take_along_axis(logp_BV, tok_B[:, None], axis=-1)[:, 0]
-    live_B = ~s.done_B
-    tok_B = jnp.where(live_B, tok_B, pad_id)
-    col = s.step
-    tokens_BT = s.tokens_BT.at[:, col].set(tok_B)
-    logprobs_BT = s.logprobs_BT.at[:, col].set(jnp.where(live_B, logp_B, 0.0))
-    mask_BT = s.mask_BT.at[:, col].set(live_B.astype(jnp.int32))
-    entropy_BT = s.entropy_BT
-    if return_entropy:
-      ent_B = -jnp.sum(jnp.exp(logp_BV) * logp_BV, axis=-1)
-      entropy_BT = entropy_BT.at[:, col].set(jnp.where(live_B, ent_B, 0.0))
-    done_B = s.done_B | jnp.any(tok_B[:, None] == eos_E[None, :], axis=-1)
-    logits_B1V, cache = model(tok_B[:, None],
-                              attention_mask_BS=live_B[:, None].astype(
-                                  jnp.int32), cache=s.cache, blocks=blocks)
-    return SamplingState(
-        step=s.step + 1, logits_BV=logits_B1V[:, 0].astype(jnp.float32),
-        cache=cache, done_B=done_B, tokens_BT=tokens_BT,
-        logprobs_BT=logprobs_BT, mask_BT=mask_BT, entropy_BT=entropy_BT,
-    )
+    return _decode_step(model, blocks, s, rng, eos_ids=eos_ids,
+                        method=method, return_entropy=return_entropy,
+                        pad_id=pad_id)
 
-  s = jax.lax.while_loop(cond, body, state)
-  return s.tokens_BT, s.logprobs_BT, s.mask_BT, s.entropy_BT
+  return jax.lax.while_loop(cond, body, state)
+
+
+def _take_rows(x_R, index_DR):
+  """x[index] per shard: row d·(R/D) + index_DR[d, j] of x_R, shard-local."""
+  d = index_DR.shape[0]
+  x_DR = x_R.reshape((d, x_R.shape[0] // d) + x_R.shape[1:])
+  out_DR = jax.vmap(lambda x, i: x[i])(x_DR, index_DR)
+  return out_DR.reshape((index_DR.size,) + x_R.shape[1:])
+
+
+def _write_rows(state: SamplingState, out: SamplingOutput) -> SamplingOutput:
+  """out[row_r] ← row r of `state`, for every row (padding is dropped)."""
+  def put(x_BT, x_RT):
+    return x_BT.at[state.row_R].set(x_RT, mode="drop")
+
+  return SamplingOutput(
+      tokens_BT=put(out.tokens_BT, state.tokens_RT),
+      logprobs_BT=put(out.logprobs_BT, state.logprobs_RT),
+      mask_BT=put(out.mask_BT, state.mask_RT),
+      entropy_BT=put(out.entropy_BT, state.entropy_RT))
+
+
+_finish = jax.jit(_write_rows, donate_argnames=("out",))
+
+
+@functools.partial(jax.jit, donate_argnames=("out",))
+def _compact(state: SamplingState, out: SamplingOutput, index_DR, pad_DR):
+  """Writes every row back to `out`, then keeps the rows `index_DR` names.
+
+  Args:
+    state: the decode state of R rows, in D shards of R/D rows.
+    out: the [B, T] outputs.
+    index_DR: [D, R'/D] rows to keep, counted within each shard (so no row
+      moves between data-parallel shards).
+    pad_DR: [D, R'/D] true where the kept row is bucket padding.
+
+  Returns:
+    (the state of the R' kept rows, `out` with the rows of `state`).
+  """
+  out = _write_rows(state, out)
+  take = functools.partial(_take_rows, index_DR=index_DR)
+  pad_R = pad_DR.reshape(-1)
+  c = state.cache
+  cache = c.replace(
+      k=tuple(sharding.shard(take(k), *transformer.K_CACHE_AXES)
+              for k in c.k),
+      v=tuple(sharding.shard(take(v), *transformer.V_CACHE_AXES)
+              for v in c.v),
+      mask_BM=sharding.shard(take(c.mask_BM), "batch", None),
+      next_position_B=sharding.shard(take(c.next_position_B), "batch"))
+  state = SamplingState(
+      step=state.step, logits_RV=take(state.logits_RV), cache=cache,
+      done_R=take(state.done_R) | pad_R,
+      row_R=jnp.where(pad_R, out.tokens_BT.shape[0], take(state.row_R)),
+      tokens_RT=take(state.tokens_RT), logprobs_RT=take(state.logprobs_RT),
+      mask_RT=take(state.mask_RT), entropy_RT=take(state.entropy_RT))
+  return state, out
+
+
+# The smallest batch bucket compaction goes down to: below ~8 rows a
+# decode step costs about the same whatever the row count (reading the
+# weights dominates), so smaller buckets would only add compiles.
+MIN_BUCKET_ROWS = 8
+
+
+def batch_buckets(batch_size: int, shards: int = 1,
+                  min_rows: int = MIN_BUCKET_ROWS) -> tuple[int, ...]:
+  """Row counts the decode loop compacts to: B, then shards · 2^k < B.
+
+  Every size is a multiple of `shards` (the data-parallel ways the batch
+  is split), so each shard keeps an equal number of rows; none is below
+  `min_rows` (or `shards`).
+  """
+  if batch_size % shards:
+    raise ValueError(
+        f"batch of {batch_size} rows is not divisible into {shards} shards")
+  sizes, per_shard = [batch_size], 1
+  while per_shard * shards < batch_size:
+    if per_shard * shards >= min_rows:
+      sizes.append(per_shard * shards)
+    per_shard *= 2
+  return tuple(sorted(set(sizes), reverse=True))
+
+
+def _compaction_index(done_R: np.ndarray, shards: int,
+                      buckets: Sequence[int]):
+  """The live rows of each shard, padded to the smallest bucket that fits."""
+  live = [np.flatnonzero(~d) for d in done_R.reshape(shards, -1)]
+  most = max(len(x) for x in live)
+  per_shard = min(b // shards for b in buckets if b // shards >= most)
+  index_DR = np.zeros((shards, per_shard), np.int32)
+  pad_DR = np.ones((shards, per_shard), bool)
+  for d, rows in enumerate(live):
+    index_DR[d, :len(rows)] = rows
+    pad_DR[d, :len(rows)] = False
+  return index_DR, pad_DR
+
+
+def _decode_all(graphdef, params, state, out, rng, *, compact, shards,
+                max_new_tokens, **kw) -> SamplingOutput:
+  """The [B, T] outputs of the decode loop, finished rows compacted away.
+
+  Without `compact`, one loop over all B rows until every row is done.
+  With it, the loop returns whenever every shard's live rows fit the next
+  smaller bucket; the live rows are gathered into that bucket (within
+  their shard) and decoding resumes, so a finished row stops costing a
+  decode step, at one compile per bucket size.
+  """
+  buckets = batch_buckets(state.done_R.shape[0], shards) if compact else ()
+  compacted = False
+  while True:
+    r = state.done_R.shape[0]
+    smaller = [b // shards for b in buckets if b < r]
+    stop_at = max(smaller) if smaller else 0
+    state = _decode(graphdef, params, state, rng, shards=shards,
+                    stop_at=stop_at, **kw)
+    if not stop_at:
+      break
+    step, done_R = jax.device_get((state.step, state.done_R))
+    if step >= max_new_tokens or done_R.all():
+      break
+    index_DR, pad_DR = _compaction_index(done_R, shards, buckets)
+    state, out = _compact(state, out, index_DR, pad_DR)
+    compacted = True
+  if not compacted:
+    return SamplingOutput(tokens_BT=state.tokens_RT,
+                          logprobs_BT=state.logprobs_RT,
+                          mask_BT=state.mask_RT, entropy_BT=state.entropy_RT)
+  return _finish(state, out)
 
 
 def generate(
@@ -330,6 +532,7 @@ def generate(
     buckets: Sequence[int] | None = None,
     mesh: jax.sharding.Mesh | None = None,
     max_cache_bytes: int | None = None,
+    compact: bool = True,
 ) -> SamplingOutput:
   """Samples up to `max_new_tokens` tokens after each left-padded prompt.
 
@@ -350,6 +553,11 @@ def generate(
       FSDP-sharded, batch split over data axes); None: where the model is.
     max_cache_bytes: refuse requests whose KV cache is larger (default: the
       device's memory limit when known).
+    compact: drop finished rows from the decode batch: whenever the rows
+      still running fit a smaller bucket (`batch_buckets`), they are
+      gathered into it, so a finished row stops costing decode steps
+      (one compile per bucket size). The output is the same either way:
+      each row samples from its own key stream.
 
   Returns:
     SamplingOutput with [B·G, T] arrays.
@@ -372,37 +580,69 @@ def generate(
     tokens = jnp.repeat(tokens, num_samples, axis=0)
     mask = jnp.repeat(mask, num_samples, axis=0)
   b, l = tokens.shape
-  config = model.config
-  need = kv_cache_bytes(config, b, l + max_new_tokens, model.dtype)
+  _check_cache_fits(model.config, b, l + max_new_tokens, model.dtype,
+                    max_cache_bytes)
+  graphdef, params = nnx.split(model)
+  shards = 1
+  if mesh is not None:
+    params, tokens, mask, shards = _place_on_mesh(params, tokens, mask, mesh)
+  run = functools.partial(
+      _sample, graphdef, params, tokens, mask, rng, compact=compact,
+      shards=shards, max_new_tokens=max_new_tokens,
+      eos_ids=tuple(int(e) for e in eos_ids), method=method,
+      return_entropy=return_entropy, pad_id=pad_id)
+  if mesh is None:
+    out = run()
+  else:
+    with jax.set_mesh(mesh), sharding.axis_rules(sharding.SAMPLE_RULES):
+      out = run()
+  return out if return_entropy else out.replace(entropy_BT=None)
+
+
+def _check_cache_fits(config, b: int, m: int, dtype, max_cache_bytes):
+  """Raises when a KV cache of B rows × M slots exceeds the memory limit."""
+  need = kv_cache_bytes(config, b, m, dtype)
   limit = max_cache_bytes if max_cache_bytes is not None else (
       _device_memory_limit())
   if limit is not None and need > limit:
     raise ValueError(
         f"the KV cache needs {need / 2**30:.2f} GiB (2 × {config.num_layers}"
-        f" layers × B={b} × L+T={l + max_new_tokens} × K="
+        f" layers × B={b} × L+T={m} × K="
         f"{config.num_kv_heads} × H={config.head_dim} ×"
-        f" {jnp.dtype(model.dtype).itemsize} bytes) but only"
+        f" {jnp.dtype(dtype).itemsize} bytes) but only"
         f" {limit / 2**30:.2f} GiB are available: reduce the batch (rows ×"
         " samples), the prompt bucket or max_new_tokens, or shard the batch"
         " over more devices"
     )
-  graphdef, params = nnx.split(model)
-  method_kw = dict(max_new_tokens=max_new_tokens,
-                   eos_ids=tuple(int(e) for e in eos_ids), method=method,
-                   return_entropy=return_entropy, pad_id=pad_id)
-  if mesh is None:
-    out = _generate(graphdef, params, tokens, mask, rng, **method_kw)
-  else:
-    param_sh = sharding.logical_to_sharding(params, mesh, sharding.SAMPLE_RULES)
-    params = jax.device_put(params, param_sh)
-    spec = sharding.logical_to_spec(("batch", None), tokens.shape, mesh,
-                                    sharding.SAMPLE_RULES)
-    batch_sh = jax.sharding.NamedSharding(mesh, spec)
-    tokens, mask = jax.device_put((tokens, mask), batch_sh)
-    with jax.set_mesh(mesh), sharding.axis_rules(sharding.SAMPLE_RULES):
-      out = _generate(graphdef, params, tokens, mask, rng, **method_kw)
-  tokens_BT, logprobs_BT, mask_BT, entropy_BT = out
-  return SamplingOutput(
-      tokens_BT=tokens_BT, logprobs_BT=logprobs_BT, mask_BT=mask_BT,
-      entropy_BT=entropy_BT if return_entropy else None,
-  )
+
+
+def _place_on_mesh(params, tokens_BL, mask_BL, mesh):
+  """Puts weights and prompts on `mesh` by SAMPLE_RULES.
+
+  Returns:
+    (params, tokens_BL, mask_BL, shards): shards is how many ways the batch
+    is split (the data-parallel ways B divides into).
+  """
+  rules = sharding.SAMPLE_RULES
+  params = jax.device_put(
+      params, sharding.logical_to_sharding(params, mesh, rules))
+  spec = sharding.logical_to_spec(("batch", None), tokens_BL.shape, mesh,
+                                  rules)
+  batch_sh = jax.sharding.NamedSharding(mesh, spec)
+  tokens_BL, mask_BL = jax.device_put((tokens_BL, mask_BL), batch_sh)
+  axes = () if spec[0] is None else (
+      (spec[0],) if isinstance(spec[0], str) else spec[0])
+  sizes = dict(zip(mesh.axis_names, mesh.axis_sizes))
+  shards = int(np.prod([sizes[a] for a in axes], dtype=int))
+  return params, tokens_BL, mask_BL, shards
+
+
+def _sample(graphdef, params, tokens_BL, mask_BL, rng, *, compact, shards,
+            max_new_tokens, return_entropy, pad_id, **kw) -> SamplingOutput:
+  """Prefill, then the (compacting) decode loop."""
+  state, out = _prefill(graphdef, params, tokens_BL, mask_BL,
+                        max_new_tokens=max_new_tokens,
+                        return_entropy=return_entropy, pad_id=pad_id)
+  return _decode_all(graphdef, params, state, out, rng, compact=compact,
+                     shards=shards, max_new_tokens=max_new_tokens,
+                     return_entropy=return_entropy, pad_id=pad_id, **kw)

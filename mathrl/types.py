@@ -6,6 +6,7 @@ Dimension key (array names carry these as suffixes, e.g. `rewards_PG`,
   P  prompts in a batch
   G  generations (samples) per prompt
   B  sequences, B = P * G
+  R  rows of the sampler's current batch bucket (R ≤ B, see sampling.py)
   L  prompt length (left-padded bucket)
   T  completion (generated) length
   S  full sequence length, or KV-cache length

@@ -1,6 +1,8 @@
 """The rollout sampler: exactness against transformers and the full forward,
 sampling distributions, compile-once, sharding, and memory checks."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -165,13 +167,14 @@ def test_compiles_once_per_bucket(loaded):
   kw = dict(max_new_tokens=4, eos_ids=(255,), method=sampling.Temperature(1.0),
             buckets=(8,))
   # pylint: disable=protected-access
-  before = sampling._generate._cache_size()
+  jitted = (sampling._prefill, sampling._decode)
+  before = [f._cache_size() for f in jitted]
   sampling.generate(model, PROMPTS_BL, MASK_BL, rng=jax.random.key(1), **kw)
   # Different prompts, lengths and key; same bucket, batch and T.
   other = np.array([[0, 0, 41, 42], [51, 52, 53, 54], [0, 61, 62, 63]])
   sampling.generate(model, other, (other > 0).astype(np.int32),
                     rng=jax.random.key(2), **kw)
-  assert sampling._generate._cache_size() == before + 1
+  assert [f._cache_size() for f in jitted] == [n + 1 for n in before]
 
 
 def test_sharded_sampling_equals_single_device(loaded):
@@ -230,4 +233,106 @@ def test_cached_decode_logits_equal_full_forward(loaded):
   want_BTV = full_BSV[:, l - 1:-1]
   m = np.asarray(out.mask_BT, bool)
   np.testing.assert_allclose(np.asarray(got_BTV)[m], np.asarray(want_BTV)[m],
+                             atol=1e-5)
+
+
+# 16 random left-padded prompts of lengths 1-6, and 32 stop ids (one in
+# 8 of the vocabulary): rows stop at many different steps.
+_RAGGED_BL = np.random.default_rng(0).integers(1, 256, (16, 6)).astype(
+    np.int32)
+_RAGGED_BL[np.arange(6)[None, :] < np.arange(16)[:, None] % 6] = 0
+_STOPS = tuple(range(3, 256, 8))
+
+
+@pytest.fixture
+def compactions(monkeypatch):
+  """Rows kept by each compaction step; the first one's collectives."""
+  calls, collectives = [], []
+  compact = sampling._compact  # pylint: disable=protected-access
+
+  def counted(*args):
+    calls.append(args[2].size)  # rows kept
+    if len(calls) == 1:
+      collectives.extend(
+          line for line in compact.lower(*args).compile().as_text()
+          .splitlines() if "all-gather(" in line or "all-to-all(" in line
+          or "collective-permute(" in line)
+    return compact(*args)
+
+  monkeypatch.setattr(sampling, "_compact", counted)
+  return calls, collectives
+
+
+@pytest.mark.parametrize("method", [sampling.Greedy(),
+                                    sampling.Temperature(1.0)])
+def test_compaction_gives_the_full_batch_output(method, loaded, compactions):
+  compactions, _ = compactions
+  model = loaded["llama"]
+  kw = dict(rng=jax.random.key(6), max_new_tokens=12, eos_ids=_STOPS,
+            method=method, return_entropy=True)
+  mask_BL = (_RAGGED_BL > 0).astype(np.int32)
+  full = sampling.generate(model, _RAGGED_BL, mask_BL, compact=False, **kw)
+  assert not compactions
+  compact = sampling.generate(model, _RAGGED_BL, mask_BL, **kw)
+  lengths = np.asarray(full.mask_BT).sum(1)
+  # Rows stop at different steps, and the 16 rows shrank to smaller buckets.
+  assert len(set(lengths)) >= 4, lengths
+  assert compactions and compactions == sorted(compactions, reverse=True)
+  np.testing.assert_array_equal(compact.tokens_BT, full.tokens_BT)
+  np.testing.assert_array_equal(compact.mask_BT, full.mask_BT)
+  np.testing.assert_allclose(compact.logprobs_BT, full.logprobs_BT, atol=1e-5)
+  np.testing.assert_allclose(compact.entropy_BT, full.entropy_BT, atol=1e-5)
+
+
+def test_row_draws_do_not_depend_on_the_other_rows():
+  logits_RV = jax.random.normal(jax.random.key(0), (8, 50))
+  row_R = jnp.arange(8, dtype=jnp.int32)
+  method = sampling.TopP(0.9)
+  rng, step = jax.random.key(1), jnp.int32(5)
+  all_R = sampling.sample_rows(method, logits_RV, rng, row_R, step)
+  # Rows 6, 1, 3 alone and reordered draw what they drew among all 8.
+  keep = jnp.array([6, 1, 3])
+  some_R = sampling.sample_rows(method, logits_RV[keep], rng, row_R[keep],
+                                step)
+  np.testing.assert_array_equal(some_R, all_R[keep])
+  # Another step gives other draws (the stream advances with the step).
+  other = sampling.sample_rows(sampling.Temperature(5.0), logits_RV, rng,
+                               row_R, step + 1)
+  assert (other != sampling.sample_rows(sampling.Temperature(5.0), logits_RV,
+                                        rng, row_R, step)).any()
+
+
+def test_batch_buckets_are_multiples_of_the_shards():
+  # Powers of two from MIN_BUCKET_ROWS = 8 up, below B.
+  assert sampling.batch_buckets(64) == (64, 32, 16, 8)
+  assert sampling.batch_buckets(64, min_rows=1) == (64, 32, 16, 8, 4, 2, 1)
+  # 24 rows over 4 data-parallel shards: 6, 4, 2 rows per shard.
+  assert sampling.batch_buckets(24, 4) == (24, 16, 8)
+  # 16 shards: never below one row per shard.
+  assert sampling.batch_buckets(48, 16) == (48, 32, 16)
+  assert sampling.batch_buckets(5) == (5,)
+  with pytest.raises(ValueError, match="not divisible into 4 shards"):
+    sampling.batch_buckets(6, 4)
+
+
+def test_sharded_compaction_equals_single_device(loaded, compactions):
+  model = loaded["qwen3"]
+  kw = dict(rng=jax.random.key(2), max_new_tokens=12, eos_ids=_STOPS,
+            method=sampling.Temperature(1.0), num_samples=2)
+  mask_BL = (_RAGGED_BL > 0).astype(np.int32)
+  single = sampling.generate(model, _RAGGED_BL, mask_BL, compact=False, **kw)
+  # Batch over data × fsdp = 4 shards: buckets of 32, 16 and 8 rows.
+  mesh = sharding.make_mesh(data=2, fsdp=2, tensor=2)
+  sharded = sampling.generate(model, _RAGGED_BL, mask_BL, mesh=mesh, **kw)
+  compactions, collectives = compactions
+  assert compactions and all(n % 4 == 0 for n in compactions)
+  # Rows stay in their shard: the cache [B, K, H, M] and logits [B, V] are
+  # gathered without communication; only the write-back of the [B, T ≤ 12]
+  # outputs (and their [B, 1] row ids) gathers across shards.
+  shapes = [re.search(r"= \w+\[(\d+),(\d+)\]\{", line)
+            for line in collectives]
+  assert all(m and int(m.group(2)) <= 12 for m in shapes), collectives
+  np.testing.assert_array_equal(single.tokens_BT, sharded.tokens_BT)
+  np.testing.assert_array_equal(single.mask_BT, sharded.mask_BT)
+  np.testing.assert_allclose(single.logprobs_BT, sharded.logprobs_BT,
                              atol=1e-5)
