@@ -74,6 +74,50 @@ SAMPLE_RULES: Rules = (
 _active_rules: list[Rules] = []
 
 
+def mesh_shape(
+    num_devices: int, *, data: int = 1, fsdp: int = 1, tensor: int = 1
+) -> tuple[int, int, int]:
+  """The (data, fsdp, tensor) sizes a mesh request gives `num_devices`.
+
+  Args:
+    num_devices: devices the mesh spans.
+    data: size of the data-parallel axis; -1 means "all remaining devices".
+    fsdp: size of the fully-sharded data-parallel axis; -1 as above.
+    tensor: size of the tensor-parallel axis; -1 as above.
+
+  Returns:
+    The three axis sizes, whose product is `num_devices`.
+  """
+  sizes = {"data": data, "fsdp": fsdp, "tensor": tensor}
+  free = [name for name, size in sizes.items() if size == -1]
+  if len(free) > 1:
+    raise ValueError(
+        f"At most one mesh axis may be -1 (use the rest); got {sizes}."
+    )
+  for name, size in sizes.items():
+    if size != -1 and (not isinstance(size, int) or size < 1):
+      raise ValueError(
+          f"Mesh axis {name!r} must be a positive int or -1, got {size!r}."
+      )
+  known = math.prod(s for s in sizes.values() if s != -1)
+  if free:
+    if num_devices % known:
+      raise ValueError(
+          f"Cannot fill mesh axis {free[0]!r}: {num_devices} devices are "
+          f"not divisible by the product of the other axes ({known}); "
+          f"mesh request {sizes}."
+      )
+    sizes[free[0]] = num_devices // known
+  shape = tuple(sizes[name] for name in MESH_AXES)
+  if math.prod(shape) != num_devices:
+    raise ValueError(
+        f"Mesh {dict(zip(MESH_AXES, shape))} needs {math.prod(shape)} "
+        f"devices but {num_devices} are available; make data*fsdp*tensor "
+        f"equal the device count (or set one axis to -1)."
+    )
+  return shape
+
+
 def make_mesh(
     data: int = 1,
     fsdp: int = 1,
@@ -94,33 +138,7 @@ def make_mesh(
     used.
   """
   devices = list(jax.devices() if devices is None else devices)
-  sizes = {"data": data, "fsdp": fsdp, "tensor": tensor}
-  free = [name for name, size in sizes.items() if size == -1]
-  if len(free) > 1:
-    raise ValueError(
-        f"At most one mesh axis may be -1 (use the rest); got {sizes}."
-    )
-  for name, size in sizes.items():
-    if size != -1 and (not isinstance(size, int) or size < 1):
-      raise ValueError(
-          f"Mesh axis {name!r} must be a positive int or -1, got {size!r}."
-      )
-  known = math.prod(s for s in sizes.values() if s != -1)
-  if free:
-    if len(devices) % known:
-      raise ValueError(
-          f"Cannot fill mesh axis {free[0]!r}: {len(devices)} devices are "
-          f"not divisible by the product of the other axes ({known}); "
-          f"mesh request {sizes}."
-      )
-    sizes[free[0]] = len(devices) // known
-  shape = tuple(sizes[name] for name in MESH_AXES)
-  if math.prod(shape) != len(devices):
-    raise ValueError(
-        f"Mesh {dict(zip(MESH_AXES, shape))} needs {math.prod(shape)} "
-        f"devices but {len(devices)} are available; make data*fsdp*tensor "
-        f"equal the device count (or set one axis to -1)."
-    )
+  shape = mesh_shape(len(devices), data=data, fsdp=fsdp, tensor=tensor)
   # Auto axes: XLA propagates shardings from the parameters and the
   # `shard(...)` constraints (no sharding-in-types bookkeeping in the model).
   axis_types = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
@@ -129,6 +147,55 @@ def make_mesh(
                          devices=devices)
   return jax.sharding.Mesh(np.asarray(devices).reshape(shape), MESH_AXES,
                            axis_types=axis_types)
+
+
+def topology_mesh(
+    topology: str, *, data: int = 1, fsdp: int = 1, tensor: int = 1
+) -> jax.sharding.Mesh:
+  """A mesh over the devices of a TPU topology that need not be attached.
+
+  Used to compile ahead of time for a TPU slice from any machine with
+  libtpu installed (`mathrl.aot`); the devices come from
+  `jax.experimental.topologies.get_topology_desc`, ordered for the slice's
+  interconnect by `jax.make_mesh` as on the slice itself.
+
+  Args:
+    topology: 'CHIP:AxB[xC]', e.g. 'v5e:2x4' or 'v5p:2x2x1'.
+    data: size of the data-parallel axis; -1 means "all remaining devices".
+    fsdp: size of the fully-sharded data-parallel axis; -1 as above.
+    tensor: size of the tensor-parallel axis; -1 as above.
+
+  Returns:
+    A `jax.sharding.Mesh` of shape (data, fsdp, tensor) with Auto axes.
+  """
+  from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
+  try:
+    devices = topologies.get_topology_desc(
+        platform="tpu", topology_name=topology).devices
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(
+        f"cannot describe TPU topology {topology!r} ({e}); install libtpu"
+        " (pip install 'jax[tpu]', the mathrl[tpu] extra) and name a"
+        " slice shape the chip supports, e.g. v5e:2x4, v6e:4x4, v5p:2x2x1"
+    ) from e
+  shape = mesh_shape(len(devices), data=data, fsdp=fsdp, tensor=tensor)
+  return jax.make_mesh(
+      shape, MESH_AXES,
+      axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES),
+      devices=devices)
+
+
+def per_device_bytes(tree: Any) -> int:
+  """Bytes one device holds of a tree of sharded arrays or abstract arrays.
+
+  Every leaf needs a `.sharding` (a `jax.Array`, or a `ShapeDtypeStruct`
+  built with `sharding=`); its per-device shard shape times its itemsize.
+  """
+  total = 0
+  for leaf in jax.tree.leaves(tree):
+    shard = leaf.sharding.shard_shape(leaf.shape)
+    total += math.prod(shard) * np.dtype(leaf.dtype).itemsize
+  return total
 
 
 def _launcher_world_size() -> int:
