@@ -25,18 +25,20 @@ ask for an axis already taken are replicated), and a dimension whose size is
 not divisible by the mesh axes' total size keeps only the longest prefix of
 those axes that divides it (replicated when none does).
 
-Multi-host: every process calls `initialize_distributed(...)` first, then
+Multi-host: every process calls `distributed.initialize(...)` first, then
 builds the same mesh with `make_mesh(...)` over all global devices.
 """
 
 import contextlib
 import math
-import os
 from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
 from flax import nnx
+
+# Kept here for callers of the earlier name; see mathrl.distributed.
+from mathrl.distributed import initialize as initialize_distributed  # pylint: disable=unused-import
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
@@ -196,49 +198,6 @@ def per_device_bytes(tree: Any) -> int:
     shard = leaf.sharding.shard_shape(leaf.shape)
     total += math.prod(shard) * np.dtype(leaf.dtype).itemsize
   return total
-
-
-def _launcher_world_size() -> int:
-  """Process count announced by a multi-host launcher (1 when none)."""
-  hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
-  sizes = [len([h for h in hosts.split(",") if h])]
-  for var in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
-    if os.environ.get(var, "").isdigit():
-      sizes.append(int(os.environ[var]))
-  return max(sizes + [1])
-
-
-def initialize_distributed(
-    coordinator_address: str | None = None,
-    num_processes: int | None = None,
-    process_id: int | None = None,
-) -> None:
-  """Starts multi-host JAX when configured; a no-op for one process.
-
-  With explicit arguments (bare GPU clusters) they are passed on. Without
-  them, `jax.distributed.initialize()` auto-detects the cluster when a
-  multi-host launcher is visible (Cloud TPU pod slices, SLURM, Open MPI);
-  otherwise, and when already initialised, nothing happens.
-
-  Args:
-    coordinator_address: 'host:port' of process 0, or None.
-    num_processes: total number of processes, or None.
-    process_id: this process's index, or None.
-  """
-  if jax.distributed.is_initialized():
-    return
-  if num_processes is not None and num_processes <= 1:
-    return
-  if coordinator_address is None and num_processes is None:
-    if _launcher_world_size() <= 1:
-      return
-    jax.distributed.initialize()
-    return
-  jax.distributed.initialize(
-      coordinator_address=coordinator_address,
-      num_processes=num_processes,
-      process_id=process_id,
-  )
 
 
 @contextlib.contextmanager
