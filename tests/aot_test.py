@@ -20,6 +20,10 @@ from mathrl import tpu_env
 from mathrl.models import presets
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The test suite's persistent XLA cache stores the TPU executables but
+# cannot load them back without a TPU client; JAX then recompiles and warns.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Error reading persistent compilation cache entry")
 needs_libtpu = pytest.mark.skipif(
     importlib.util.find_spec("libtpu") is None,
     reason="libtpu is not installed (pip install -e '.[tpu]')")
@@ -152,6 +156,9 @@ def test_tiny_programs_fit_and_memory_is_sane(tiny_report):
     assert 0 < program.peak_bytes < r.hbm_bytes
   assert r.fits and not aot.check_fits(r)
   json.dumps(r.to_json())
+  row = aot.table_row(r)
+  assert row.startswith("| config shapes | v5e:2x2 | 4x1x1 | yes |")
+  assert row.count("|") == aot.TABLE_HEADER.split("\n")[0].count("|")
 
 
 @needs_libtpu
