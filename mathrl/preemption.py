@@ -26,6 +26,7 @@ from typing import Sequence
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 # sysexits.h EX_TEMPFAIL: "a temporary failure; the user is invited to
 # retry". Distinct from a crash (1) and from success (0).
@@ -71,7 +72,6 @@ class PreemptionGuard:
     local = self.requested()
     if jax.process_count() == 1:
       return local
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     flags = multihost_utils.process_allgather(np.asarray([local]))
     stop = bool(np.any(flags))
     try:

@@ -38,7 +38,7 @@ import numpy as np
 from flax import nnx
 
 # Kept here for callers of the earlier name; see mathrl.distributed.
-from mathrl.distributed import initialize as initialize_distributed  # pylint: disable=unused-import
+from mathrl.distributed import initialize as initialize_distributed  # noqa: F401,E501
 
 MESH_AXES = ("data", "fsdp", "tensor")
 

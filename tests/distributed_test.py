@@ -68,7 +68,8 @@ def test_global_batch_shards_rows_over_the_batch_axes():
 def test_guard_restores_the_previous_handler():
   before = signal.getsignal(signal.SIGTERM)
   with preemption.PreemptionGuard() as guard:
-    assert signal.getsignal(signal.SIGTERM) == guard._handler  # pylint: disable=protected-access
+    handler = guard._handler  # pylint: disable=protected-access
+    assert signal.getsignal(signal.SIGTERM) == handler
     assert not guard.should_stop(0)
   assert signal.getsignal(signal.SIGTERM) == before
 

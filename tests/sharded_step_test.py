@@ -110,7 +110,8 @@ def test_sampler_compiles_once_per_bucket_on_a_mesh(policy):
     sampling.generate(model, rows["prompt_tokens_BL"][::G],
                       rows["prompt_mask_BL"][::G], rng=jax.random.key(seed),
                       **kw)
-  assert sampling._generate._cache_size() == before + 1  # pylint: disable=protected-access
+  after = sampling._generate._cache_size()  # pylint: disable=protected-access
+  assert after == before + 1
 
 
 def _decode_loop_collectives(policy, rules):
