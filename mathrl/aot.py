@@ -537,6 +537,8 @@ def loop_trip_counts(hlo: str) -> list[int]:
 
 
 def _gib(n: float) -> str:
+  if n < 2**30:
+    return f"{n / 2**20:.1f} MiB"
   return f"{n / 2**30:.2f} GiB"
 
 
@@ -564,7 +566,7 @@ def check_fits(report: AotReport) -> list[str]:
 def format_report(r: AotReport) -> str:
   """The printed table."""
   lines = [
-      f"mathrl.aot: {r.model} ({r.params / 1e9:.3f}B params) on"
+      f"mathrl.aot: {r.model} ({r.params:,} params) on"
       f" {r.topology} = {r.num_chips} x {r.chip} (HBM {_gib(r.hbm_bytes)},"
       f" mesh {r.mesh})",
       f"shape: {r.shape}",
@@ -587,9 +589,9 @@ def format_report(r: AotReport) -> str:
   lines += [
       f"train state resident while sampling: {_gib(r.train_state_bytes)}"
       f" per chip; sampler total {_gib(r.sampler_resident_bytes)}",
-      f"train step: roofline bound {r.train_seconds_bound * 1e3:.1f} ms,"
+      f"train step: roofline bound {r.train_seconds_bound * 1e3:.3g} ms,"
       f" MFU <= {r.mfu_bound:.1%}",
-      f"decode step: roofline bound {r.decode_seconds_bound * 1e6:.1f} us,"
+      f"decode step: roofline bound {r.decode_seconds_bound * 1e6:.3g} us,"
       f" <= {r.decode_tokens_per_second_bound:,.0f} tokens/s; bytes"
       f" accessed {r.decode_bytes_ratio:.2f}x the weights + KV cache"
       f" ({_gib(r.decode_ideal_bytes)} per chip)",
