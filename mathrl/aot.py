@@ -371,6 +371,8 @@ def _compile(name, fn, args, kwargs, mesh, rules, analytic_flops):
     return _out_of_memory(name, e, analytic_flops,
                           time.perf_counter() - start), None
   seconds = time.perf_counter() - start
+  print(f"mathrl.aot: compiled {name} in {seconds:.0f} s", file=sys.stderr,
+        flush=True)
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
