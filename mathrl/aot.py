@@ -39,16 +39,13 @@ import ml_collections as mlc
 from flax import nnx
 
 from mathrl import builders
+from mathrl import hlo as hlo_lib
 from mathrl import models
 from mathrl import roofline
 from mathrl import sampling
 from mathrl import sharding
 from mathrl import train_step as train_step_lib
 from mathrl.models import transformer
-
-_COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all",
-                "collective-permute", "collective-broadcast")
-
 
 @dataclasses.dataclass
 class ProgramReport:
@@ -67,7 +64,7 @@ class ProgramReport:
   """`mathrl.roofline`'s count for one chip (global count / chips)."""
   compile_seconds: float
   loop_trips: list[int] = dataclasses.field(default_factory=list)
-  """Known trip counts of the program's while loops (see loop_trip_counts)."""
+  """Known trip counts of the program's while loops (see hlo.loop_trip_counts)."""
   error: str = ""
   """Why XLA refused to compile it (out of HBM); then only the memory XLA
   asked for (as temp_bytes) is known."""
@@ -105,15 +102,6 @@ class ProgramReport:
 
 
 @dataclasses.dataclass
-class Collective:
-  """One collective op of the optimized HLO, with its result size."""
-
-  op: str
-  shape: str
-  bytes: int
-
-
-@dataclasses.dataclass
 class AotReport:
   """What `compile_run` found for a config on a topology."""
 
@@ -136,7 +124,7 @@ class AotReport:
   decode_tokens_per_second_bound: float
   decode_ideal_bytes: int
   """Per chip: the weights plus the KV cache one decode step must read."""
-  loop_collectives: list[Collective]
+  loop_collectives: list[hlo_lib.Collective]
   smallest_weight_bytes: int
   """Per chip, under the sampling rules: the threshold for `weight_sized`."""
 
@@ -149,7 +137,7 @@ class AotReport:
     return self.decode.bytes_accessed / max(self.decode_ideal_bytes, 1)
 
   @property
-  def weight_sized(self) -> list[Collective]:
+  def weight_sized(self) -> list[hlo_lib.Collective]:
     """Loop collectives at least as large as the smallest weight matrix."""
     return [c for c in self.loop_collectives
             if c.bytes >= self.smallest_weight_bytes]
@@ -384,75 +372,8 @@ def _compile(name, fn, args, kwargs, mesh, rules, analytic_flops):
       flops=float(cost.get("flops", 0.0)),
       bytes_accessed=float(cost.get("bytes accessed", 0.0)),
       analytic_flops=analytic_flops, compile_seconds=seconds,
-      loop_trips=loop_trip_counts(compiled.as_text()))
+      loop_trips=hlo_lib.loop_trip_counts(compiled.as_text()))
   return report, compiled
-
-
-_DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "bf16": 2,
-                "f16": 2, "s32": 4, "u32": 4, "f32": 4, "s64": 8, "u64": 8,
-                "f64": 8}
-_ARRAY = re.compile(r"\b([a-z]+\d*)\[([\d,]*)\]")
-_COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
-_CALLEE = re.compile(
-    r"(?:body|condition|to_apply|calls|branch_computations)="
-    r"\{?%?([\w.\-]+(?:,\s*%?[\w.\-]+)*)\}?")
-
-
-def _shape_bytes(text: str) -> int:
-  """Total bytes of the array shapes in an HLO result type."""
-  total = 0
-  for dtype, dims in _ARRAY.findall(text):
-    if dtype in _DTYPE_BYTES:
-      total += math.prod(int(d) for d in dims.split(",") if d) * (
-          _DTYPE_BYTES[dtype])
-  return total
-
-
-def _computations(hlo: str) -> dict[str, list[str]]:
-  """HLO module text → {computation name: its instruction lines}."""
-  comps, current = {}, None
-  for line in hlo.splitlines():
-    m = _COMPUTATION.match(line.strip())
-    if m and not line.startswith(" "):
-      current = m.group(1)
-      comps[current] = []
-    elif current is not None and line.startswith(" "):
-      comps[current].append(line.strip())
-  return comps
-
-
-def loop_collectives(hlo: str) -> list[Collective]:
-  """Collectives executed inside any while loop of an optimized HLO module.
-
-  Walks from every `while` op's body through the computations it calls
-  (fusions, nested loops, conditionals) and lists each collective with the
-  bytes of its result (per chip: the module is one chip's program).
-  """
-  comps = _computations(hlo)
-  todo = []
-  for lines in comps.values():
-    for line in lines:
-      if " while(" in line:
-        todo += re.findall(r"body=%?([\w.\-]+)", line)
-  seen, found = set(), []
-  while todo:
-    name = todo.pop()
-    if name in seen or name not in comps:
-      continue
-    seen.add(name)
-    for line in comps[name]:
-      for group in _CALLEE.findall(line):
-        todo += [n.strip().lstrip("%") for n in group.split(",")]
-      lhs, _, rhs = line.partition("=")
-      op = re.match(r"\s*(?:\([^=]*\)|[\w\[\]{},:\s]*?)\s*([a-z\-]+)\(",
-                    rhs)
-      opname = op.group(1) if op else ""
-      base = opname.removesuffix("-start")
-      if base in _COLLECTIVES and not opname.endswith("-done"):
-        result = rhs[:op.start(1)]
-        found.append(Collective(op=opname, shape=result.strip(),
-                                bytes=_shape_bytes(result)))
-  return found
 
 
 def compile_run(config: mlc.ConfigDict, topology: str,
@@ -491,7 +412,8 @@ def compile_run(config: mlc.ConfigDict, topology: str,
   fn, args, kwargs = _abstract_sampler(config, mesh, graphdef, params, rows)
   sampler, compiled = _compile("sampler", fn, args, kwargs, mesh,
                                sharding.SAMPLE_RULES, 0.0)
-  collectives = loop_collectives(compiled.as_text()) if compiled else []
+  collectives = (hlo_lib.loop_collectives(compiled.as_text()) if compiled
+                 else [])
 
   step, args, ideal = _abstract_decode_step(config, mesh, graphdef, params,
                                             rows)
@@ -526,16 +448,6 @@ def compile_run(config: mlc.ConfigDict, topology: str,
       decode_tokens_per_second_bound=rows / decode_t if decode_t else 0.0,
       decode_ideal_bytes=ideal, loop_collectives=collectives,
       smallest_weight_bytes=smallest)
-
-
-def loop_trip_counts(hlo: str) -> list[int]:
-  """Known trip counts of the while loops in an optimized HLO module.
-
-  XLA's cost analysis counts a loop body once, so a program whose loops
-  run more than once (a layer scan, gradient accumulation, PPO epochs)
-  reports a fraction of its FLOPs and bytes.
-  """
-  return [int(n) for n in re.findall(r'"known_trip_count":\{"n":"(\d+)"', hlo)]
 
 
 def _gib(n: float) -> str:

@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from mathrl import aot
+from mathrl import hlo
 from mathrl import roofline
 from mathrl import tpu_env
 from mathrl.models import presets
@@ -121,7 +122,7 @@ def test_parse_topology_and_its_errors():
 
 
 def test_loop_collectives_parser():
-  hlo = "\n".join([
+  text = "\n".join([
       "HloModule m",
       "",
       "%body.1 (p: (s32[], bf16[8,896])) -> (s32[], bf16[8,896]) {",
@@ -139,7 +140,7 @@ def test_loop_collectives_parser():
       "  %w = (s32[], bf16[8,896]) while(%t), condition=%c, body=%body.1",
       "}",
   ])
-  found = aot.loop_collectives(hlo)
+  found = hlo.loop_collectives(text)
   # Inside the loop: the all-gather (896·4864·2 = 8,716,288 bytes) and the
   # all-reduce of the fusion it calls (8·4 = 32 bytes); not the top one.
   assert sorted((c.op, c.bytes) for c in found) == [

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from mathrl import advantages
-from mathrl import aot
+from mathrl import hlo
 from mathrl import distributed
 from mathrl import losses
 from mathrl import models
@@ -129,7 +129,7 @@ def _decode_loop_collectives(policy, rules):
         return_entropy=False, pad_id=0).compile()
   smallest = min(x.nbytes // 8 for x in jax.tree.leaves(params)
                  if x.ndim >= 2)
-  found = aot.loop_collectives(compiled.as_text())
+  found = hlo.loop_collectives(compiled.as_text())
   return [c for c in found if c.bytes >= smallest]
 
 
