@@ -359,8 +359,6 @@ def _compile(name, fn, args, kwargs, mesh, rules, analytic_flops):
     return _out_of_memory(name, e, analytic_flops,
                           time.perf_counter() - start), None
   seconds = time.perf_counter() - start
-  print(f"mathrl.aot: compiled {name} in {seconds:.0f} s", file=sys.stderr,
-        flush=True)
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -373,6 +371,9 @@ def _compile(name, fn, args, kwargs, mesh, rules, analytic_flops):
       bytes_accessed=float(cost.get("bytes accessed", 0.0)),
       analytic_flops=analytic_flops, compile_seconds=seconds,
       loop_trips=hlo_lib.loop_trip_counts(compiled.as_text()))
+  print(f"mathrl.aot: compiled {name} in {seconds:.0f} s: peak"
+        f" {_gib(report.peak_bytes)} per chip, {report.flops:.3g} FLOPs,"
+        f" {report.bytes_accessed:.3g} bytes", file=sys.stderr, flush=True)
   return report, compiled
 
 
