@@ -95,3 +95,44 @@ def test_sigterm_finishes_the_step_checkpoints_and_exits_75():
   assert out.returncode == preemption.EXIT_CODE == 75
   assert out.stdout.split("\n")[-3:] == [
       "finished step 3", "checkpoint 3", ""]
+
+
+_PROCESS = """
+import os, sys
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+os.environ["JAX_PLATFORMS"] = "cpu"
+import jax
+import numpy as np
+from mathrl import distributed, sharding
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+pid, port = int(sys.argv[1]), sys.argv[2]
+distributed.initialize(coordinator_address="127.0.0.1:" + port,
+                       num_processes=2, process_id=pid)
+mesh = sharding.make_mesh(data=-1)
+index, count = distributed.process_shard()
+rows = np.arange(24, dtype=np.float32).reshape(8, 3)[index * 4:index * 4 + 4]
+x = distributed.global_batch({"x": rows}, mesh, sharding.TRAIN_RULES)["x"]
+total = jax.jit(lambda x: x.sum(), out_shardings=jax.sharding.NamedSharding(
+    mesh, jax.sharding.PartitionSpec()))(x)
+print(index, count, jax.device_count(), x.shape, float(total),
+      distributed.is_leader(), flush=True)
+"""
+
+
+def test_two_processes_assemble_one_global_batch():
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = str(s.getsockname()[1])
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  procs = [subprocess.Popen([sys.executable, "-c", _PROCESS, str(i), port],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+  # 2 processes × 4 devices; each gave rows 4i..4i+3 of arange(24) as
+  # [8, 3]: the global batch is all 8 rows, sum 0 + 1 + ... + 23 = 276.
+  # (Gloo prints its connections first; the result is the last line.)
+  assert [o[0].strip().split("\n")[-1] for o in outs] == [
+      "0 2 8 (8, 3) 276.0 True", "1 2 8 (8, 3) 276.0 False"]
