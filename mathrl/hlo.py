@@ -94,10 +94,28 @@ def loop_collectives(hlo: str) -> list[Collective]:
 
 
 def loop_trip_counts(hlo: str) -> list[int]:
-  """Known trip counts of the while loops in an optimized HLO module.
+  """Trip counts (or their upper limits) of the while loops of a module.
 
   XLA's cost analysis counts a loop body once, so a program whose loops
-  run more than once (a layer scan, gradient accumulation, PPO epochs)
-  reports a fraction of its FLOPs and bytes.
+  run more than once (a layer scan, gradient accumulation, the decode
+  loop) reports a fraction of its FLOPs and bytes. The count is the
+  `known_trip_count` XLA annotates, else the constant N of the loop
+  condition's `counter < N` (a scan's form; for a loop that may stop
+  early, like the sampler's, N is its most).
   """
-  return [int(n) for n in re.findall(r'"known_trip_count":\{"n":"(\d+)"', hlo)]
+  comps = _computations(hlo)
+  counts = []
+  for lines in comps.values():
+    for line in lines:
+      if " while(" not in line:
+        continue
+      known = re.search(r'"known_trip_count":\{"n":"(\d+)"', line)
+      cond = re.search(r"condition=%?([\w.\-]+)", line)
+      if known:
+        counts.append(int(known.group(1)))
+      elif cond and cond.group(1) in comps:
+        body = "\n".join(comps[cond.group(1)])
+        limits = re.findall(r"= s32\[\]\S* constant\((\d+)\)", body)
+        if limits and "direction=LT" in body:
+          counts.append(max(int(n) for n in limits))
+  return counts

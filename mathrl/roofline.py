@@ -13,8 +13,9 @@ architecture" table of each page):
   v6e  918 TFLOP/s, 1638 GB/s, 32 GB
        https://cloud.google.com/tpu/docs/v6e ("TPU v6e", Trillium)
 
-"GB" is read as 10^9 bytes (the smaller, conservative reading for the
-capacity; v4's "GiB" as 2^30). A roofline bound uses only these numbers:
+HBM capacities are read as binary (the pages write "GB"; HBM stacks come in
+GiB, and XLA's own limit for a v5e, 15.75 GiB usable, confirms 16 GiB);
+bandwidths as decimal (10^9 bytes/s). A roofline bound uses only these numbers:
 a step that performs F FLOPs and moves Q bytes of HBM traffic on one chip
 cannot take less than max(F / peak, Q / bandwidth) (Williams et al. 2009,
 "Roofline: an insightful visual performance model", CACM 52(4)).
@@ -48,11 +49,11 @@ class Chip:
 CHIPS = {
     "v4": Chip("v4", 275e12, 1200e9, 32 * 2**30,
                "https://cloud.google.com/tpu/docs/v4"),
-    "v5e": Chip("v5e", 197e12, 819e9, 16 * 10**9,
+    "v5e": Chip("v5e", 197e12, 819e9, 16 * 2**30,
                 "https://cloud.google.com/tpu/docs/v5e"),
-    "v5p": Chip("v5p", 459e12, 2765e9, 95 * 10**9,
+    "v5p": Chip("v5p", 459e12, 2765e9, 95 * 2**30,
                 "https://cloud.google.com/tpu/docs/v5p"),
-    "v6e": Chip("v6e", 918e12, 1638e9, 32 * 10**9,
+    "v6e": Chip("v6e", 918e12, 1638e9, 32 * 2**30,
                 "https://cloud.google.com/tpu/docs/v6e"),
 }
 

@@ -147,6 +147,24 @@ def test_loop_collectives_parser():
       ("all-gather", 8_716_288), ("all-reduce", 32)]
 
 
+def test_loop_trip_counts_from_the_condition():
+  # A scan of 5 steps as TPU HLO writes it: counter < constant(5).
+  text = "\n".join([
+      "%cond.2 (p: (s32[], f32[4])) -> pred[] {",
+      "  %c = s32[]{:T(128)} constant(5)",
+      "  %i = s32[]{:T(128)} get-tuple-element(%p), index=0",
+      "  ROOT %lt = pred[]{:T(512)} compare(%i, %c), direction=LT",
+      "}",
+      "",
+      "ENTRY %main (a: f32[4]) -> f32[4] {",
+      "  %w = (s32[], f32[4]) while(%t), condition=%cond.2, body=%b",
+      '  %v = (s32[], f32[4]) while(%u), condition=%x, body=%y,'
+      ' backend_config={"known_trip_count":{"n":"24"}}',
+      "}",
+  ])
+  assert hlo.loop_trip_counts(text) == [5, 24]
+
+
 @needs_libtpu
 def test_tiny_programs_fit_and_memory_is_sane(tiny_report):
   r = tiny_report
