@@ -116,6 +116,8 @@ class AotReport:
   loop_collectives: list[hlo_lib.Collective]
   smallest_weight_bytes: int
   """Per chip, under the sampling rules: the threshold for `weight_sized`."""
+  levers: dict[str, Any] = dataclasses.field(default_factory=dict)
+  """The run's memory settings (micro-batches, dtype) for the advice."""
 
   @property
   def sampler_resident_bytes(self) -> int:
@@ -438,7 +440,9 @@ def compile_run(config: mlc.ConfigDict, topology: str,
       decode_seconds_bound=decode_t,
       decode_tokens_per_second_bound=rows / decode_t if decode_t else 0.0,
       decode_ideal_bytes=ideal, loop_collectives=collectives,
-      smallest_weight_bytes=smallest)
+      smallest_weight_bytes=smallest,
+      levers=dict(num_microbatches=rl.num_microbatches, prompts_per_step=p,
+                  dtype=config.model.dtype))
 
 
 def _gib(n: float) -> str:
@@ -451,13 +455,22 @@ def check_fits(report: AotReport) -> list[str]:
   """What to change, one line per program that exceeds the chip's HBM."""
   hbm = report.hbm_bytes
   advice = []
+  lv = report.levers
   if report.train.peak_bytes > hbm:
+    todo = []
+    if lv.get("num_microbatches", 1) < lv.get("prompts_per_step", 1):
+      todo.append("raise rl.num_microbatches (up to rl.prompts_per_step;"
+                  " the activations shrink with the micro-batch)")
+    if report.mesh.get("fsdp", 1) < report.num_chips:
+      todo.append("shard parameters and optimizer state over every chip"
+                  " (mesh.fsdp=-1, mesh.data=1)")
+    if lv.get("dtype") != "bfloat16":
+      todo.append("use a bf16 model (model.dtype=bfloat16)")
+    todo.append("rematerialise layers in the backward pass, or use a slice"
+                " with more or larger chips")
     advice.append(
         f"train step needs {_gib(report.train.peak_bytes)} per chip, HBM is"
-        f" {_gib(hbm)} ({report.chip}): raise rl.num_microbatches (the"
-        " activations shrink with the micro-batch), shard parameters and"
-        " optimizer state over every chip (mesh.fsdp=-1, mesh.data=1), use"
-        " a bf16 model (model.dtype=bfloat16), or a larger slice")
+        f" {_gib(hbm)} ({report.chip}): " + "; ".join(todo))
   if report.sampler_resident_bytes > hbm:
     advice.append(
         f"sampler needs {_gib(report.sampler.peak_bytes)} per chip plus the"
@@ -476,7 +489,7 @@ def format_report(r: AotReport) -> str:
       f" mesh {r.mesh})",
       f"shape: {r.shape}",
       f"{'program':<12}{'args':>11}{'outputs':>11}{'temps':>11}"
-      f"{'peak/chip':>11}{'GFLOP/chip':>12}{'analytic':>10}{'GB acc.':>9}"
+      f"{'peak/chip':>11}{'GFLOP/chip':>12}{'analytic':>12}{'GB acc.':>9}"
       f"{'compile s':>10}",
   ]
   for p in (r.train, r.sampler, r.decode):
@@ -484,8 +497,8 @@ def format_report(r: AotReport) -> str:
         f"  (loops of up to {p.loop_trips} trips: XLA counted each body"
         " once)")
     note = f"  ({p.error})" if p.error else note
-    analytic = f"{p.analytic_flops / 1e9:10.2f}" if p.analytic_flops else (
-        f"{'-':>10}")
+    analytic = f"{p.analytic_flops / 1e9:12.2f}" if p.analytic_flops else (
+        f"{'-':>12}")
     lines.append(
         f"{p.name:<12}{_gib(p.argument_bytes):>11}{_gib(p.output_bytes):>11}"
         f"{_gib(p.temp_bytes):>11}{_gib(p.peak_bytes):>11}"
@@ -494,8 +507,10 @@ def format_report(r: AotReport) -> str:
   lines += [
       f"train state resident while sampling: {_gib(r.train_state_bytes)}"
       f" per chip; sampler total {_gib(r.sampler_resident_bytes)}",
+      "train step: not compiled (out of HBM)" if r.train.error else
       f"train step: roofline bound {r.train_seconds_bound * 1e3:.3g} ms,"
       f" MFU <= {r.mfu_bound:.1%}",
+      "decode step: not compiled (out of HBM)" if r.decode.error else
       f"decode step: roofline bound {r.decode_seconds_bound * 1e6:.3g} us,"
       f" <= {r.decode_tokens_per_second_bound:,.0f} tokens/s; bytes"
       f" accessed {r.decode_bytes_ratio:.2f}x the weights + KV cache"

@@ -217,7 +217,9 @@ def test_check_fits_says_what_to_change(tiny_report):
   small = dataclasses.replace(tiny_report, hbm_bytes=1000)
   advice = aot.check_fits(small)
   assert len(advice) == 2
+  # tiny: fp32, 1 micro-batch of 8 prompts, mesh data=4: every lever.
   assert "rl.num_microbatches" in advice[0] and "mesh.fsdp" in advice[0]
+  assert "bfloat16" in advice[0]
   assert "--sampler_rows" in advice[1]
   assert "fits: NO" in aot.format_report(small)
 
