@@ -347,8 +347,11 @@ def _compile(name, fn, args, kwargs, mesh, rules, analytic_flops):
   except jax.errors.JaxRuntimeError as e:
     if "RESOURCE_EXHAUSTED" not in str(e):
       raise
-    return _out_of_memory(name, e, analytic_flops,
-                          time.perf_counter() - start), None
+    report = _out_of_memory(name, e, analytic_flops,
+                            time.perf_counter() - start)
+    print(f"mathrl.aot: {name} does not fit: {report.error}",
+          file=sys.stderr, flush=True)
+    return report, None
   seconds = time.perf_counter() - start
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis()
