@@ -45,6 +45,7 @@ from mathrl import roofline
 from mathrl import sampling
 from mathrl import sharding
 from mathrl import train_step as train_step_lib
+from mathrl.models import config as model_config_lib
 from mathrl.models import transformer
 
 @dataclasses.dataclass
@@ -154,7 +155,7 @@ def model_config(config: mlc.ConfigDict) -> models.ModelConfig:
   m = config.model
   if m.path:
     with open(f"{m.path}/config.json") as f:
-      return models.ModelConfig.from_hf_config(json.load(f))
+      return model_config_lib.from_hf_config(json.load(f))
   if m.preset:
     return models.presets.get(m.preset)
   return models.ModelConfig(

@@ -233,9 +233,12 @@ def test_cli_names_a_bad_topology():
   assert "v9x:2x2" in out.stderr and "CHIP:AxB" in out.stderr
 
 
-def test_model_config_reads_the_preset_or_the_shape_fields():
+def test_model_config_reads_the_preset_or_the_shape_fields(
+    tiny_checkpoints):
   c = _tiny_config()
   assert aot.model_config(c).hidden_size == c.model.hidden_size == 64
   assert aot.model_config(c).vocab_size == c.tokenizer.vocab_size
   c.model.preset = "qwen2.5-7b"
   assert aot.model_config(c) == presets.QWEN2_5_7B
+  c.model.path = str(tiny_checkpoints["llama"])
+  assert aot.model_config(c).family == "llama"
