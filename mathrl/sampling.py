@@ -517,6 +517,29 @@ def _decode_all(graphdef, params, state, out, rng, *, compact, shards,
   return _finish(state, out)
 
 
+@functools.partial(
+    jax.jit, static_argnames=("graphdef", "max_new_tokens", "eos_ids",
+                              "method", "return_entropy", "pad_id"))
+def sampler_program(graphdef, params, prompt_tokens_BL, prompt_mask_BL, rng,
+                    *, max_new_tokens, eos_ids, method, return_entropy=False,
+                    pad_id=0) -> SamplingOutput:
+  """Prefill + the whole decode loop as one program, without compaction.
+
+  What `generate` runs when `compact=False`, in a single jit: for
+  ahead-of-time compilation (`mathrl.aot`) and for inspecting the decode
+  loop's compiled HLO. Same outputs as `generate(..., compact=False)`.
+  """
+  state, _ = _prefill(graphdef, params, prompt_tokens_BL, prompt_mask_BL,
+                      max_new_tokens=max_new_tokens,
+                      return_entropy=return_entropy, pad_id=pad_id)
+  state = _decode(graphdef, params, state, rng, shards=1, stop_at=0,
+                  eos_ids=eos_ids, method=method,
+                  return_entropy=return_entropy, pad_id=pad_id)
+  return SamplingOutput(tokens_BT=state.tokens_RT,
+                        logprobs_BT=state.logprobs_RT,
+                        mask_BT=state.mask_RT, entropy_BT=state.entropy_RT)
+
+
 def generate(
     model: nnx.Module,
     prompt_tokens_BL: Any,
