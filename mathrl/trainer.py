@@ -9,6 +9,8 @@ Rerunning the same command with the same workdir resumes from the last
 complete checkpoint of the stage it was in.
 """
 
+import contextlib
+import functools
 import json
 import os
 import sys
@@ -67,14 +69,26 @@ def _device_batch(tree: Any, mesh) -> Any:
 
 
 class Run:
-  """Everything a run builds once from its config."""
+  """Everything a run builds once from its config.
 
-  def __init__(self, config: mlc.ConfigDict, workdir: str):
+  Sharding: training steps run inside `training()` (the mesh and
+  `sharding.TRAIN_RULES`, so the model's `shard(...)` constraints act);
+  rollouts and evaluations sample with `sampling_model(params)`, whose
+  weights are resharded to `sharding.SAMPLE_RULES` (no FSDP on weights) by
+  one jitted call per rollout phase, then decode under the sampling rules
+  (`sampling.generate(..., mesh=run.mesh)`), so no decode step all-gathers
+  weights. Measured cost of that reshard: benchmarks/RESULTS.md
+  (benchmarks/reshard.py).
+  """
+
+  def __init__(self, config: mlc.ConfigDict, workdir: str,
+               mesh: jax.sharding.Mesh | None = None):
+    """`mesh` overrides the config's `mesh.*` fields (e.g. a sub-mesh)."""
     validate(config)
     self.config = config
     self.workdir = workdir
     os.makedirs(workdir, exist_ok=True)
-    self.mesh = builders.make_mesh(config)
+    self.mesh = builders.make_mesh(config) if mesh is None else mesh
     self.train_source = builders.make_train_source(config, workdir)
     self.rl_source = builders.make_rl_source(
         config, workdir, self.train_source)
@@ -89,6 +103,11 @@ class Run:
     self.graphdef, self.init_params = nnx.split(model)
     self.replicated = jax.sharding.NamedSharding(
         self.mesh, jax.sharding.PartitionSpec())
+    self.sample_shardings = sharding.logical_to_sharding(
+        self.init_params, self.mesh, sharding.SAMPLE_RULES)
+    # One compiled all-gather of the FSDP shards (per parameter tree shape).
+    self._to_sampling = jax.jit(lambda p: p,
+                                out_shardings=self.sample_shardings)
     self.writer = metrics_lib.MetricWriter(
         workdir, use_tensorboard=config.log.tensorboard,
         wandb_project=config.log.wandb_project or None,
@@ -99,6 +118,17 @@ class Run:
 
   def model(self, params) -> nnx.Module:
     return nnx.merge(self.graphdef, params)
+
+  def training(self):
+    """Context: the mesh and the training rules (`shard` constraints act)."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(jax.set_mesh(self.mesh))
+    stack.enter_context(sharding.axis_rules(sharding.TRAIN_RULES))
+    return stack
+
+  def sampling_model(self, params) -> nnx.Module:
+    """The policy with `params` resharded once to the sampling shardings."""
+    return self.model(self._to_sampling(params))
 
   def evaluate(self, params, samples_path: str | None = None,
                source=None, **kwargs) -> dict[str, float]:
@@ -113,7 +143,7 @@ class Run:
     """
     c = self.config
     return evaluation.evaluate_source(
-        self.model(params), self.tokenizer,
+        self.sampling_model(params), self.tokenizer,
         self.eval_source if source is None else source,
         protocol=builders.make_eval_protocol(c), template=self.template,
         buckets=tuple(c.eval.buckets or c.data.buckets),
@@ -121,13 +151,25 @@ class Run:
         eos_ids=self.eos_ids, rng=jax.random.PRNGKey(c.seed),
         num_examples=c.eval.num_examples, fit_buckets=c.eval.fit_buckets,
         max_prompt_length=c.eval.max_prompt_length,
-        samples_path=samples_path, **kwargs,
+        samples_path=samples_path, mesh=self.mesh, **kwargs,
     )
 
   def close(self):
     self.writer.close()
 
 
+def _within_training(stage):
+  """Runs a stage function inside `run.training()`."""
+
+  @functools.wraps(stage)
+  def wrapped(run: Run, *args, **kwargs):
+    with run.training():
+      return stage(run, *args, **kwargs)
+
+  return wrapped
+
+
+@_within_training
 def run_sft(run: Run) -> tuple[Any, dict[str, float]]:
   """Supervised warm-start; returns (params, last validation result)."""
   c = run.config
@@ -244,7 +286,8 @@ def _rl_step(run: Run, setup: RLSetup, step_fn, state, ref, batches, *,
   c, parts = run.config, setup.parts
   t0 = time.perf_counter()
   rollout, _, info = rollout_lib.collect(
-      run.model(state.params), batches, rng=rng, sampler=parts.sampler,
+      run.sampling_model(state.params), batches, rng=rng,
+      sampler=parts.sampler, mesh=run.mesh,
       tokenizer=run.tokenizer, reward_set=parts.reward_set,
       dynamic_sampling=parts.group_filter is not None,
       max_rounds=c.rl.dynamic_sampling_max_rounds,
@@ -277,6 +320,7 @@ def _rl_step(run: Run, setup: RLSetup, step_fn, state, ref, batches, *,
   return state, row
 
 
+@_within_training
 def run_rl(run: Run, params) -> dict[str, float]:
   """GRPO-family RL from `params`; returns the final evaluation."""
   c = run.config
