@@ -24,8 +24,10 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     # The parity tests compare against transformers' PyTorch forward. 2.13.0
     # is pinned because a CPU wheel of it is on the build machines.
+    # jax[tpu] brings libtpu (the version matching jax) for the tests that
+    # compile ahead of time for a TPU topology; no TPU is needed or used.
     "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6",
-             "torch==2.13.0"],
+             "torch==2.13.0", "jax[tpu]"],
     "bench": ["torch==2.13.0"],
     "gpu": ["jax[cuda12]"],
     "tpu": ["jax[tpu]"],

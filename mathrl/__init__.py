@@ -7,6 +7,12 @@ Subpackages are imported on first use so that `import mathrl` stays cheap:
 
 import importlib
 
+from mathrl import tpu_env
+
+# Before any backend loads: no TPU runtime start-up or metadata queries on
+# machines without a TPU (see tpu_env).
+tpu_env.configure()
+
 __version__ = "0.1.0"
 
 _SUBMODULES = (
@@ -17,6 +23,7 @@ _SUBMODULES = (
     "rewards",
     "sampling",
     "sharding",
+    "tpu_env",
     "types",
 )
 

@@ -237,14 +237,19 @@ def make_model(config: mlc.ConfigDict, vocab_size: int, mesh) -> nnx.Module:
         config.model.path, dtype=dtype, mesh=mesh, rules=sharding.TRAIN_RULES
     )
   m = config.model
-  model_config = models.ModelConfig(
-      vocab_size=vocab_size, hidden_size=m.hidden_size,
-      intermediate_size=m.intermediate_size, num_layers=m.num_layers,
-      num_heads=m.num_heads, num_kv_heads=m.num_kv_heads,
-      head_dim=m.head_dim, tie_word_embeddings=m.tie_word_embeddings,
-      qkv_bias=m.family == "qwen2", qk_norm=m.family == "qwen3",
-      family=m.family,
-  )
+  if m.preset:
+    # A named checkpoint's shapes; the vocabulary is the tokenizer's.
+    model_config = dataclasses.replace(models.presets.get(m.preset),
+                                       vocab_size=vocab_size)
+  else:
+    model_config = models.ModelConfig(
+        vocab_size=vocab_size, hidden_size=m.hidden_size,
+        intermediate_size=m.intermediate_size, num_layers=m.num_layers,
+        num_heads=m.num_heads, num_kv_heads=m.num_kv_heads,
+        head_dim=m.head_dim, tie_word_embeddings=m.tie_word_embeddings,
+        qkv_bias=m.family == "qwen2", qk_norm=m.family == "qwen3",
+        family=m.family,
+    )
   return sharding.init_sharded(
       lambda: models.Transformer(
           model_config, dtype=dtype, rngs=nnx.Rngs(config.seed)

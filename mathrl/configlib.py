@@ -54,6 +54,11 @@ def base_config() -> mlc.ConfigDict:
   # A local Hugging Face folder (config.json + *.safetensors). Empty: build a
   # randomly initialised model from the shape fields below.
   c.model.path = ""
+  # Named shapes from mathrl.models.presets (e.g. "qwen2.5-1.5b"): a model
+  # of that checkpoint's shapes, randomly initialised (ignored when `path`
+  # is set). Empty: the shape fields below. `python -m mathrl.aot` compiles
+  # such a model for a TPU topology without any weights.
+  c.model.preset = ""
   # Parameter and compute dtype: "float32" or "bfloat16".
   c.model.dtype = "float32"
   # Shapes of a model built from scratch (ignored when `path` is set); the

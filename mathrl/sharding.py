@@ -25,18 +25,20 @@ ask for an axis already taken are replicated), and a dimension whose size is
 not divisible by the mesh axes' total size keeps only the longest prefix of
 those axes that divides it (replicated when none does).
 
-Multi-host: every process calls `initialize_distributed(...)` first, then
+Multi-host: every process calls `distributed.initialize(...)` first, then
 builds the same mesh with `make_mesh(...)` over all global devices.
 """
 
 import contextlib
 import math
-import os
 from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
 from flax import nnx
+
+# Kept here for callers of the earlier name; see mathrl.distributed.
+from mathrl.distributed import initialize as initialize_distributed  # noqa: F401,E501
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
@@ -74,6 +76,50 @@ SAMPLE_RULES: Rules = (
 _active_rules: list[Rules] = []
 
 
+def mesh_shape(
+    num_devices: int, *, data: int = 1, fsdp: int = 1, tensor: int = 1
+) -> tuple[int, int, int]:
+  """The (data, fsdp, tensor) sizes a mesh request gives `num_devices`.
+
+  Args:
+    num_devices: devices the mesh spans.
+    data: size of the data-parallel axis; -1 means "all remaining devices".
+    fsdp: size of the fully-sharded data-parallel axis; -1 as above.
+    tensor: size of the tensor-parallel axis; -1 as above.
+
+  Returns:
+    The three axis sizes, whose product is `num_devices`.
+  """
+  sizes = {"data": data, "fsdp": fsdp, "tensor": tensor}
+  free = [name for name, size in sizes.items() if size == -1]
+  if len(free) > 1:
+    raise ValueError(
+        f"At most one mesh axis may be -1 (use the rest); got {sizes}."
+    )
+  for name, size in sizes.items():
+    if size != -1 and (not isinstance(size, int) or size < 1):
+      raise ValueError(
+          f"Mesh axis {name!r} must be a positive int or -1, got {size!r}."
+      )
+  known = math.prod(s for s in sizes.values() if s != -1)
+  if free:
+    if num_devices % known:
+      raise ValueError(
+          f"Cannot fill mesh axis {free[0]!r}: {num_devices} devices are "
+          f"not divisible by the product of the other axes ({known}); "
+          f"mesh request {sizes}."
+      )
+    sizes[free[0]] = num_devices // known
+  shape = tuple(sizes[name] for name in MESH_AXES)
+  if math.prod(shape) != num_devices:
+    raise ValueError(
+        f"Mesh {dict(zip(MESH_AXES, shape))} needs {math.prod(shape)} "
+        f"devices but {num_devices} are available; make data*fsdp*tensor "
+        f"equal the device count (or set one axis to -1)."
+    )
+  return shape
+
+
 def make_mesh(
     data: int = 1,
     fsdp: int = 1,
@@ -94,33 +140,7 @@ def make_mesh(
     used.
   """
   devices = list(jax.devices() if devices is None else devices)
-  sizes = {"data": data, "fsdp": fsdp, "tensor": tensor}
-  free = [name for name, size in sizes.items() if size == -1]
-  if len(free) > 1:
-    raise ValueError(
-        f"At most one mesh axis may be -1 (use the rest); got {sizes}."
-    )
-  for name, size in sizes.items():
-    if size != -1 and (not isinstance(size, int) or size < 1):
-      raise ValueError(
-          f"Mesh axis {name!r} must be a positive int or -1, got {size!r}."
-      )
-  known = math.prod(s for s in sizes.values() if s != -1)
-  if free:
-    if len(devices) % known:
-      raise ValueError(
-          f"Cannot fill mesh axis {free[0]!r}: {len(devices)} devices are "
-          f"not divisible by the product of the other axes ({known}); "
-          f"mesh request {sizes}."
-      )
-    sizes[free[0]] = len(devices) // known
-  shape = tuple(sizes[name] for name in MESH_AXES)
-  if math.prod(shape) != len(devices):
-    raise ValueError(
-        f"Mesh {dict(zip(MESH_AXES, shape))} needs {math.prod(shape)} "
-        f"devices but {len(devices)} are available; make data*fsdp*tensor "
-        f"equal the device count (or set one axis to -1)."
-    )
+  shape = mesh_shape(len(devices), data=data, fsdp=fsdp, tensor=tensor)
   # Auto axes: XLA propagates shardings from the parameters and the
   # `shard(...)` constraints (no sharding-in-types bookkeeping in the model).
   axis_types = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
@@ -131,47 +151,53 @@ def make_mesh(
                            axis_types=axis_types)
 
 
-def _launcher_world_size() -> int:
-  """Process count announced by a multi-host launcher (1 when none)."""
-  hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
-  sizes = [len([h for h in hosts.split(",") if h])]
-  for var in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
-    if os.environ.get(var, "").isdigit():
-      sizes.append(int(os.environ[var]))
-  return max(sizes + [1])
+def topology_mesh(
+    topology: str, *, data: int = 1, fsdp: int = 1, tensor: int = 1
+) -> jax.sharding.Mesh:
+  """A mesh over the devices of a TPU topology that need not be attached.
 
-
-def initialize_distributed(
-    coordinator_address: str | None = None,
-    num_processes: int | None = None,
-    process_id: int | None = None,
-) -> None:
-  """Starts multi-host JAX when configured; a no-op for one process.
-
-  With explicit arguments (bare GPU clusters) they are passed on. Without
-  them, `jax.distributed.initialize()` auto-detects the cluster when a
-  multi-host launcher is visible (Cloud TPU pod slices, SLURM, Open MPI);
-  otherwise, and when already initialised, nothing happens.
+  Used to compile ahead of time for a TPU slice from any machine with
+  libtpu installed (`mathrl.aot`); the devices come from
+  `jax.experimental.topologies.get_topology_desc`, ordered for the slice's
+  interconnect by `jax.make_mesh` as on the slice itself.
 
   Args:
-    coordinator_address: 'host:port' of process 0, or None.
-    num_processes: total number of processes, or None.
-    process_id: this process's index, or None.
+    topology: 'CHIP:AxB[xC]', e.g. 'v5e:2x4' or 'v5p:2x2x1'.
+    data: size of the data-parallel axis; -1 means "all remaining devices".
+    fsdp: size of the fully-sharded data-parallel axis; -1 as above.
+    tensor: size of the tensor-parallel axis; -1 as above.
+
+  Returns:
+    A `jax.sharding.Mesh` of shape (data, fsdp, tensor) with Auto axes.
   """
-  if jax.distributed.is_initialized():
-    return
-  if num_processes is not None and num_processes <= 1:
-    return
-  if coordinator_address is None and num_processes is None:
-    if _launcher_world_size() <= 1:
-      return
-    jax.distributed.initialize()
-    return
-  jax.distributed.initialize(
-      coordinator_address=coordinator_address,
-      num_processes=num_processes,
-      process_id=process_id,
-  )
+  from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
+  try:
+    devices = topologies.get_topology_desc(
+        platform="tpu", topology_name=topology).devices
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(
+        f"cannot describe TPU topology {topology!r} ({e}); install libtpu"
+        " (pip install 'jax[tpu]', the mathrl[tpu] extra) and name a"
+        " slice shape the chip supports, e.g. v5e:2x4, v6e:4x4, v5p:2x2x1"
+    ) from e
+  shape = mesh_shape(len(devices), data=data, fsdp=fsdp, tensor=tensor)
+  return jax.make_mesh(
+      shape, MESH_AXES,
+      axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES),
+      devices=devices)
+
+
+def per_device_bytes(tree: Any) -> int:
+  """Bytes one device holds of a tree of sharded arrays or abstract arrays.
+
+  Every leaf needs a `.sharding` (a `jax.Array`, or a `ShapeDtypeStruct`
+  built with `sharding=`); its per-device shard shape times its itemsize.
+  """
+  total = 0
+  for leaf in jax.tree.leaves(tree):
+    shard = leaf.sharding.shard_shape(leaf.shape)
+    total += math.prod(shard) * np.dtype(leaf.dtype).itemsize
+  return total
 
 
 @contextlib.contextmanager

@@ -1,0 +1,127 @@
+"""Multi-host start-up and per-process data: one code path for 1 or N hosts.
+
+Every process runs the same command. Before any other JAX call:
+
+  distributed.initialize(coordinator_address=..., num_processes=...,
+                         process_id=...)   # or no arguments: detected
+
+Without arguments, `jax.distributed.initialize()` is called only when a
+multi-host launcher is visible (Cloud TPU pod slices, SLURM, Open MPI), and
+JAX detects the coordinator and this process's index from it, as its
+cluster plug-ins do; on one machine nothing happens. Then each process reads
+its own shard of the prompt stream (`process_shard()`), turns its rows into
+the global batch with `global_batch(...)`
+(`jax.make_array_from_process_local_data`), and only the leader
+(`is_leader()`) writes metrics and files; Orbax saves and restores from
+every process.
+"""
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def launcher_world_size() -> int:
+  """Process count announced by a multi-host launcher (1 when none)."""
+  hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+  sizes = [len([h for h in hosts.split(",") if h and h != "localhost"])]
+  for var in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
+    if os.environ.get(var, "").isdigit():
+      sizes.append(int(os.environ[var]))
+  return max(sizes + [1])
+
+
+def cluster_environment() -> str | None:
+  """'cloud_tpu', 'slurm' or 'mpi' when that launcher started >1 process."""
+  if launcher_world_size() <= 1:
+    return None
+  if "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+    return "cloud_tpu"
+  if os.environ.get("SLURM_NTASKS", "").isdigit():
+    return "slurm"
+  return "mpi"
+
+
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> None:
+  """Starts multi-host JAX when configured; a no-op for one process.
+
+  Args:
+    coordinator_address: 'host:port' of process 0, or None (detected).
+    num_processes: total number of processes, or None (detected).
+    process_id: this process's index, or None (detected).
+  """
+  if jax.distributed.is_initialized():
+    return
+  if num_processes is not None and num_processes <= 1:
+    return
+  if coordinator_address is None and num_processes is None:
+    if cluster_environment() is None:
+      return
+    jax.distributed.initialize()
+    return
+  if num_processes is not None and (
+      process_id is None or not 0 <= process_id < num_processes):
+    raise ValueError(
+        f"process_id={process_id} must be in [0, {num_processes}) when"
+        f" num_processes={num_processes} is given")
+  jax.distributed.initialize(
+      coordinator_address=coordinator_address,
+      num_processes=num_processes,
+      process_id=process_id,
+  )
+
+
+def initialize_from_config(section: Any) -> None:
+  """`initialize` from a config's `distributed` section (empty/0: detect)."""
+  initialize(
+      coordinator_address=section.coordinator_address or None,
+      num_processes=section.num_processes or None,
+      process_id=section.process_id if section.num_processes else None,
+  )
+
+
+def is_leader() -> bool:
+  """True on the process that writes metrics, configs and summaries."""
+  return jax.process_index() == 0
+
+
+def process_shard() -> tuple[int, int]:
+  """(shard_index, shard_count) of this process's slice of a data stream."""
+  return jax.process_index(), jax.process_count()
+
+
+def global_batch(local_tree: Any, mesh: jax.sharding.Mesh, rules) -> Any:
+  """Global arrays from each process's rows, split over the batch axes.
+
+  Every leaf's first dimension is this process's rows (its shard of the
+  global batch, in process order); the result's first dimension is the
+  sum over processes, sharded by `rules`' 'batch' name on `mesh`. With one
+  process this is a plain sharded `device_put`.
+
+  Args:
+    local_tree: numpy arrays [rows_here, ...] (scalars are replicated).
+    mesh: the run's mesh over all global devices.
+    rules: logical-axis rules (e.g. sharding.TRAIN_RULES).
+
+  Returns:
+    The same tree of global `jax.Array`s.
+  """
+  from mathrl import sharding  # pylint: disable=g-import-not-at-top
+
+  count = jax.process_count()
+
+  def one(x):
+    x = np.asarray(x)
+    shape = (x.shape[0] * count,) + x.shape[1:] if x.ndim else ()
+    axes = ("batch",) + (None,) * (x.ndim - 1) if x.ndim else ()
+    spec = sharding.logical_to_spec(axes, shape, mesh, rules)
+    named = jax.sharding.NamedSharding(mesh, spec)
+    return jax.make_array_from_process_local_data(named, x, shape)
+
+  return jax.tree.map(one, local_tree)

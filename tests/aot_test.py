@@ -1,0 +1,244 @@
+"""Ahead-of-time TPU compilation (mathrl.aot), the chip table, TPU env safety.
+
+The compile tests need libtpu (the `tpu` extra, part of `test`); no TPU is
+attached: JAX compiles for an abstract v5e:2x2 slice on the CPU.
+"""
+
+import dataclasses
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from mathrl import aot
+from mathrl import hlo
+from mathrl import roofline
+from mathrl import tpu_env
+from mathrl.models import presets
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The test suite's persistent XLA cache stores the TPU executables but
+# cannot load them back without a TPU client; JAX then recompiles and warns.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Error reading persistent compilation cache entry")
+needs_libtpu = pytest.mark.skipif(
+    importlib.util.find_spec("libtpu") is None,
+    reason="libtpu is not installed (pip install -e '.[tpu]')")
+
+
+def _tiny_config():
+  sys.path.insert(0, str(ROOT / "configs"))
+  try:
+    import tiny  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.pop(0)
+  c = tiny.get_config()
+  # P = 8 prompts (B = 16 rows): every batch dimension divides the 4
+  # chips, so each chip does a quarter of the work and the per-chip FLOPs
+  # are the global count / 4.
+  c.rl.prompts_per_step = 8
+  return c
+
+
+@pytest.fixture(scope="module")
+def tiny_report():
+  if importlib.util.find_spec("libtpu") is None:
+    pytest.skip("libtpu is not installed (pip install -e '.[tpu]')")
+  return aot.compile_run(_tiny_config(), "v5e:2x2")
+
+
+def test_import_mathrl_keeps_cpu_and_starts_no_tpu_runtime():
+  if tpu_env.tpu_attached():
+    pytest.skip("a TPU is attached: the env is left to JAX")
+  env = {k: v for k, v in os.environ.items()
+         if not k.startswith(("TPU_", "JAX_PLATFORMS", "ALLOW_MULTIPLE"))}
+  code = (
+      "import mathrl, os, jax\n"
+      "print([d.platform for d in jax.devices()])\n"
+      "print('libtpu' in open('/proc/self/maps').read())\n"
+      "print(os.environ['TPU_SKIP_MDS_QUERY'], os.environ['JAX_PLATFORMS'])\n"
+  )
+  out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120,
+                       check=True)
+  lines = out.stdout.split("\n")
+  assert set(eval(lines[0])) == {"cpu"}  # pylint: disable=eval-used
+  assert lines[1] == "False"  # libtpu.so was never loaded
+  assert lines[2] == "1 cpu"
+  assert "TPU" not in out.stderr
+
+
+def test_configure_keeps_values_already_set(monkeypatch):
+  if tpu_env.tpu_attached():
+    pytest.skip("a TPU is attached: configure() changes nothing")
+  monkeypatch.setenv("TPU_ACCELERATOR_TYPE", "v6e-8")
+  monkeypatch.delenv("TPU_WORKER_ID", raising=False)
+  changed = tpu_env.configure()
+  assert os.environ["TPU_ACCELERATOR_TYPE"] == "v6e-8"
+  assert changed.get("TPU_WORKER_ID") == "0"
+  assert "TPU_ACCELERATOR_TYPE" not in changed
+
+
+def test_param_counts_match_the_published_checkpoints():
+  # Parameter counts of the Hugging Face checkpoints (safetensors totals):
+  # Qwen2.5-0.5B 494,032,768; Qwen2.5-1.5B 1,543,714,304; Qwen2.5-7B
+  # 7,615,616,512; Llama-3.1-8B 8,030,261,248.
+  # E.g. 0.5B: embed 151936·896 = 136,134,656 (tied head); per layer
+  # 896·64·(2·14 + 2·2) + 3·896·4864 = 1,835,008 + 13,074,432 matmul
+  # weights, 2·896 norms, 64·(14 + 4) = 1,152 biases → 14,912,384; ×24 =
+  # 357,897,216; + final norm 896 → 494,032,768.
+  assert roofline.param_count(presets.QWEN2_5_0_5B) == 494_032_768
+  assert roofline.param_count(presets.QWEN2_5_1_5B) == 1_543_714_304
+  assert roofline.param_count(presets.QWEN2_5_7B) == 7_615_616_512
+  assert roofline.param_count(presets.LLAMA_3_1_8B) == 8_030_261_248
+
+
+def test_train_step_flops_golden():
+  # Tiny shapes: D=64, F=128, 1 layer, N=2, K=1, H=32, V=384.
+  # Matmul weights per layer: 64·32·(2·2 + 2·1) + 3·64·128 = 36,864.
+  # P=2, G=2 (B=4), L=10, T=3, shared prompts: tokens 2·10 + 4·2 = 28,
+  # logit positions 2 + 4·2 = 10, pairs 28·(10 + 3 − 1) = 336.
+  # Forward: 2·36,864·28 + 2·64·384·10 + 4·1·2·32·336 = 2,064,384 +
+  # 491,520 + 86,016 = 2,641,920; train step (1 epoch) = 3× = 7,925,760.
+  cfg = dataclasses.replace(
+      presets.TINY, vocab_size=384, hidden_size=64, intermediate_size=128,
+      num_layers=1, num_heads=2, num_kv_heads=1, head_dim=32)
+  flops = roofline.train_step_flops(
+      cfg, num_prompts=2, group_size=2, prompt_len=10, completion_len=3,
+      share_prompts=True)
+  assert flops == 7_925_760
+
+
+def test_parse_topology_and_its_errors():
+  chip, dims = roofline.parse_topology("v5p:2x2x1")
+  assert (chip.name, dims) == ("v5p", (2, 2, 1))
+  assert roofline.num_chips("v5e:4x4") == 16
+  with pytest.raises(ValueError, match="CHIP:AxB"):
+    roofline.parse_topology("v9x:2x2")
+
+
+def test_loop_collectives_parser():
+  text = "\n".join([
+      "HloModule m",
+      "",
+      "%body.1 (p: (s32[], bf16[8,896])) -> (s32[], bf16[8,896]) {",
+      "  %ag = bf16[896,4864]{1,0} all-gather(bf16[224,4864]{1,0} %w),"
+      " dimensions={0}",
+      "  %f = f32[8]{0} fusion(%x), kind=kLoop, calls=%fused.2",
+      "}",
+      "",
+      "%fused.2 (a: f32[8]) -> f32[8] {",
+      "  %ar = f32[8]{0} all-reduce(f32[8]{0} %a), to_apply=%add",
+      "}",
+      "",
+      "ENTRY %main (a: bf16[8,896]) -> bf16[8,896] {",
+      "  %top = f32[4]{0} all-reduce(f32[4]{0} %z), to_apply=%add",
+      "  %w = (s32[], bf16[8,896]) while(%t), condition=%c, body=%body.1",
+      "}",
+  ])
+  found = hlo.loop_collectives(text)
+  # Inside the loop: the all-gather (896·4864·2 = 8,716,288 bytes) and the
+  # all-reduce of the fusion it calls (8·4 = 32 bytes); not the top one.
+  assert sorted((c.op, c.bytes) for c in found) == [
+      ("all-gather", 8_716_288), ("all-reduce", 32)]
+
+
+def test_loop_trip_counts_from_the_condition():
+  # A scan of 5 steps as TPU HLO writes it: counter < constant(5).
+  text = "\n".join([
+      "%cond.2 (p: (s32[], f32[4])) -> pred[] {",
+      "  %c = s32[]{:T(128)} constant(5)",
+      "  %i = s32[]{:T(128)} get-tuple-element(%p), index=0",
+      "  ROOT %lt = pred[]{:T(512)} compare(%i, %c), direction=LT",
+      "}",
+      "",
+      "ENTRY %main (a: f32[4]) -> f32[4] {",
+      "  %w = (s32[], f32[4]) while(%t), condition=%cond.2, body=%b",
+      '  %v = (s32[], f32[4]) while(%u), condition=%x, body=%y,'
+      ' backend_config={"known_trip_count":{"n":"24"}}',
+      "}",
+  ])
+  assert hlo.loop_trip_counts(text) == [5, 24]
+
+
+@needs_libtpu
+def test_tiny_programs_fit_and_memory_is_sane(tiny_report):
+  r = tiny_report
+  assert (r.chip, r.num_chips, r.mesh) == (
+      "v5e", 4, {"data": 4, "fsdp": 1, "tensor": 1})
+  for program in (r.train, r.sampler, r.decode):
+    assert program.argument_bytes > 0
+    assert 0 < program.peak_bytes < r.hbm_bytes
+  assert r.fits and not aot.check_fits(r)
+  json.dumps(r.to_json())
+  row = aot.table_row(r)
+  assert row.startswith("| config shapes | v5e:2x2 | 4x1x1 | yes |")
+  assert row.count("|") == aot.TABLE_HEADER.split("\n")[0].count("|")
+
+
+@needs_libtpu
+def test_tiny_train_step_flops_match_the_analytic_count(tiny_report):
+  # Analytic, per chip: P=8, G=2 (B=16), L=80, T=8, D=64, F=128, V=384,
+  # 1 layer: tokens 8·80 + 16·7 = 752, logit positions 8 + 16·7 = 120,
+  # pairs 752·87 = 65,424 → forward 2·36,864·752 + 2·64·384·120 +
+  # 4·2·32·65,424 = 55,443,456 + 5,898,240 + 16,748,544 = 78,090,240;
+  # ×3 / 4 chips = 58,567,680. XLA also counts the element-wise work
+  # (norms, RoPE, softmax, AdamW), a few percent at these shapes.
+  t = tiny_report.train
+  assert t.analytic_flops == 58_567_680
+  assert t.cost_complete
+  assert t.analytic_flops <= t.flops <= 1.1 * t.analytic_flops
+
+
+@needs_libtpu
+def test_tiny_decode_step_cost_and_loop_collectives(tiny_report):
+  r = tiny_report
+  # One decode step: 16 rows / 4 chips; matmuls 2·36,864·16 + 2·64·384·16
+  # + 4·2·32·16·88 = 1,179,648 + 786,432 + 360,448 = 2,326,528 → 581,632
+  # per chip, a lower bound: sampling from V=384 logits (softmax, CDF)
+  # adds element-wise work of the same order at this width.
+  assert r.decode.analytic_flops == 581_632
+  assert r.decode.analytic_flops <= r.decode.flops <= 2 * (
+      r.decode.analytic_flops)
+  assert r.decode.bytes_accessed >= r.decode_ideal_bytes
+  # Weights are replicated under the sampling rules: the loop moves no
+  # weight-sized array between chips.
+  assert not r.weight_sized
+  assert r.decode_tokens_per_second_bound > 0
+  assert 0 < r.mfu_bound <= 1
+
+
+@needs_libtpu
+def test_check_fits_says_what_to_change(tiny_report):
+  small = dataclasses.replace(tiny_report, hbm_bytes=1000)
+  advice = aot.check_fits(small)
+  assert len(advice) == 2
+  # tiny: fp32, 1 micro-batch of 8 prompts, mesh data=4: every lever.
+  assert "rl.num_microbatches" in advice[0] and "mesh.fsdp" in advice[0]
+  assert "bfloat16" in advice[0]
+  assert "--sampler_rows" in advice[1]
+  assert "fits: NO" in aot.format_report(small)
+
+
+def test_cli_names_a_bad_topology():
+  out = subprocess.run(
+      [sys.executable, "-m", "mathrl.aot", "--config=configs/tiny.py",
+       "--topology=v9x:2x2"], cwd=ROOT, capture_output=True, text=True,
+      timeout=300)
+  assert out.returncode != 0
+  assert "v9x:2x2" in out.stderr and "CHIP:AxB" in out.stderr
+
+
+def test_model_config_reads_the_preset_or_the_shape_fields(
+    tiny_checkpoints):
+  c = _tiny_config()
+  assert aot.model_config(c).hidden_size == c.model.hidden_size == 64
+  assert aot.model_config(c).vocab_size == c.tokenizer.vocab_size
+  c.model.preset = "qwen2.5-7b"
+  assert aot.model_config(c) == presets.QWEN2_5_7B
+  c.model.path = str(tiny_checkpoints["llama"])
+  assert aot.model_config(c).family == "llama"
