@@ -7,6 +7,10 @@ SFT warm-start (when `sft.steps` > 0) until validation greedy accuracy reaches
 dynamic sampling → `train_step` → metrics → evaluation → checkpoint.
 Rerunning the same command with the same workdir resumes from the last
 complete checkpoint of the stage it was in.
+
+Preemption: on SIGTERM (spot/preemptible VMs, SLURM) or JAX's preemption
+notice, the stage finishes its current step, checkpoints that step and the
+process exits with `preemption.EXIT_CODE` (75); rerunning resumes there.
 """
 
 import contextlib
@@ -27,6 +31,7 @@ from mathrl import builders
 from mathrl import checkpoint
 from mathrl import evaluation
 from mathrl import metrics as metrics_lib
+from mathrl import preemption
 from mathrl import rollout as rollout_lib
 from mathrl import sharding
 from mathrl import sft as sft_lib
@@ -89,6 +94,8 @@ class Run:
     self.workdir = workdir
     os.makedirs(workdir, exist_ok=True)
     self.mesh = builders.make_mesh(config) if mesh is None else mesh
+    # Entered by `train`; outside it, `should_stop` is never true.
+    self.guard = preemption.PreemptionGuard()
     self.train_source = builders.make_train_source(config, workdir)
     self.rl_source = builders.make_rl_source(
         config, workdir, self.train_source)
@@ -156,6 +163,15 @@ class Run:
 
   def close(self):
     self.writer.close()
+
+
+def _preempted(run: Run, ckpt, where: str) -> None:
+  """Waits for the checkpoint just saved, then exits with EXIT_CODE."""
+  ckpt.close()
+  _log(f"{where}: stop requested (signal {run.guard.signal_received});"
+       f" checkpoint written, exiting with {preemption.EXIT_CODE}."
+       " Rerun the same command to resume.")
+  run.guard.exit()  # SystemExit: `train` still closes the run
 
 
 def _within_training(stage):
@@ -235,10 +251,13 @@ def run_sft(run: Run) -> tuple[Any, dict[str, float]]:
       done = done or last_eval["accuracy"] >= c.sft.stop_accuracy
     if step % c.log.every_steps == 0 or done:
       run.writer.write(step, row, stage="sft")
-    if done or step % c.checkpoint.every_steps == 0:
+    stop = run.guard.should_stop(step)
+    if done or stop or step % c.checkpoint.every_steps == 0:
       ckpt.save(step, state, metadata={"step": step, "done": done,
                                        "cursor": cursor, "eval": last_eval},
-                force=done)
+                force=done or stop)
+    if stop:
+      _preempted(run, ckpt, f"SFT step {step}")
     if done:
       break
   ckpt.close()
@@ -378,10 +397,14 @@ def run_rl(run: Run, params) -> dict[str, float]:
           " in a row; the last checkpoint is intact. Lower rl.learning_rate"
           " or check the rewards."
       )
-    if step % c.checkpoint.every_steps == 0 or done:
-      ckpt.save(step, {"state": state, "ref": ref}, force=done, metadata={
-          "step": step, "data": batches.get_state(), "eval": last_eval,
-          "eval_start": meta["eval_start"], "skipped_steps": skipped_steps})
+    stop = run.guard.should_stop(step)
+    if step % c.checkpoint.every_steps == 0 or done or stop:
+      ckpt.save(step, {"state": state, "ref": ref}, force=done or stop,
+                metadata={"step": step, "data": batches.get_state(),
+                          "eval": last_eval, "eval_start": meta["eval_start"],
+                          "skipped_steps": skipped_steps})
+    if stop and not done:
+      _preempted(run, ckpt, f"RL step {step}")
   ckpt.close()
   return {"start": meta["eval_start"], "end": last_eval}
 
@@ -390,23 +413,30 @@ def train(config: mlc.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs SFT (optional) then RL; returns the evaluations of each stage."""
   run = Run(config, workdir)
   try:
-    params = run.init_params
-    results: dict[str, Any] = {}
-    if config.sft.steps:
-      params, _ = run_sft(run)
-    if config.rl.steps:
-      rl = run_rl(run, params)
-      if config.sft.steps:
-        results["sft"] = rl["start"]  # the SFT policy on the eval set
-      results["rl"] = rl["end"]
-    elif config.sft.steps:
-      results["sft"] = run.evaluate(params)
-    table = evaluation.summary_table(
-        {name: r for name, r in results.items() if r}
-    )
-    print(table, flush=True)
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(results, f, indent=2)
-    return results
+    with run.guard:
+      return _train_stages(run)
   finally:
     run.close()
+
+
+def _train_stages(run: Run) -> dict[str, Any]:
+  """SFT (optional), RL, then the summary; preemptible after any step."""
+  config, workdir = run.config, run.workdir
+  params = run.init_params
+  results: dict[str, Any] = {}
+  if config.sft.steps:
+    params, _ = run_sft(run)
+  if config.rl.steps:
+    rl = run_rl(run, params)
+    if config.sft.steps:
+      results["sft"] = rl["start"]  # the SFT policy on the eval set
+    results["rl"] = rl["end"]
+  elif config.sft.steps:
+    results["sft"] = run.evaluate(params)
+  table = evaluation.summary_table(
+      {name: r for name, r in results.items() if r}
+  )
+  print(table, flush=True)
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(results, f, indent=2)
+  return results

@@ -5,6 +5,7 @@ Two RL steps of the tiny config (sampling, rewards, update: the trainer's
 tensor 2) and (fsdp 8) end with the parameters of the one-device run; the
 train step compiles once and the sampler does not recompile per step.
 """
+# pylint: disable=protected-access
 
 import jax
 import numpy as np
@@ -55,15 +56,15 @@ def _two_rl_steps(workdir, mesh):
     state, rows, sampler_sizes = tree["state"], [], []
     with run.training():
       for step in range(2):
-        state, row = trainer._rl_step(  # pylint: disable=protected-access
+        state, row = trainer._rl_step(
             run, setup, step_fn, state, tree["ref"], batches,
             rng=jax.random.PRNGKey(step), progress=step / 2)
         rows.append(row)
-        sampler_sizes.append(sampling._generate._cache_size())  # pylint: disable=protected-access
+        sampler_sizes.append(sampling._generate._cache_size())
     return dict(init=init, params=jax.device_get(state.params), rows=rows,
-                step_compiles=step_fn._cache_size(),  # pylint: disable=protected-access
+                step_compiles=step_fn._cache_size(),
                 sampler_sizes=sampler_sizes,
-                reshard_compiles=run._to_sampling._cache_size())  # pylint: disable=protected-access
+                reshard_compiles=run._to_sampling._cache_size())
   finally:
     run.close()
 
