@@ -29,6 +29,7 @@ from flax import nnx
 
 from mathrl import builders
 from mathrl import checkpoint
+from mathrl import distributed
 from mathrl import evaluation
 from mathrl import metrics as metrics_lib
 from mathrl import preemption
@@ -62,15 +63,22 @@ def _log(msg: str) -> None:
 
 
 def _device_batch(tree: Any, mesh) -> Any:
-  """Places host arrays on the mesh, split over the batch axes."""
+  """Places host arrays on the mesh, split over the batch axes.
 
-  def put(x):
-    x = np.asarray(x)
-    axes = ("batch",) + (None,) * (x.ndim - 1) if x.ndim else ()
-    spec = sharding.logical_to_spec(axes, x.shape, mesh, sharding.TRAIN_RULES)
-    return jax.device_put(x, jax.sharding.NamedSharding(mesh, spec))
+  Each process gives its own rows (`distributed.global_batch`); with one
+  process this is a sharded `device_put`.
+  """
+  return distributed.global_batch(tree, mesh, sharding.TRAIN_RULES)
 
-  return jax.tree.map(put, tree)
+
+class _LeaderOnly:
+  """Metric writing on a process other than the leader: nothing to write."""
+
+  def write(self, *args, **kwargs) -> None:
+    del args, kwargs
+
+  def close(self) -> None:
+    pass
 
 
 class Run:
@@ -115,13 +123,15 @@ class Run:
     # One compiled all-gather of the FSDP shards (per parameter tree shape).
     self._to_sampling = jax.jit(lambda p: p,
                                 out_shardings=self.sample_shardings)
-    self.writer = metrics_lib.MetricWriter(
-        workdir, use_tensorboard=config.log.tensorboard,
-        wandb_project=config.log.wandb_project or None,
-        wandb_config=config.to_dict(),
-    )
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    self.writer = _LeaderOnly()
+    if distributed.is_leader():  # metrics and files: process 0 only
+      self.writer = metrics_lib.MetricWriter(
+          workdir, use_tensorboard=config.log.tensorboard,
+          wandb_project=config.log.wandb_project or None,
+          wandb_config=config.to_dict(),
+      )
+      with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
 
   def model(self, params) -> nnx.Module:
     return nnx.merge(self.graphdef, params)
@@ -436,7 +446,8 @@ def _train_stages(run: Run) -> dict[str, Any]:
   table = evaluation.summary_table(
       {name: r for name, r in results.items() if r}
   )
-  print(table, flush=True)
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(results, f, indent=2)
+  if distributed.is_leader():
+    print(table, flush=True)
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(results, f, indent=2)
   return results
