@@ -10,6 +10,7 @@ train step compiles once and the sampler does not recompile per step.
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from mathrl import builders
 from mathrl import rewards
@@ -53,20 +54,50 @@ def _two_rl_steps(workdir, mesh):
     step_fn = setup.step_fn()
     batches = builders.make_rl_batches(config, run.rl_source, run.tokenizer,
                                        run.template)
-    state, rows, sampler_sizes = tree["state"], [], []
+    state, rows, sampler_sizes, args = tree["state"], [], [], []
+
+    def recording_step(*step_args):
+      args[:] = [jax.tree.map(_abstract, step_args)]
+      return step_fn(*step_args)
+
     with run.training():
       for step in range(2):
+        sample_params = run.sampling_model(state.params)
+        sample_sh = jax.tree.map(lambda x: x.sharding, nnx.state(
+            sample_params))
         state, row = trainer._rl_step(
-            run, setup, step_fn, state, tree["ref"], batches,
+            run, setup, recording_step, state, tree["ref"], batches,
             rng=jax.random.PRNGKey(step), progress=step / 2)
         rows.append(row)
         sampler_sizes.append(sampling._generate._cache_size())
     return dict(init=init, params=jax.device_get(state.params), rows=rows,
                 step_compiles=step_fn._cache_size(),
                 sampler_sizes=sampler_sizes,
-                reshard_compiles=run._to_sampling._cache_size())
+                reshard_compiles=run._to_sampling._cache_size(),
+                sample_sh=sample_sh, train_sh=setup.state_sh.params,
+                sample_rules_sh=run.sample_shardings,
+                constraints=_constraints(run, setup, args[0]))
   finally:
     run.close()
+
+
+def _abstract(x):
+  if x is None:
+    return None
+  return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+
+
+def _constraints(run, setup, args):
+  """Sharding constraints in the train step lowered (in, out of) the
+  trainer's training context."""
+
+  def count():
+    text = jax.jit(setup.parts.train_step).lower(*args).as_text()
+    return text.count("sharding_constraint") + text.count("@Sharding")
+
+  with run.training():
+    inside = count()
+  return inside, count()
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +136,21 @@ def test_train_step_compiles_once_and_sampler_not_per_step(runs, name):
   # Step 2 samples the same bucket as step 1: no new sampler compile.
   first, second = run["sampler_sizes"]
   assert second == first
+
+
+@pytest.mark.parametrize("name", ["data2_fsdp2_tensor2", "fsdp8"])
+def test_training_applies_the_rules_and_sampling_its_own(runs, name):
+  run = runs[name]
+  inside, outside = run["constraints"]
+  # The model's `shard(...)` calls constrain activations only inside
+  # `Run.training()` (outside they are no-ops).
+  assert inside > 0 and outside == 0, (inside, outside)
+  # Rollouts sample on weights resharded to the sampling rules, which on
+  # these meshes differ from the training shardings (no FSDP).
+  sample = jax.tree.leaves(run["sample_sh"])
+  assert sample == jax.tree.leaves(run["sample_rules_sh"])
+  train = jax.tree.leaves(run["train_sh"])
+  assert len(sample) == len(train)
+  assert any(a.spec != b.spec for a, b in zip(sample, train))
+  assert not any("fsdp" in str(a.spec) for a in sample)
+  assert any("fsdp" in str(b.spec) for b in train)
