@@ -7,67 +7,91 @@ import pathlib
 
 import jax
 import numpy as np
+import pytest
 
+from mathrl import builders
 from mathrl import checkpoint
 from mathrl import metrics
 from mathrl import preemption
+from mathrl import train_step as train_step_lib
 from mathrl import trainer
 from tests.trainer_test import tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # No periodic checkpoint: only the preemption writes the one of step 1.
-OVERRIDES = {"sft.steps": 0, "rl.steps": 2, "checkpoint.every_steps": 100}
+OVERRIDES = {
+    "rl": {"sft.steps": 0, "rl.steps": 2, "checkpoint.every_steps": 100},
+    "sft": {"sft.steps": 2, "rl.steps": 0, "checkpoint.every_steps": 100},
+}
+# What each stage calls once per step: the child SIGTERMs itself there.
+HOOKS = {"rl": ("mathrl.rollout", "collect"),
+         "sft": ("mathrl.sft", "collate")}
 
-# A child process that SIGTERMs itself while RL step 1 samples.
 _SIGNALLED_RUN = """
-import os, signal, sys
+import importlib, os, signal, sys
 import tests.conftest  # the test suite's JAX set-up (devices, numerics)
-from mathrl import rollout, trainer
+from mathrl import trainer
 from tests.trainer_test import tiny_config
-collect = rollout.collect
+module = importlib.import_module({module!r})
+original = getattr(module, {name!r})
 def signalled(*args, **kwargs):
   os.kill(os.getpid(), signal.SIGTERM)
-  return collect(*args, **kwargs)
-rollout.collect = signalled
+  return original(*args, **kwargs)
+setattr(module, {name!r}, signalled)
 trainer.train(tiny_config(**{overrides!r}), sys.argv[1])
 """
 
 
-def _final(workdir):
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints", "rl"))
-  run = trainer.Run(tiny_config(**OVERRIDES), workdir)
+def _abstract_tree(run, stage):
+  """The structure of a `stage` checkpoint, as the trainer builds it."""
+  if stage == "rl":
+    return trainer.RLSetup(run).initial_tree(run.init_params)
+  c = run.config
+  return train_step_lib.init_train_state(
+      run.init_params, builders.make_optimizer(c.sft, c.sft.steps), (),
+      jax.random.key_data(jax.random.PRNGKey(c.seed)))
+
+
+def _final(workdir, stage):
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints", stage))
+  run = trainer.Run(tiny_config(**OVERRIDES[stage]), workdir)
   try:
     step = ckpt.latest_step()
-    tree, _ = ckpt.restore(step, abstract_state=trainer.RLSetup(
-        run).initial_tree(run.init_params))
+    tree, _ = ckpt.restore(step, abstract_state=_abstract_tree(run, stage))
   finally:
     run.close()
     ckpt.close()
   return step, tree
 
 
-def _rl_rows(workdir):
+def _rows(workdir, stage):
   rows = metrics.read_jsonl(os.path.join(workdir, metrics.METRICS_FILE))
   return [{k: v for k, v in r.items()
            if "seconds" not in k and "tokens_per_second" not in k}
-          for r in rows if r["stage"] == "rl"]
+          for r in rows if r["stage"] == stage]
 
 
-def test_sigterm_checkpoints_the_step_and_the_rerun_matches(tmp_path):
+@pytest.mark.parametrize("stage", ["rl", "sft"])
+def test_sigterm_checkpoints_the_step_and_the_rerun_matches(tmp_path, stage):
   signalled = str(tmp_path / "signalled")
-  child = subprocess.run(
-      [sys.executable, "-c", _SIGNALLED_RUN.format(overrides=OVERRIDES),
-       signalled], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  module, name = HOOKS[stage]
+  script = _SIGNALLED_RUN.format(module=module, name=name,
+                                 overrides=OVERRIDES[stage])
+  child = subprocess.run([sys.executable, "-c", script, signalled], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
   assert child.returncode == preemption.EXIT_CODE, child.stderr[-3000:]
-  assert "RL step 1: stop requested" in child.stderr
-  ckpt = checkpoint.Checkpointer(os.path.join(signalled, "checkpoints", "rl"))
+  assert f"{stage.upper()} step 1: stop requested" in child.stderr
+  ckpt = checkpoint.Checkpointer(os.path.join(signalled, "checkpoints",
+                                              stage))
   assert ckpt.all_steps() == [1]  # the step it was on, nothing later
   ckpt.close()
-  trainer.train(tiny_config(**OVERRIDES), signalled)  # the rerun resumes
+  trainer.train(tiny_config(**OVERRIDES[stage]), signalled)  # resumes
   uninterrupted = str(tmp_path / "uninterrupted")
-  trainer.train(tiny_config(**OVERRIDES), uninterrupted)
-  step_a, tree_a = _final(signalled)
-  step_b, tree_b = _final(uninterrupted)
+  trainer.train(tiny_config(**OVERRIDES[stage]), uninterrupted)
+  step_a, tree_a = _final(signalled, stage)
+  step_b, tree_b = _final(uninterrupted, stage)
   assert step_a == step_b == 2
   jax.tree.map(np.testing.assert_array_equal, tree_a, tree_b)
-  assert _rl_rows(signalled) == _rl_rows(uninterrupted)
+  rows = _rows(uninterrupted, stage)
+  assert [r["step"] for r in rows] == [1, 2]
+  assert _rows(signalled, stage) == rows
