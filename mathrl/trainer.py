@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -142,6 +143,16 @@ class Run:
     stack.enter_context(jax.set_mesh(self.mesh))
     stack.enter_context(sharding.axis_rules(sharding.TRAIN_RULES))
     return stack
+
+  def preemptible(self):
+    """Context: SIGTERM stops the run after a step (`self.guard`).
+
+    Signal handlers can only be set from the main thread; a run started in
+    another thread (e.g. a notebook's worker) is not preemptible.
+    """
+    if threading.current_thread() is threading.main_thread():
+      return self.guard
+    return contextlib.nullcontext()
 
   def sampling_model(self, params) -> nnx.Module:
     """The policy with `params` resharded once to the sampling shardings."""
@@ -423,7 +434,7 @@ def train(config: mlc.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs SFT (optional) then RL; returns the evaluations of each stage."""
   run = Run(config, workdir)
   try:
-    with run.guard:
+    with run.preemptible():
       return _train_stages(run)
   finally:
     run.close()

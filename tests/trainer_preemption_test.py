@@ -1,9 +1,12 @@
 """SIGTERM during training: checkpoint of that step, exit 75, exact resume."""
 
 import os
+import pathlib
+import signal
 import subprocess
 import sys
-import pathlib
+import threading
+import types
 
 import jax
 import numpy as np
@@ -95,3 +98,22 @@ def test_sigterm_checkpoints_the_step_and_the_rerun_matches(tmp_path, stage):
   rows = _rows(uninterrupted, stage)
   assert [r["step"] for r in rows] == [1, 2]
   assert _rows(signalled, stage) == rows
+
+
+def test_only_the_main_thread_installs_the_handler():
+  run = types.SimpleNamespace(guard=preemption.PreemptionGuard())
+  previous = signal.getsignal(signal.SIGTERM)
+  seen = []
+
+  def in_thread():
+    with trainer.Run.preemptible(run):  # no "main thread only" error
+      seen.append(signal.getsignal(signal.SIGTERM))
+
+  worker = threading.Thread(target=in_thread)
+  worker.start()
+  worker.join()
+  assert seen == [previous]
+  with trainer.Run.preemptible(run):
+    handler = signal.getsignal(signal.SIGTERM)
+    assert handler == run.guard._handler  # pylint: disable=protected-access
+  assert signal.getsignal(signal.SIGTERM) == previous
