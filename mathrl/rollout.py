@@ -53,13 +53,17 @@ class Scored:
 def sample_and_score(
     model, batch: pipeline.PromptBatch, *, rng: jax.Array, sampler: Sampler,
     tokenizer, reward_set: rewards_lib.RewardSet,
+    mesh: Optional[jax.sharding.Mesh] = None,
 ) -> tuple[Scored, dict[str, float]]:
-  """Samples the batch's rows (already repeated ×G) and scores them."""
+  """Samples the batch's rows (already repeated ×G) and scores them.
+
+  With `mesh`, sampling runs under the sampling rules (`sampling.generate`).
+  """
   t0 = time.perf_counter()
   out = sampling.generate(
       model, jnp.asarray(batch.tokens_BL), jnp.asarray(batch.mask_BL),
       rng=rng, max_new_tokens=sampler.max_new_tokens,
-      eos_ids=sampler.eos_ids, method=sampler.method,
+      eos_ids=sampler.eos_ids, method=sampler.method, mesh=mesh,
       compact=sampler.compact,
   )
   tokens_BT = np.asarray(out.tokens_BT)
@@ -186,6 +190,7 @@ def collect(
     max_rounds: int, multi_reward: bool, progress: float,
     group_filter: Callable[..., np.ndarray] = informative_groups,
     prompt_feedback: Optional[Callable[..., None]] = None,
+    mesh: Optional[jax.sharding.Mesh] = None,
 ) -> tuple[types.Rollout, Scored, dict[str, float]]:
   """One RL batch of P groups × G samples, as a device-ready Rollout.
 
@@ -196,6 +201,9 @@ def collect(
 
   `prompt_feedback(ids_P, correct_PG)`, when given, sees every scored
   round (VADE's posterior update).
+
+  `mesh`: sample on it under `sharding.SAMPLE_RULES`; give `model` weights
+  already in the sampling shardings to reshard once for all rounds.
 
   Returns:
     (rollout, scored host batch, metrics).
@@ -210,7 +218,7 @@ def collect(
     num_prompts = len(batch.prompts_P)
     scored, timing = sample_and_score(
         model, batch, rng=jax.random.fold_in(rng, rounds), sampler=sampler,
-        tokenizer=tokenizer, reward_set=reward_set,
+        tokenizer=tokenizer, reward_set=reward_set, mesh=mesh,
     )
     for k, v in timing.items():
       info[k] = info.get(k, 0.0) + v

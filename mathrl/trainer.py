@@ -7,11 +7,18 @@ SFT warm-start (when `sft.steps` > 0) until validation greedy accuracy reaches
 dynamic sampling → `train_step` → metrics → evaluation → checkpoint.
 Rerunning the same command with the same workdir resumes from the last
 complete checkpoint of the stage it was in.
+
+Preemption: on SIGTERM (spot/preemptible VMs, SLURM) or JAX's preemption
+notice, the stage finishes its current step, checkpoints that step and the
+process exits with `preemption.EXIT_CODE` (75); rerunning resumes there.
 """
 
+import contextlib
+import functools
 import json
 import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -23,8 +30,10 @@ from flax import nnx
 
 from mathrl import builders
 from mathrl import checkpoint
+from mathrl import distributed
 from mathrl import evaluation
 from mathrl import metrics as metrics_lib
+from mathrl import preemption
 from mathrl import rollout as rollout_lib
 from mathrl import sharding
 from mathrl import sft as sft_lib
@@ -55,26 +64,47 @@ def _log(msg: str) -> None:
 
 
 def _device_batch(tree: Any, mesh) -> Any:
-  """Places host arrays on the mesh, split over the batch axes."""
+  """Places host arrays on the mesh, split over the batch axes.
 
-  def put(x):
-    x = np.asarray(x)
-    axes = ("batch",) + (None,) * (x.ndim - 1) if x.ndim else ()
-    spec = sharding.logical_to_spec(axes, x.shape, mesh, sharding.TRAIN_RULES)
-    return jax.device_put(x, jax.sharding.NamedSharding(mesh, spec))
+  Each process gives its own rows (`distributed.global_batch`); with one
+  process this is a sharded `device_put`.
+  """
+  return distributed.global_batch(tree, mesh, sharding.TRAIN_RULES)
 
-  return jax.tree.map(put, tree)
+
+class _LeaderOnly:
+  """Metric writing on a process other than the leader: nothing to write."""
+
+  def write(self, *args, **kwargs) -> None:
+    del args, kwargs
+
+  def close(self) -> None:
+    pass
 
 
 class Run:
-  """Everything a run builds once from its config."""
+  """Everything a run builds once from its config.
 
-  def __init__(self, config: mlc.ConfigDict, workdir: str):
+  Sharding: training steps run inside `training()` (the mesh and
+  `sharding.TRAIN_RULES`, so the model's `shard(...)` constraints act);
+  rollouts and evaluations sample with `sampling_model(params)`, whose
+  weights are resharded to `sharding.SAMPLE_RULES` (no FSDP on weights) by
+  one jitted call per rollout phase, then decode under the sampling rules
+  (`sampling.generate(..., mesh=run.mesh)`), so no decode step all-gathers
+  weights. Measured cost of that reshard: benchmarks/RESULTS.md
+  (benchmarks/reshard.py).
+  """
+
+  def __init__(self, config: mlc.ConfigDict, workdir: str,
+               mesh: jax.sharding.Mesh | None = None):
+    """`mesh` overrides the config's `mesh.*` fields (e.g. a sub-mesh)."""
     validate(config)
     self.config = config
     self.workdir = workdir
     os.makedirs(workdir, exist_ok=True)
-    self.mesh = builders.make_mesh(config)
+    self.mesh = builders.make_mesh(config) if mesh is None else mesh
+    # Entered by `train`; outside it, `should_stop` is never true.
+    self.guard = preemption.PreemptionGuard()
     self.train_source = builders.make_train_source(config, workdir)
     self.rl_source = builders.make_rl_source(
         config, workdir, self.train_source)
@@ -89,16 +119,44 @@ class Run:
     self.graphdef, self.init_params = nnx.split(model)
     self.replicated = jax.sharding.NamedSharding(
         self.mesh, jax.sharding.PartitionSpec())
-    self.writer = metrics_lib.MetricWriter(
-        workdir, use_tensorboard=config.log.tensorboard,
-        wandb_project=config.log.wandb_project or None,
-        wandb_config=config.to_dict(),
-    )
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    self.sample_shardings = sharding.logical_to_sharding(
+        self.init_params, self.mesh, sharding.SAMPLE_RULES)
+    # One compiled all-gather of the FSDP shards (per parameter tree shape).
+    self._to_sampling = jax.jit(lambda p: p,
+                                out_shardings=self.sample_shardings)
+    self.writer = _LeaderOnly()
+    if distributed.is_leader():  # metrics and files: process 0 only
+      self.writer = metrics_lib.MetricWriter(
+          workdir, use_tensorboard=config.log.tensorboard,
+          wandb_project=config.log.wandb_project or None,
+          wandb_config=config.to_dict(),
+      )
+      with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
 
   def model(self, params) -> nnx.Module:
     return nnx.merge(self.graphdef, params)
+
+  def training(self):
+    """Context: the mesh and the training rules (`shard` constraints act)."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(jax.set_mesh(self.mesh))
+    stack.enter_context(sharding.axis_rules(sharding.TRAIN_RULES))
+    return stack
+
+  def preemptible(self):
+    """Context: SIGTERM stops the run after a step (`self.guard`).
+
+    Signal handlers can only be set from the main thread; a run started in
+    another thread (e.g. a notebook's worker) is not preemptible.
+    """
+    if threading.current_thread() is threading.main_thread():
+      return self.guard
+    return contextlib.nullcontext()
+
+  def sampling_model(self, params) -> nnx.Module:
+    """The policy with `params` resharded once to the sampling shardings."""
+    return self.model(self._to_sampling(params))
 
   def evaluate(self, params, samples_path: str | None = None,
                source=None, **kwargs) -> dict[str, float]:
@@ -113,7 +171,7 @@ class Run:
     """
     c = self.config
     return evaluation.evaluate_source(
-        self.model(params), self.tokenizer,
+        self.sampling_model(params), self.tokenizer,
         self.eval_source if source is None else source,
         protocol=builders.make_eval_protocol(c), template=self.template,
         buckets=tuple(c.eval.buckets or c.data.buckets),
@@ -121,13 +179,34 @@ class Run:
         eos_ids=self.eos_ids, rng=jax.random.PRNGKey(c.seed),
         num_examples=c.eval.num_examples, fit_buckets=c.eval.fit_buckets,
         max_prompt_length=c.eval.max_prompt_length,
-        samples_path=samples_path, **kwargs,
+        samples_path=samples_path, mesh=self.mesh, **kwargs,
     )
 
   def close(self):
     self.writer.close()
 
 
+def _preempted(run: Run, ckpt, where: str) -> None:
+  """Waits for the checkpoint just saved, then exits with EXIT_CODE."""
+  ckpt.close()
+  _log(f"{where}: stop requested (signal {run.guard.signal_received});"
+       f" checkpoint written, exiting with {preemption.EXIT_CODE}."
+       " Rerun the same command to resume.")
+  run.guard.exit()  # SystemExit: `train` still closes the run
+
+
+def _within_training(stage):
+  """Runs a stage function inside `run.training()`."""
+
+  @functools.wraps(stage)
+  def wrapped(run: Run, *args, **kwargs):
+    with run.training():
+      return stage(run, *args, **kwargs)
+
+  return wrapped
+
+
+@_within_training
 def run_sft(run: Run) -> tuple[Any, dict[str, float]]:
   """Supervised warm-start; returns (params, last validation result)."""
   c = run.config
@@ -193,10 +272,13 @@ def run_sft(run: Run) -> tuple[Any, dict[str, float]]:
       done = done or last_eval["accuracy"] >= c.sft.stop_accuracy
     if step % c.log.every_steps == 0 or done:
       run.writer.write(step, row, stage="sft")
-    if done or step % c.checkpoint.every_steps == 0:
+    stop = run.guard.should_stop(step)
+    if done or stop or step % c.checkpoint.every_steps == 0:
       ckpt.save(step, state, metadata={"step": step, "done": done,
                                        "cursor": cursor, "eval": last_eval},
-                force=done)
+                force=done or stop)
+    if stop:
+      _preempted(run, ckpt, f"SFT step {step}")
     if done:
       break
   ckpt.close()
@@ -244,7 +326,8 @@ def _rl_step(run: Run, setup: RLSetup, step_fn, state, ref, batches, *,
   c, parts = run.config, setup.parts
   t0 = time.perf_counter()
   rollout, _, info = rollout_lib.collect(
-      run.model(state.params), batches, rng=rng, sampler=parts.sampler,
+      run.sampling_model(state.params), batches, rng=rng,
+      sampler=parts.sampler, mesh=run.mesh,
       tokenizer=run.tokenizer, reward_set=parts.reward_set,
       dynamic_sampling=parts.group_filter is not None,
       max_rounds=c.rl.dynamic_sampling_max_rounds,
@@ -277,6 +360,7 @@ def _rl_step(run: Run, setup: RLSetup, step_fn, state, ref, batches, *,
   return state, row
 
 
+@_within_training
 def run_rl(run: Run, params) -> dict[str, float]:
   """GRPO-family RL from `params`; returns the final evaluation."""
   c = run.config
@@ -334,10 +418,14 @@ def run_rl(run: Run, params) -> dict[str, float]:
           " in a row; the last checkpoint is intact. Lower rl.learning_rate"
           " or check the rewards."
       )
-    if step % c.checkpoint.every_steps == 0 or done:
-      ckpt.save(step, {"state": state, "ref": ref}, force=done, metadata={
-          "step": step, "data": batches.get_state(), "eval": last_eval,
-          "eval_start": meta["eval_start"], "skipped_steps": skipped_steps})
+    stop = run.guard.should_stop(step)
+    if step % c.checkpoint.every_steps == 0 or done or stop:
+      ckpt.save(step, {"state": state, "ref": ref}, force=done or stop,
+                metadata={"step": step, "data": batches.get_state(),
+                          "eval": last_eval, "eval_start": meta["eval_start"],
+                          "skipped_steps": skipped_steps})
+    if stop and not done:
+      _preempted(run, ckpt, f"RL step {step}")
   ckpt.close()
   return {"start": meta["eval_start"], "end": last_eval}
 
@@ -346,23 +434,31 @@ def train(config: mlc.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs SFT (optional) then RL; returns the evaluations of each stage."""
   run = Run(config, workdir)
   try:
-    params = run.init_params
-    results: dict[str, Any] = {}
+    with run.preemptible():
+      return _train_stages(run)
+  finally:
+    run.close()
+
+
+def _train_stages(run: Run) -> dict[str, Any]:
+  """SFT (optional), RL, then the summary; preemptible after any step."""
+  config, workdir = run.config, run.workdir
+  params = run.init_params
+  results: dict[str, Any] = {}
+  if config.sft.steps:
+    params, _ = run_sft(run)
+  if config.rl.steps:
+    rl = run_rl(run, params)
     if config.sft.steps:
-      params, _ = run_sft(run)
-    if config.rl.steps:
-      rl = run_rl(run, params)
-      if config.sft.steps:
-        results["sft"] = rl["start"]  # the SFT policy on the eval set
-      results["rl"] = rl["end"]
-    elif config.sft.steps:
-      results["sft"] = run.evaluate(params)
-    table = evaluation.summary_table(
-        {name: r for name, r in results.items() if r}
-    )
+      results["sft"] = rl["start"]  # the SFT policy on the eval set
+    results["rl"] = rl["end"]
+  elif config.sft.steps:
+    results["sft"] = run.evaluate(params)
+  table = evaluation.summary_table(
+      {name: r for name, r in results.items() if r}
+  )
+  if distributed.is_leader():
     print(table, flush=True)
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(results, f, indent=2)
-    return results
-  finally:
-    run.close()
+  return results
