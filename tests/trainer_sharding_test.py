@@ -69,7 +69,10 @@ def _two_rl_steps(workdir, mesh):
             run, setup, recording_step, state, tree["ref"], batches,
             rng=jax.random.PRNGKey(step), progress=step / 2)
         rows.append(row)
-        sampler_sizes.append(sampling._generate._cache_size())
+        # The sampler's compiled programs: prefill, decode loop, compaction.
+        sampler_sizes.append(tuple(
+            f._cache_size() for f in (sampling._prefill, sampling._decode,
+                                      sampling._compact)))
     return dict(init=init, params=jax.device_get(state.params), rows=rows,
                 step_compiles=step_fn._cache_size(),
                 sampler_sizes=sampler_sizes,
