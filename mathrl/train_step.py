@@ -205,6 +205,7 @@ def make_train_step(
     loss_sample_mask: Optional[Callable[..., jax.Array]] = None,
     share_prompts: bool = False,
     temperature: float = 1.0,
+    logits_chunk_size: Optional[int] = None,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """Builds `train_step(state, rollout, ref_params) -> (state, metrics)`.
 
@@ -245,6 +246,9 @@ def make_train_step(
     temperature: the sampling temperature τ; every log-prob and entropy
       (policy, behaviour and reference) is of softmax(logits / τ), the
       distribution the rollout was sampled from.
+    logits_chunk_size: compute log-probs over blocks of this many positions
+      without holding the [B, T, V] logits (`logprobs.completion_logprobs`'s
+      chunk_size); None: all at once.
 
   Returns:
     The (un-jitted) train step function.
@@ -276,6 +280,7 @@ def make_train_step(
         rows["completion_tokens_BT"], rows["completion_mask_BT"],
         nucleus_top_p=siren_hp["top_p"] if nucleus else None,
         group_size=prompt_group, temperature=temperature,
+        chunk_size=logits_chunk_size,
     )
 
   def micro_loss(params, rows, counts, rng, anchor, prompt_group):

@@ -283,6 +283,7 @@ class RLSetup:
         loss_sample_mask=builders.make_loss_sample_mask(c),
         share_prompts=c.rl.share_prompts,
         temperature=builders.train_temperature(c),
+        logits_chunk_size=c.model.logits_chunk_size or None,
     ), out_shardings=(self.state_sh, self.run.replicated), donate_argnums=0)
 
 

@@ -70,6 +70,7 @@ def load(
     dtype: Any = jnp.float32,
     *,
     param_dtype: Any = None,
+    remat: bool = False,
     mesh=None,
     rules=None,
 ):
@@ -79,6 +80,7 @@ def load(
     name_or_path: see `checkpoint_path`.
     dtype: compute dtype.
     param_dtype: parameter storage dtype; None: `dtype`.
+    remat: rematerialise decoder layers in the backward pass.
     mesh: place parameters on this mesh (default: the first device).
     rules: logical-to-mesh rules with `mesh` (default TRAIN_RULES).
 
@@ -87,4 +89,5 @@ def load(
   """
   path = checkpoint_path(name_or_path)
   loader = gguf_import.from_gguf if is_gguf(path) else convert.from_pretrained
-  return loader(path, dtype, param_dtype=param_dtype, mesh=mesh, rules=rules)
+  return loader(path, dtype, param_dtype=param_dtype, remat=remat,
+                mesh=mesh, rules=rules)

@@ -261,6 +261,7 @@ def from_pretrained(
     dtype: Any = jnp.float32,
     *,
     param_dtype: Any = None,
+    remat: bool = False,
     mesh: jax.sharding.Mesh | None = None,
     rules: sharding.Rules | None = None,
 ) -> transformer.Transformer:
@@ -271,6 +272,7 @@ def from_pretrained(
     dtype: compute dtype (matmuls and activations).
     param_dtype: storage dtype of the parameters (tensors are cast on
       load); None: `dtype`.
+    remat: rematerialise decoder layers in the backward pass.
     mesh: place parameters on this mesh (default: the first device).
     rules: logical-to-mesh rules with `mesh` (default TRAIN_RULES).
 
@@ -291,7 +293,7 @@ def from_pretrained(
         f, framework="numpy")) for f in sorted(set(files.values()))}
     tensors = {n: handles[f].get_slice(n) for n, f in files.items()}
     return from_tensors(config, tensors, dtype, param_dtype=param_dtype,
-                        mesh=mesh, rules=rules)
+                        remat=remat, mesh=mesh, rules=rules)
 
 
 def from_tensors(
@@ -300,6 +302,7 @@ def from_tensors(
     dtype: Any = jnp.float32,
     *,
     param_dtype: Any = None,
+    remat: bool = False,
     mesh: jax.sharding.Mesh | None = None,
     rules: sharding.Rules | None = None,
 ) -> transformer.Transformer:
@@ -312,6 +315,7 @@ def from_tensors(
       indexed.
     dtype: compute dtype.
     param_dtype: parameter storage dtype; None: `dtype`.
+    remat: rematerialise decoder layers in the backward pass.
     mesh: place parameters on this mesh (default: the first device).
     rules: logical-to-mesh rules with `mesh` (default TRAIN_RULES).
 
@@ -320,7 +324,8 @@ def from_tensors(
   """
   param_dtype = dtype if param_dtype is None else param_dtype
   abstract = nnx.eval_shape(lambda: transformer.Transformer(
-      config, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(0)))
+      config, dtype=dtype, param_dtype=param_dtype, remat=remat,
+      rngs=nnx.Rngs(0)))
   graphdef, abstract_state = nnx.split(abstract)
   variables = dict(nnx.to_flat_state(abstract_state))
   entries = {e.path: e for e in _entries(config)}

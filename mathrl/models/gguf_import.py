@@ -213,6 +213,7 @@ def from_gguf(
     dtype: Any = jnp.float32,
     *,
     param_dtype: Any = None,
+    remat: bool = False,
     mesh=None,
     rules=None,
 ):
@@ -225,6 +226,7 @@ def from_gguf(
     path: the .gguf file.
     dtype: compute dtype.
     param_dtype: parameter storage dtype; None: `dtype`.
+    remat: rematerialise decoder layers in the backward pass.
     mesh: place parameters on this mesh (default: the first device).
     rules: logical-to-mesh rules with `mesh` (default TRAIN_RULES).
 
@@ -233,7 +235,8 @@ def from_gguf(
   """
   config, tensors = read_gguf(path)
   return convert.from_tensors(config, tensors, dtype,
-                              param_dtype=param_dtype, mesh=mesh, rules=rules)
+                              param_dtype=param_dtype, remat=remat,
+                              mesh=mesh, rules=rules)
 
 
 def write_hf_folder(

@@ -54,7 +54,8 @@ RoPE and softmax in float32; logits are returned in float32. Gradients
 flow back through the casts, so they arrive in `param_dtype`.
 
 `remat=True` rematerialises each decoder layer in the backward pass
-(`jax.checkpoint` around the scanned block): activation memory of the
+(`jax.checkpoint` around the scanned block, `nnx.remat` around each block
+of the cached forward that scores a group's shared prompt): activation memory of the
 cache-free forward drops from every layer's intermediates to one [B, S, D]
 residual per layer, for about one extra forward of compute.
 """
@@ -320,9 +321,11 @@ class Transformer(nnx.Module):
       x_BSD, _ = jax.lax.scan(body, x_BSD, layer_state)
     else:
       new_k, new_v = [], []
+      run = lambda block, x, kv: block(x, rope_BSH, mask_BST, kv, index)
+      if self.remat:
+        run = nnx.remat(run)
       for i, block in enumerate(blocks or self.split_layers()):
-        x_BSD, (k, v) = block(x_BSD, rope_BSH, mask_BST,
-                              (cache.k[i], cache.v[i]), index)
+        x_BSD, (k, v) = run(block, x_BSD, (cache.k[i], cache.v[i]))
         new_k.append(k)
         new_v.append(v)
     hidden_BSD = self.final_norm(x_BSD[:, logits_start:])
