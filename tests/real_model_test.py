@@ -225,3 +225,33 @@ def test_bf16_grpo_step_moves_every_fp32_weight_and_kl_is_zero(
     changed = jnp.any((a != b).reshape(30, -1) if per_layer else a != b,
                       axis=-1)
     assert bool(jnp.all(changed))
+
+
+def test_smollm2_rl_config_builds_the_real_model_and_its_prompts_fit(
+    gguf_path, tmp_path):
+  del gguf_path  # the fixture skips when the checkpoint is not installed
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import pathlib  # pylint: disable=g-import-not-at-top
+  from mathrl import builders  # pylint: disable=g-import-not-at-top
+  from mathrl import trainer  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(__file__).resolve().parents[1] / "configs" / (
+      "smollm2_rl.py")
+  spec = importlib.util.spec_from_file_location("smollm2_rl", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  trainer.validate(config)
+  workdir = str(tmp_path)
+  source = builders.make_eval_source(config, workdir)
+  tok = builders.make_tokenizer(config, workdir, source)
+  assert tok.chat_template and tok.eos_token_id == 2
+  template = builders.make_template(config)
+  lengths = [len(prompts.encode(prompts.render(source[i]["question"], tok,
+                                               template), tok, chat=True))
+             for i in range(len(source))]
+  # Every held-out prompt fits the largest bucket (none would be dropped).
+  assert max(lengths) <= max(config.data.buckets), max(lengths)
+  mesh = builders.make_mesh(config)
+  model = builders.make_model(config, len(tok), mesh)
+  assert model.config.vocab_size == len(tok) == 49152
+  assert model.param_dtype == jnp.float32
