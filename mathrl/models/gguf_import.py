@@ -77,6 +77,12 @@ def _field(reader, key: str, default: Any = None) -> Any:
   return field.contents()
 
 
+def _float32(x) -> float:
+  """A float32 metadata value as the shortest decimal that rounds to it
+  (9.999999747e-06 -> 1e-05, the value the original config.json holds)."""
+  return float(str(np.float32(x)))
+
+
 def read_config(reader) -> config_lib.ModelConfig:
   """The ModelConfig of an open GGUFReader (from its `{arch}.*` metadata).
 
@@ -111,8 +117,8 @@ def read_config(reader) -> config_lib.ModelConfig:
                               heads)),
       head_dim=int(_field(reader, f"{arch}.attention.key_length",
                           hidden // heads)),
-      rope_theta=float(_field(reader, f"{arch}.rope.freq_base", 10000.0)),
-      rms_norm_eps=float(_field(
+      rope_theta=_float32(_field(reader, f"{arch}.rope.freq_base", 1e4)),
+      rms_norm_eps=_float32(_field(
           reader, f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)),
       tie_word_embeddings="output.weight" not in names,
       qkv_bias=arch == "qwen2",
