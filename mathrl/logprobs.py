@@ -14,6 +14,15 @@ layers see P·L + B·T tokens instead of B·(L + T) (2.1x fewer at L = 72,
 T = 48, G = 8). Prompt positions never attend to completions, so this is
 the same function of the parameters, gradients included (they sum over the
 group through the repeat).
+
+With `chunk_size=C` the [B, T, V] logits are never held: the model returns
+its final hidden states [B, T, D], and the output head, log-softmax and
+entropies run over blocks of C completion positions in a `lax.map` whose
+body is rematerialised (`jax.checkpoint`), so forward and backward hold
+one [B, C, V] block at a time. For a 49k-token vocabulary at B = 16,
+T = 128 that is 403 MB of float32 logits (and as much again for their
+softmax and gradient) replaced by 16·C·V·4 bytes (101 MB at C = 32). The
+log-probs are the same function (equal to float rounding).
 """
 
 from typing import Any
@@ -59,6 +68,7 @@ def completion_logprobs(
     nucleus_top_p: float | None = None,
     group_size: int = 1,
     temperature: float = 1.0,
+    chunk_size: int | None = None,
 ) -> tuple[jax.Array, ...]:
   """log π_θ(y_t | x, y_<t) and H(π_θ(· | x, y_<t)) for every completion token.
 
@@ -78,16 +88,23 @@ def completion_logprobs(
     group_size: G > 1 runs each group's shared prompt once (see the module
       docstring); rows p·G .. p·G + G - 1 must hold the same prompt.
     temperature: τ > 0 dividing the logits (1: the model's own policy).
+    chunk_size: compute the head and softmax over blocks of this many
+      completion positions (see the module docstring); None: all at once.
 
   Returns:
     (logp_BT, entropy_BT), or (logp_BT, entropy_BT, nucleus_entropy_BT)
     with `nucleus_top_p`; float32, zero where completion_mask_BT is 0.
   """
+  if temperature <= 0:
+    raise ValueError(f"temperature must be > 0, got {temperature}")
+  if chunk_size is not None and chunk_size <= 0:
+    raise ValueError(f"chunk_size must be positive or None, got {chunk_size}")
   model = nnx.merge(graphdef, params)
+  hidden = chunk_size is not None
   if group_size > 1:
-    logits_BTV = _shared_prompt_logits(
+    out_BTX = _shared_prompt_logits(
         model, prompt_tokens_BL, prompt_mask_BL, completion_tokens_BT,
-        completion_mask_BT, group_size)
+        completion_mask_BT, group_size, return_hidden=hidden)
   else:
     prompt_len = prompt_tokens_BL.shape[1]
     tokens_BS = jnp.concatenate(
@@ -97,36 +114,58 @@ def completion_logprobs(
     ).astype(jnp.int32)
     # The last completion token predicts nothing we score: drop it from
     # the input; the prompt's logits before position L - 1 are not needed.
-    logits_BTV = model(tokens_BS[:, :-1], attention_mask_BS=mask_BS[:, :-1],
-                       logits_start=prompt_len - 1)
-  if temperature <= 0:
-    raise ValueError(f"temperature must be > 0, got {temperature}")
-  if temperature != 1.0:
-    logits_BTV = logits_BTV.astype(jnp.float32) / temperature
-  logp_BT, entropy_BT = token_logprobs_and_entropy(
-      logits_BTV, completion_tokens_BT
-  )
-  valid_BT = completion_mask_BT > 0
-  out = (
-      jnp.where(valid_BT, logp_BT, 0.0),
-      jnp.where(valid_BT, entropy_BT, 0.0),
-  )
-  if nucleus_top_p is None:
+    out_BTX = model(tokens_BS[:, :-1], attention_mask_BS=mask_BS[:, :-1],
+                    logits_start=prompt_len - 1, return_hidden=hidden)
+
+  def score(logits_BTV, tokens_BT):
+    if temperature != 1.0:
+      logits_BTV = logits_BTV.astype(jnp.float32) / temperature
+    out = token_logprobs_and_entropy(logits_BTV, tokens_BT)
+    if nucleus_top_p is not None:
+      out += (top_p_entropy(logits_BTV, nucleus_top_p),)
     return out
-  nucleus_BT = top_p_entropy(logits_BTV, nucleus_top_p)
-  return out + (jnp.where(valid_BT, nucleus_BT, 0.0),)
+
+  if hidden:
+    out = _chunked(lambda h_BCD, tokens_BC: score(model.logits(h_BCD),
+                                                  tokens_BC),
+                   out_BTX, completion_tokens_BT, chunk_size)
+  else:
+    out = score(out_BTX, completion_tokens_BT)
+  valid_BT = completion_mask_BT > 0
+  return tuple(jnp.where(valid_BT, x, 0.0) for x in out)
+
+
+def _chunked(score, hidden_BTD, tokens_BT, chunk_size):
+  """score(hidden, tokens) over blocks of `chunk_size` positions.
+
+  The blocks run in a `lax.map` with a rematerialised body, so neither the
+  forward nor the backward pass holds more than one block's logits.
+  """
+  b, t, d = hidden_BTD.shape
+  chunk_size = min(chunk_size, t)
+  n = -(-t // chunk_size)
+  pad = n * chunk_size - t
+  hidden_BTD = jnp.pad(hidden_BTD, ((0, 0), (0, pad), (0, 0)))
+  tokens_BT = jnp.pad(tokens_BT, ((0, 0), (0, pad)))
+  hidden_NBCD = jnp.moveaxis(hidden_BTD.reshape(b, n, chunk_size, d), 1, 0)
+  tokens_NBC = jnp.moveaxis(tokens_BT.reshape(b, n, chunk_size), 1, 0)
+  body = jax.checkpoint(lambda args: score(*args))
+  out_NBC = jax.lax.map(body, (hidden_NBCD, tokens_NBC))
+  return tuple(jnp.moveaxis(x, 0, 1).reshape(b, n * chunk_size)[:, :t]
+               for x in out_NBC)
 
 
 def _shared_prompt_logits(
     model, prompt_tokens_BL, prompt_mask_BL, completion_tokens_BT,
-    completion_mask_BT, group_size,
+    completion_mask_BT, group_size, return_hidden=False,
 ):
   """Next-token logits of every completion position, each prompt run once.
 
   Prefill of the P distinct prompts into a KV cache of L + T - 1 slots
   (logits of the last prompt position only), the cache repeated G times
   along the batch, then the first T - 1 completion tokens of all B rows
-  decoded against it in one cached forward.
+  decoded against it in one cached forward. With `return_hidden`, the
+  final hidden states instead of the logits.
   """
   b, prompt_len = prompt_tokens_BL.shape
   if b % group_size:
@@ -138,7 +177,7 @@ def _shared_prompt_logits(
   first_P1V, cache = model(
       prompt_tokens_BL[::group_size],
       attention_mask_BS=prompt_mask_BL[::group_size], cache=cache,
-      blocks=blocks, logits_start=prompt_len - 1)
+      blocks=blocks, logits_start=prompt_len - 1, return_hidden=return_hidden)
   repeat = lambda x: jnp.repeat(x, group_size, axis=0)
   cache = cache.replace(
       k=tuple(map(repeat, cache.k)), v=tuple(map(repeat, cache.v)),
@@ -149,5 +188,5 @@ def _shared_prompt_logits(
   rest_BSV, _ = model(
       completion_tokens_BT[:, :-1],
       attention_mask_BS=completion_mask_BT[:, :-1], cache=cache,
-      blocks=blocks)
+      blocks=blocks, return_hidden=return_hidden)
   return jnp.concatenate([repeat(first_P1V), rest_BSV], axis=1)

@@ -14,7 +14,10 @@ def learning_rate_schedule(
 
   Linear warm-up to `peak_value` over `warmup_steps`, then cosine decay to
   `end_fraction * peak_value` at `total_steps` (Loshchilov & Hutter 2017,
-  arXiv:1608.03983). `total_steps` counts optimizer updates.
+  arXiv:1608.03983). `total_steps` counts optimizer updates. When the
+  warm-up fills the whole run (`warmup_steps == total_steps`, e.g. a short
+  run of a recipe with a long warm-up) there is no decay phase: the rate
+  rises linearly and reaches the peak at `total_steps`.
 
   Args:
     peak_value: learning rate after warm-up.
@@ -32,6 +35,9 @@ def learning_rate_schedule(
         f"warmup_steps={warmup_steps} must lie in [0, total_steps="
         f"{total_steps}]"
     )
+  if warmup_steps == total_steps:
+    # optax's cosine part needs decay_steps > warmup_steps.
+    return optax.linear_schedule(0.0, peak_value, warmup_steps)
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0 if warmup_steps else peak_value,
       peak_value=peak_value,

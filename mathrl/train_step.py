@@ -192,6 +192,7 @@ class StepSpec:
   loss_sample_mask: Optional[Callable[..., jax.Array]]
   share_prompts: bool
   temperature: float
+  logits_chunk_size: Optional[int] = None
 
   @property
   def regulariser(self):
@@ -225,6 +226,7 @@ class StepSpec:
         rows.completion_tokens_BT, mask_BT,
         nucleus_top_p=reg.top_p if nucleus else None,
         group_size=prompt_group, temperature=self.temperature,
+        chunk_size=self.logits_chunk_size,
     )
 
   def chunked_logprobs(self, params, rows, mask_BT, prompt_group,
@@ -500,6 +502,7 @@ def make_train_step(
     share_prompts: bool = False,
     temperature: float = 1.0,
     num_prompts: Optional[int] = None,
+    logits_chunk_size: Optional[int] = None,
 ) -> StepSpec:
   """Builds `train_step(state, rollout, ref_params) -> (state, metrics)`.
 
@@ -542,6 +545,9 @@ def make_train_step(
       distribution the rollout was sampled from.
     num_prompts: P of every rollout, when known: the minibatch and
       micro-batch counts are checked now instead of at the first call.
+    logits_chunk_size: compute log-probs over blocks of this many positions
+      without holding the [B, T, V] logits (`logprobs.completion_logprobs`'s
+      chunk_size); None: all at once.
 
   Returns:
     The (un-jitted) train step, a callable `StepSpec`.
@@ -559,7 +565,7 @@ def make_train_step(
       num_minibatches=num_minibatches, num_microbatches=num_microbatches,
       recompute_old_logp=recompute_old_logp,
       loss_sample_mask=needs.loss_sample_mask, share_prompts=share_prompts,
-      temperature=temperature)
+      temperature=temperature, logits_chunk_size=logits_chunk_size)
   if num_prompts is not None:
     spec.check_prompts(num_prompts)
   _check_spec(spec)

@@ -46,3 +46,28 @@ def test_bad_schedules_are_rejected():
   with pytest.raises(ValueError, match="warmup_steps"):
     optim.learning_rate_schedule(peak_value=1.0, total_steps=3,
                                  warmup_steps=4)
+
+
+def test_warmup_as_long_as_the_run_is_linear_and_does_not_crash():
+  # warmup == total: no cosine phase (optax rejects decay_steps = 0);
+  # η(s) = s/4 reaches the peak 1.0 at step 4.
+  sched = optim.learning_rate_schedule(
+      peak_value=1.0, total_steps=4, warmup_steps=4)
+  np.testing.assert_allclose([sched(s) for s in range(5)],
+                             [0.0, 0.25, 0.5, 0.75, 1.0])
+
+
+def test_builders_optimizer_with_fewer_steps_than_warmup_updates():
+  from mathrl import builders, configlib  # pylint: disable=g-import-not-at-top
+  c = configlib.base_config()
+  c.rl.steps, c.rl.warmup_steps, c.rl.learning_rate = 2, 10, 0.1
+  tx = builders.make_optimizer(c.rl, total_steps=c.rl.steps)
+  params = {"w": jnp.zeros(2)}
+  state = tx.init(params)
+  grads = {"w": jnp.array([1.0, -1.0])}
+  # Warm-up clamped to the run's 2 updates: η = 0 at update 0, then
+  # η = 0.1·1/2 = 0.05 at update 1; Adam's first steps move by η·sign(g).
+  updates, state = tx.update(grads, state, params)
+  np.testing.assert_allclose(updates["w"], [0.0, 0.0], atol=1e-7)
+  updates, state = tx.update(grads, state, params)
+  np.testing.assert_allclose(updates["w"], [-0.05, 0.05], atol=1e-6)

@@ -1,4 +1,14 @@
-"""A small byte-level BPE tokenizer trained on a corpus, for CPU-sized runs.
+"""Tokenizers: loaded from a checkpoint, or a small BPE trained on a corpus.
+
+  tok = tokenizer.load(path_or_name)   # HF folder, .gguf file or a name in
+                                       # mathrl.models.checkpoints.CHECKPOINTS
+  tok = tokenizer.from_gguf(path)      # the tokenizer inside a GGUF file
+
+A GGUF file carries its tokenizer (tokens, merges, special ids, and the
+chat template in `tokenizer.chat_template`); `from_gguf` rebuilds it as a
+transformers fast tokenizer with transformers' own GGUF converter, so it
+has the chat template and its eos id (the stop id of generation) like a
+tokenizer loaded from a Hugging Face folder.
 
 The default job has no downloaded tokenizer: it trains one on its own
 synthetic problems and solutions (a few hundred merges cover that
@@ -10,6 +20,7 @@ back with `transformers.AutoTokenizer` like any other.
 
 from collections.abc import Iterable
 import os
+import pathlib
 
 import transformers
 
@@ -63,3 +74,37 @@ def train_bpe(
     os.makedirs(path, exist_ok=True)
     fast.save_pretrained(path)
   return fast
+
+
+def from_gguf(path: str | os.PathLike[str]):
+  """The tokenizer stored in a GGUF file, with its chat template.
+
+  Args:
+    path: the .gguf file.
+
+  Returns:
+    A transformers fast tokenizer (bos/eos/pad/unk ids from the GGUF
+    metadata, `chat_template` from `tokenizer.chat_template`).
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"GGUF file {path} does not exist.")
+  return transformers.AutoTokenizer.from_pretrained(
+      str(path.parent), gguf_file=path.name)
+
+
+def load(name_or_path: str | os.PathLike[str]):
+  """The tokenizer of a checkpoint: HF folder, .gguf file or named model.
+
+  Args:
+    name_or_path: a tokenizer/model folder, a .gguf file, or a name in
+      `mathrl.models.checkpoints.CHECKPOINTS`.
+
+  Returns:
+    A transformers tokenizer.
+  """
+  from mathrl.models import checkpoints  # pylint: disable=g-import-not-at-top
+  path = checkpoints.checkpoint_path(name_or_path)
+  if checkpoints.is_gguf(path):
+    return from_gguf(path)
+  return transformers.AutoTokenizer.from_pretrained(path)

@@ -13,6 +13,10 @@ before building anything, then computes the abstract model with
 device's block is read lazily (memory-mapped safetensors slices), so no
 device ever holds a full copy unless the rules replicate that parameter.
 
+Command line (a GGUF file -> a Hugging Face folder, see `gguf_import`):
+
+  python -m mathrl.models.convert --gguf FILE --out DIR
+
 `save_pretrained` writes `config.json` and a single `model.safetensors`
 (torch-free, `safetensors.numpy`) that `transformers` loads, optionally
 copying tokenizer files from another folder. Tokenizers themselves come
@@ -219,25 +223,32 @@ def read_config(path: str | os.PathLike[str]) -> config_lib.ModelConfig:
   return config_lib.from_hf_config(json.loads(config_path.read_text()))
 
 
-def _check_tensors(config, files, handles, per_layer_shapes):
+def _shape(tensor) -> tuple[int, ...]:
+  """Shape of a safetensors slice handle or of an array-like."""
+  if hasattr(tensor, "get_shape"):
+    return tuple(tensor.get_shape())
+  return tuple(tensor.shape)
+
+
+def _check_tensors(config, tensors, per_layer_shapes):
   """Every expected tensor present with the expected shape, else an error."""
   expected = set()
   for entry in _entries(config):
     want = _hf_shape(entry.layout, per_layer_shapes[entry.path])
     for name in _hf_names(entry, config):
       expected.add(name)
-      if name not in files:
+      if name not in tensors:
         raise KeyError(
             f"Tensor {name!r} is missing from the checkpoint (needed for "
-            f"{config.architecture} with this config.json)."
+            f"{config.architecture} with this config)."
         )
-      got = tuple(handles[files[name]].get_slice(name).get_shape())
+      got = _shape(tensors[name])
       if got != want:
         raise ValueError(
-            f"Tensor {name!r} has shape {got} but config.json implies "
+            f"Tensor {name!r} has shape {got} but the config implies "
             f"{want}."
         )
-  extra = [n for n in files if n not in expected
+  extra = [n for n in tensors if n not in expected
            and not n.endswith(_IGNORED_SUFFIXES)
            and not (n == "lm_head.weight" and config.tie_word_embeddings)]
   if extra:
@@ -249,6 +260,8 @@ def from_pretrained(
     path: str | os.PathLike[str],
     dtype: Any = jnp.float32,
     *,
+    param_dtype: Any = None,
+    remat: bool = False,
     mesh: jax.sharding.Mesh | None = None,
     rules: sharding.Rules | None = None,
 ) -> transformer.Transformer:
@@ -256,7 +269,10 @@ def from_pretrained(
 
   Args:
     path: local folder with config.json and *.safetensors.
-    dtype: parameter and compute dtype (tensors are cast on load).
+    dtype: compute dtype (matmuls and activations).
+    param_dtype: storage dtype of the parameters (tensors are cast on
+      load); None: `dtype`.
+    remat: rematerialise decoder layers in the backward pass.
     mesh: place parameters on this mesh (default: the first device).
     rules: logical-to-mesh rules with `mesh` (default TRAIN_RULES).
 
@@ -272,8 +288,44 @@ def from_pretrained(
   folder = pathlib.Path(path)
   config = read_config(folder)
   files = _tensor_files(folder)
-  abstract = nnx.eval_shape(
-      lambda: transformer.Transformer(config, dtype=dtype, rngs=nnx.Rngs(0)))
+  with contextlib.ExitStack() as stack:
+    handles = {f: stack.enter_context(safetensors.safe_open(
+        f, framework="numpy")) for f in sorted(set(files.values()))}
+    tensors = {n: handles[f].get_slice(n) for n, f in files.items()}
+    return from_tensors(config, tensors, dtype, param_dtype=param_dtype,
+                        remat=remat, mesh=mesh, rules=rules)
+
+
+def from_tensors(
+    config: config_lib.ModelConfig,
+    tensors: dict[str, Any],
+    dtype: Any = jnp.float32,
+    *,
+    param_dtype: Any = None,
+    remat: bool = False,
+    mesh: jax.sharding.Mesh | None = None,
+    rules: sharding.Rules | None = None,
+) -> transformer.Transformer:
+  """A Transformer from Hugging Face-named tensors (any source).
+
+  Args:
+    config: the model config.
+    tensors: HF tensor name -> a safetensors slice handle or an array-like
+      (numpy indexing and `.shape`); only the blocks each device needs are
+      indexed.
+    dtype: compute dtype.
+    param_dtype: parameter storage dtype; None: `dtype`.
+    remat: rematerialise decoder layers in the backward pass.
+    mesh: place parameters on this mesh (default: the first device).
+    rules: logical-to-mesh rules with `mesh` (default TRAIN_RULES).
+
+  Returns:
+    The model.
+  """
+  param_dtype = dtype if param_dtype is None else param_dtype
+  abstract = nnx.eval_shape(lambda: transformer.Transformer(
+      config, dtype=dtype, param_dtype=param_dtype, remat=remat,
+      rngs=nnx.Rngs(0)))
   graphdef, abstract_state = nnx.split(abstract)
   variables = dict(nnx.to_flat_state(abstract_state))
   entries = {e.path: e for e in _entries(config)}
@@ -285,23 +337,19 @@ def from_pretrained(
   per_layer = {p: tuple(v.shape[1:] if entries[p].stacked else v.shape)
                for p, v in variables.items()}
   rules = sharding.TRAIN_RULES if rules is None else rules
-  with contextlib.ExitStack() as stack:
-    handles = {f: stack.enter_context(safetensors.safe_open(
-        f, framework="numpy")) for f in sorted(set(files.values()))}
-    _check_tensors(config, files, handles, per_layer)
-    arrays = {}
-    for p, variable in variables.items():
-      entry = entries[p]
-      shape = tuple(variable.shape)
-      if mesh is None:
-        target = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-      else:
-        axes = variable.get_metadata().get("out_sharding")
-        target = jax.sharding.NamedSharding(
-            mesh, sharding.logical_to_spec(axes, shape, mesh, rules))
-      slices = [handles[files[n]].get_slice(n)
-                for n in _hf_names(entry, config)]
-      arrays[p] = _make_array(entry, slices, shape, target, dtype)
+  _check_tensors(config, tensors, per_layer)
+  arrays = {}
+  for p, variable in variables.items():
+    entry = entries[p]
+    shape = tuple(variable.shape)
+    if mesh is None:
+      target = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    else:
+      axes = variable.get_metadata().get("out_sharding")
+      target = jax.sharding.NamedSharding(
+          mesh, sharding.logical_to_spec(axes, shape, mesh, rules))
+    slices = [tensors[n] for n in _hf_names(entry, config)]
+    arrays[p] = _make_array(entry, slices, shape, target, param_dtype)
   state = nnx.from_flat_state(
       [(p, variables[p].replace(arrays[p])) for p in variables])
   return nnx.merge(graphdef, state)
@@ -360,7 +408,7 @@ def save_pretrained(
     return folder
   folder.mkdir(parents=True, exist_ok=True)
   hf = config_lib.to_hf_config(config)
-  hf["torch_dtype"] = hf["dtype"] = str(np.dtype(model.dtype))
+  hf["torch_dtype"] = hf["dtype"] = str(np.dtype(model.param_dtype))
   (folder / "config.json").write_text(json.dumps(hf, indent=2) + "\n")
   safetensors.numpy.save_file(tensors, str(folder / "model.safetensors"),
                               metadata={"format": "pt"})
@@ -370,3 +418,25 @@ def save_pretrained(
       if source.exists():
         shutil.copy(source, folder / name)
   return folder
+
+
+def main(argv: list[str] | None = None) -> None:
+  """`python -m mathrl.models.convert --gguf FILE --out DIR`."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  from mathrl.models import checkpoints  # pylint: disable=g-import-not-at-top
+  from mathrl.models import gguf_import  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(
+      prog="python -m mathrl.models.convert",
+      description="Write a GGUF model (or a named one, e.g. "
+      "smollm2-135m-instruct) as a Hugging Face folder.")
+  parser.add_argument("--gguf", required=True,
+                      help="a .gguf file or a named checkpoint")
+  parser.add_argument("--out", required=True, help="output folder")
+  args = parser.parse_args(argv)
+  folder = gguf_import.write_hf_folder(
+      checkpoints.checkpoint_path(args.gguf), args.out)
+  print(f"wrote {folder}")
+
+
+if __name__ == "__main__":
+  main()

@@ -82,3 +82,4 @@ def get(name: str) -> config_lib.ModelConfig:
     raise ValueError(
         f"Unknown model preset {name!r}; known: {sorted(PRESETS)}.")
   return PRESETS[name]
+

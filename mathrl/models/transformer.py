@@ -45,9 +45,19 @@ the loop and updates each cache buffer in place, where a scan over a
 stacked cache sliced weights and cache every step (on CPU, 14.3 → 8 ms per
 decode step for the 3.3M benchmark model at B=64).
 
-Numerics: parameters and matmuls in `dtype` (float32 for tests, bfloat16
-for real runs); RMSNorm statistics, RoPE and softmax in float32; logits are
-returned in float32.
+Numerics (mixed precision as large-model trainers do it): parameters are
+stored in `param_dtype` (float32 by default, so optimizer updates far below
+bf16's resolution still land) and cast to the compute `dtype` where they
+are read (per layer, inside the scan); matmuls and activations run in
+`dtype` (float32 for tests, bfloat16 on accelerators); RMSNorm statistics,
+RoPE and softmax in float32; logits are returned in float32. Gradients
+flow back through the casts, so they arrive in `param_dtype`.
+
+`remat=True` rematerialises each decoder layer in the backward pass
+(`jax.checkpoint` around the scanned block, `nnx.remat` around each block
+of the cached forward that scores a group's shared prompt): activation memory of the
+cache-free forward drops from every layer's intermediates to one [B, S, D]
+residual per layer, for about one extra forward of compute.
 """
 
 import flax.struct
@@ -162,16 +172,23 @@ class Transformer(nnx.Module):
   """Decoder-only LM: embed -> scanned blocks -> RMSNorm -> logits."""
 
   def __init__(self, config: config_lib.ModelConfig, *,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+               dtype=jnp.float32, param_dtype=None, remat: bool = False,
+               rngs: nnx.Rngs):
     """Random init (normal(0.02) weights, unit norms, zero biases).
 
     Args:
       config: shapes and numerics.
-      dtype: parameter and compute dtype (jnp.float32 or jnp.bfloat16).
+      dtype: compute dtype (jnp.float32 or jnp.bfloat16).
+      param_dtype: parameter storage dtype; None: `dtype`.
+      remat: rematerialise each layer in the backward pass (see the module
+        docstring).
       rngs: initialisation randomness.
     """
     self.config = config
     self.dtype = dtype
+    self.param_dtype = dtype if param_dtype is None else param_dtype
+    self.remat = remat
+    dtype = self.param_dtype
     v, d = config.vocab_size, config.hidden_size
     self.embed = nnx.Param(
         layers.WEIGHT_INIT(rngs.params(), (v, d), dtype),
@@ -187,11 +204,16 @@ class Transformer(nnx.Module):
           layers.WEIGHT_INIT(rngs.params(), (d, v), dtype),
           out_sharding=("embed", "vocab"), eager_sharding=False)
 
+  def _compute(self, x: jax.Array) -> jax.Array:
+    """A parameter (or its slice) in the compute dtype."""
+    return x.astype(self.dtype)
+
   def split_layers(self) -> tuple[Block, ...]:
-    """One Block per layer, each holding its slice of the stacked params."""
+    """One Block per layer, its slice of the stacked params in `dtype`."""
     graphdef, state = nnx.split(self.layers)
     return tuple(
-        nnx.merge(graphdef, jax.tree.map(lambda x: x[i], state))  # pylint: disable=cell-var-from-loop
+        nnx.merge(graphdef, jax.tree.map(  # pylint: disable=cell-var-from-loop
+            lambda x: self._compute(x[i]), state))
         for i in range(self.config.num_layers))
 
   def init_cache(self, batch_size: int, max_length: int,
@@ -227,6 +249,7 @@ class Transformer(nnx.Module):
       cache: KVCache | None = None,
       blocks: tuple[Block, ...] | None = None,
       logits_start: int = 0,
+      return_hidden: bool = False,
   ):
     """logits = RMSNorm(blocksᴸ(embed(tokens)))·Wᵥ; arXiv:1706.03762.
 
@@ -247,10 +270,15 @@ class Transformer(nnx.Module):
       logits_start: compute logits only for positions logits_start..S-1
         (static): scoring completions needs none of the prompt's, and for
         a 150k-token vocabulary they cost as much as a layer each.
+      return_hidden: return the final-norm hidden states [B, S -
+        logits_start, D] (in `dtype`) instead of logits, for callers that
+        apply `logits()` block by block (`mathrl.logprobs` with a chunk
+        size never holds the [B, S, V] logits).
 
     Returns:
       logits_BSV float32 [B, S - logits_start, V] without a cache;
-      (logits_BSV, cache) with one.
+      (logits_BSV, cache) with one (hidden states instead of logits with
+      `return_hidden`).
     """
     b, s = tokens_BS.shape
     if attention_mask_BS is None:
@@ -279,32 +307,29 @@ class Transformer(nnx.Module):
     rope_BSH = layers.rope_cos_sin(
         positions_BS,
         layers.rope_inv_freq(c.head_dim, c.rope_theta, c.rope_scaling))
-    x_BSD = jnp.take(self.embed[...], tokens_BS, axis=0).astype(self.dtype)
+    x_BSD = self._compute(jnp.take(self.embed[...], tokens_BS, axis=0))
     x_BSD = sharding.shard(x_BSD, "batch", "length", "embed")
     if cache is None:
       graphdef, layer_state = nnx.split(self.layers)
 
       def body(x_BSD, state):
-        block = nnx.merge(graphdef, state)
+        block = nnx.merge(graphdef, jax.tree.map(self._compute, state))
         return block(x_BSD, rope_BSH, mask_BST)[0], None
 
+      if self.remat:
+        body = jax.checkpoint(body)
       x_BSD, _ = jax.lax.scan(body, x_BSD, layer_state)
     else:
       new_k, new_v = [], []
+      run = lambda block, x, kv: block(x, rope_BSH, mask_BST, kv, index)
+      if self.remat:
+        run = nnx.remat(run)
       for i, block in enumerate(blocks or self.split_layers()):
-        x_BSD, (k, v) = block(x_BSD, rope_BSH, mask_BST,
-                              (cache.k[i], cache.v[i]), index)
+        x_BSD, (k, v) = run(block, x_BSD, (cache.k[i], cache.v[i]))
         new_k.append(k)
         new_v.append(v)
-    x_BSD = self.final_norm(x_BSD[:, logits_start:])
-    if self.lm_head is None:
-      logits_BSV = jnp.einsum("BSD,VD->BSV", x_BSD, self.embed[...],
-                              preferred_element_type=jnp.float32)
-    else:
-      logits_BSV = jnp.einsum("BSD,DV->BSV", x_BSD, self.lm_head[...],
-                              preferred_element_type=jnp.float32)
-    logits_BSV = sharding.shard(logits_BSV.astype(jnp.float32),
-                                "batch", "length", "vocab")
+    hidden_BSD = self.final_norm(x_BSD[:, logits_start:])
+    logits_BSV = hidden_BSD if return_hidden else self.logits(hidden_BSD)
     if cache is None:
       return logits_BSV
     new_cache = KVCache(
@@ -312,3 +337,25 @@ class Transformer(nnx.Module):
         next_position_B=cache.next_position_B + jnp.sum(mask_BS, axis=1),
     )
     return logits_BSV, new_cache
+
+
+  def logits(self, hidden_BSD: jax.Array) -> jax.Array:
+    """z = h·Wᵥ (the output head, or the tied embedding); arXiv:1706.03762.
+
+    Args:
+      hidden_BSD: [B, S, D] final-norm hidden states
+        (`__call__(return_hidden=True)`).
+
+    Returns:
+      float32 [B, S, V] logits (matmul in `dtype`, float32 accumulation).
+    """
+    if self.lm_head is None:
+      logits_BSV = jnp.einsum(
+          "BSD,VD->BSV", hidden_BSD, self._compute(self.embed[...]),
+          preferred_element_type=jnp.float32)
+    else:
+      logits_BSV = jnp.einsum(
+          "BSD,DV->BSV", hidden_BSD, self._compute(self.lm_head[...]),
+          preferred_element_type=jnp.float32)
+    return sharding.shard(logits_BSV.astype(jnp.float32),
+                          "batch", "length", "vocab")

