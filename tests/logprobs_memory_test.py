@@ -88,3 +88,18 @@ def test_param_dtype_stores_float32_and_computes_in_bfloat16():
                  static_argnums=0)
   mixed, pure = logp(graphdef, params), logp(bf16_def, bf16_params)
   np.testing.assert_array_equal(np.asarray(mixed), np.asarray(pure))
+
+
+def test_a_remat_model_samples_like_the_plain_one():
+  # The sampler slices the layers into blocks outside its decode loop; a
+  # rematerialised model must decode them there (the cached path) and give
+  # the plain model's tokens.
+  from mathrl import sampling  # pylint: disable=g-import-not-at-top
+  prompt_BL, prompt_mask_BL, _, _ = _batch()
+  kw = dict(rng=jax.random.PRNGKey(0), max_new_tokens=5, eos_ids=(1,),
+            method=sampling.Greedy())
+  plain = sampling.generate(_model(), prompt_BL, prompt_mask_BL, **kw)
+  remat = sampling.generate(_model(remat=True), prompt_BL, prompt_mask_BL,
+                            **kw)
+  np.testing.assert_array_equal(plain.tokens_BT, remat.tokens_BT)
+  np.testing.assert_allclose(plain.logprobs_BT, remat.logprobs_BT, atol=1e-6)

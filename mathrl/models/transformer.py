@@ -168,6 +168,20 @@ class Block(nnx.Module):
     return sharding.shard(x_BSD, "batch", "length", "embed"), kv
 
 
+
+def _remat_block(run):
+  """`run(block, x, kv)` rematerialised in the backward pass.
+
+  The block enters `jax.checkpoint` as its state and is rebuilt inside, so
+  blocks made outside a trace (the sampler slices them once, outside its
+  decode loop) are never mutated from an inner trace level.
+  """
+  def remat_run(block, x, kv):
+    graphdef, state = nnx.split(block)
+    pure = lambda state, x, kv: run(nnx.merge(graphdef, state), x, kv)
+    return jax.checkpoint(pure)(state, x, kv)
+  return remat_run
+
 class Transformer(nnx.Module):
   """Decoder-only LM: embed -> scanned blocks -> RMSNorm -> logits."""
 
@@ -323,7 +337,7 @@ class Transformer(nnx.Module):
       new_k, new_v = [], []
       run = lambda block, x, kv: block(x, rope_BSH, mask_BST, kv, index)
       if self.remat:
-        run = nnx.remat(run)
+        run = _remat_block(run)
       for i, block in enumerate(blocks or self.split_layers()):
         x_BSD, (k, v) = run(block, x_BSD, (cache.k[i], cache.v[i]))
         new_k.append(k)
