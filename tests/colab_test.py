@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import pathlib
 
 import pytest
@@ -34,6 +35,13 @@ def test_notebook_code_cells_run(path, request, monkeypatch):
     reason = _smollm2_missing()
     if reason:
       pytest.skip(reason)
+    if os.environ.get("MATHRL_HEAVY_NOTEBOOKS") != "1":
+      # Its sampling and RL cells peak at ~23 GB of host memory on the 8
+      # fake CPU devices of the suite: more than a 24 GiB CI machine can
+      # give while another test worker runs.
+      pytest.skip("the SmolLM2 notebook peaks at ~23 GB of host memory on"
+                  " CPU; run it with MATHRL_HEAVY_NOTEBOOKS=1 on a machine"
+                  " with more memory")
     # GSM8K from the local copy (offline); Colab downloads it.
     shared = request.getfixturevalue("shared_dir")
     monkeypatch.setenv("MATHRL_DATA_DIR", str(shared / "data"))
