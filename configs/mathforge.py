@@ -9,8 +9,8 @@ reformulations of each question (`--mode=augment`). This recipe is
 `configs/dgpo_math.py`'s DGPO run on the original MATH questions, with
 MathForge's settings (AMAP-ML/MathForge `scripts_mathforge/*/
 run_mathforge.sh`); with the MQR-augmented questions the scripts raise the
-learning rate to 1e-6 with gradient accumulation 4
-(`--config.rl.learning_rate=1e-6 --config.rl.num_microbatches=4`).
+learning rate to 1e-6 with four times the prompts per update:
+`configs/mathforge_mqr.py`.
 """
 
 import importlib.util

@@ -19,37 +19,33 @@ poor). The MQR settings follow the released MathForge run: all three
 aspects with the original (rewrites are 3/4 of the prompts), four times the
 prompts per step with the number of steps unchanged, and learning rate
 1e-6 (5e-7 without MQR). Training stops at start-up if data.mqr.path is
-empty. MATH and OlympiadBench as in configs/dgpo_math.py (the builder's
-MATH split is its test split; see there).
+empty. Everything else is configs/mathforge.py (DGPO with MathForge's
+released settings: MATH minus MATH-500 for training, MATH-500 for
+evaluation).
 """
 
-from mathrl import configlib
+
+import importlib.util
+import pathlib
+
+
+def _mathforge():
+  path = pathlib.Path(__file__).with_name("mathforge.py")
+  spec = importlib.util.spec_from_file_location("mathforge", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def get_config(arg=None):
   del arg
-  # bf16, no SFT, FSDP, P 32 x G 8, 500 steps.
-  c = configlib.hf_checkpoint_run(configlib.base_config(),
-                                  max_new_tokens=1024)
-  c.data.train = "math"
-  c.data.train_split = "test"
-  c.data.eval = "olympiadbench"
-  c.data.eval_split = "test"
-  c.data.buckets = (256, 512, 1024)
-  # DGPO as in configs/dgpo_math.py: DQW at temperature 2, token-mean,
-  # clip 0.2 / 0.28.
-  c.rl.advantage = "dgpo"
-  c.rl.advantage_kwargs.enable_dqw = True
-  c.rl.advantage_kwargs.dqw_temp = 2.0
-  c.rl.aggregation = "token_mean"
-  c.rl.loss_kwargs.clip_low = 0.2
-  c.rl.loss_kwargs.clip_high = 0.28
-  # MQR: original + 3 rewrites, prompts per step x4 at start-up, lr 1e-6.
+  c = _mathforge().get_config()
+  # MQR: original + 3 rewrites, prompts per step x4 at start-up (steps
+  # unchanged), lr 1e-6 (MathForge's augmented run).
   c.data.mqr.aspects = ("background", "term", "sub_problem")
   c.data.mqr.ratio = 0.75
   c.data.mqr.scale_prompts_per_step = True
   c.rl.learning_rate = 1e-6
-  # The rewriter: replies of up to 1024 tokens; rewrites of MATH problems
-  # with the template fit 2048-token prompts.
+  # The rewriter: replies of up to 1024 tokens.
   c.augment.generator.max_new_tokens = 1024
   return c
