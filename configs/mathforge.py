@@ -13,23 +13,14 @@ learning rate to 1e-6 with four times the prompts per update:
 `configs/mathforge_mqr.py`.
 """
 
-import importlib.util
-import pathlib
-
-
-def _dgpo_math():
-  path = pathlib.Path(__file__).with_name("dgpo_math.py")
-  spec = importlib.util.spec_from_file_location("dgpo_math", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from mathrl import configlib
 
 
 def get_config(arg=None):
   del arg
   # DGPO with DQW (T 2), clip 0.2, no KL, temperature 1, G 8, 1024 new
   # tokens, the boxed system prompt, MATH minus MATH-500 → MATH-500.
-  c = _dgpo_math().get_config()
+  c = configlib.sibling(__file__, "dgpo_math")
   # Scripts without MQR data: constant lr 5e-7.
   c.rl.learning_rate = 5e-7
   return c

@@ -25,21 +25,12 @@ evaluation).
 """
 
 
-import importlib.util
-import pathlib
-
-
-def _mathforge():
-  path = pathlib.Path(__file__).with_name("mathforge.py")
-  spec = importlib.util.spec_from_file_location("mathforge", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from mathrl import configlib
 
 
 def get_config(arg=None):
   del arg
-  c = _mathforge().get_config()
+  c = configlib.sibling(__file__, "mathforge")
   # MQR: original + 3 rewrites, prompts per step x4 at start-up (steps
   # unchanged), lr 1e-6 (MathForge's augmented run).
   c.data.mqr.aspects = ("background", "term", "sub_problem")

@@ -6,6 +6,9 @@ ml_collections.ConfigDict`; `arg` is the text after the colon in
 a config file; library code receives plain arguments from `builders`.
 """
 
+import importlib.util
+import os
+
 import ml_collections as mlc
 
 
@@ -39,6 +42,23 @@ def parse_arg(arg: str | None, **spec):
     else:
       out[key] = type(default)(value)
   return out
+
+
+def load_file(path: str, arg: str | None = None) -> mlc.ConfigDict:
+  """`get_config(arg)` of the config file at `path`."""
+  spec = importlib.util.spec_from_file_location("_mathrl_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def sibling(config_file: str, name: str,
+            arg: str | None = None) -> mlc.ConfigDict:
+  """`get_config(arg)` of configs/NAME.py beside `config_file` (a recipe
+  built on another: `configlib.sibling(__file__, "dgpo_math")`)."""
+  return load_file(
+      os.path.join(os.path.dirname(os.path.abspath(config_file)),
+                   f"{name}.py"), arg)
 
 
 def base_config() -> mlc.ConfigDict:

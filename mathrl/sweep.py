@@ -110,10 +110,8 @@ def load_config(path: str):
   """`get_config(arg)` of a config file ("configs/x.py[:arg]")."""
   path, _, arg = path.partition(":")
   full = path if os.path.isabs(path) else os.path.join(REPO_ROOT, path)
-  spec = importlib.util.spec_from_file_location("_sweep_config", full)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  from mathrl import configlib  # pylint: disable=g-import-not-at-top
+  return configlib.load_file(full, arg or None)
 
 
 def recipe_on_base(recipe: str, base: str) -> Overrides:
