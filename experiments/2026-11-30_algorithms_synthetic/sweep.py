@@ -24,6 +24,8 @@ from mathrl import sweep
 BASE = "configs/default.py"
 METHODS = ("grpo", "dr_grpo", "dapo", "gspo", "dgpo", "bnpo", "ngrpo",
            "mc_grpo", "steer")
-POINTS = sweep.seeds(
+# Seed-major order: every method of seed 0 runs before any of seed 1, so a
+# sweep stopped part-way still compares all methods on the same seeds.
+POINTS = sorted(sweep.seeds(
     [sweep.recipe_on_base(f"configs/{m}.py", BASE) for m in METHODS],
-    [0, 1, 2])
+    [0, 1, 2]), key=lambda point: point["seed"])
