@@ -43,6 +43,7 @@ def get_config(arg=None):
   c.data.synthetic.max_ops = 2
   c.data.synthetic.max_digits = 1
   c.data.synthetic.num_eval = 128
+  c.data.synthetic.num_validation = 128
   # The chat template adds a ~30-token system turn: prompts of these
   # problems plus the \boxed{} instruction fit in 128 tokens.
   c.data.buckets = (96, 128)
