@@ -85,8 +85,11 @@ def test_command_and_tpu_commands_as_text():
 def test_comparison_sweep_has_nine_methods_by_three_seeds_that_validate():
   loaded = sweep.load(str(COMPARISON))
   names = [p.name for p in loaded.points]
+  # Seed-major: every method of seed 0 before any of seed 1.
   assert len(names) == 27 and names[:3] == [
-      "grpo_seed0", "grpo_seed1", "grpo_seed2"]
+      "grpo_seed0", "dr_grpo_seed0", "dapo_seed0"]
+  assert [n.rsplit("seed", 1)[1] for n in names] == ["0"] * 9 + ["1"] * 9 + [
+      "2"] * 9
   by_name = {p.name: sweep.point_config(p) for p in loaded.points
              if p.name.endswith("seed1")}
   for config in by_name.values():
