@@ -297,6 +297,8 @@ def _build(factory, kwargs, field, name):
     return factory(**kwargs)
   except TypeError as e:
     raise ConfigError(f"{field}_kwargs do not fit {name}: {e}") from None
+  except ValueError as e:
+    raise ConfigError(f"{field}={name!r}: {e}") from None
 
 
 def make_advantage(config: mlc.ConfigDict) -> advantages.AdvantageTransform:
@@ -326,13 +328,30 @@ def make_advantage(config: mlc.ConfigDict) -> advantages.AdvantageTransform:
 
 
 def make_policy_loss(config: mlc.ConfigDict):
-  """The policy loss; losses that read groups get G from rl.num_generations."""
-  factory = resolve(losses, config.rl.loss, "rl.loss", losses.POLICY_LOSSES)
-  kwargs = kwargs_of(config.rl.loss_kwargs)
+  """The surrogate `rl.loss` under the token weighting `rl.token_weighting`.
+
+  Losses that read groups get G from rl.num_generations.
+  """
+  rl = config.rl
+  factory = resolve(losses, rl.loss, "rl.loss", losses.POLICY_LOSSES)
+  kwargs = kwargs_of(rl.loss_kwargs)
   if ("group_size" in inspect.signature(factory).parameters
       and kwargs.get("group_size") is None):
-    kwargs["group_size"] = config.rl.num_generations
-  return _build(factory, kwargs, "rl.loss", config.rl.loss)
+    kwargs["group_size"] = rl.num_generations
+  loss = _build(factory, kwargs, "rl.loss", rl.loss)
+  if not rl.token_weighting:
+    return loss
+  weighting = _build(
+      resolve(losses.token_weighting, rl.token_weighting,
+              "rl.token_weighting", losses.TOKEN_WEIGHTINGS),
+      kwargs_of(rl.token_weighting_kwargs), "rl.token_weighting",
+      rl.token_weighting)
+  try:
+    return losses.weighted(loss, weighting)
+  except ValueError as e:
+    raise ConfigError(
+        f"rl.loss={rl.loss!r} with rl.token_weighting="
+        f"{rl.token_weighting!r}: {e}") from None
 
 
 def make_aggregation(config: mlc.ConfigDict):

@@ -268,9 +268,16 @@ def base_config() -> mlc.ConfigDict:
   # gates (keep_positive_until) after it; alone they are not estimators.
   c.rl.shaping = ""
   c.rl.shaping_kwargs = mlc.ConfigDict()
-  # Policy loss: a name in mathrl.losses.POLICY_LOSSES, and its arguments.
+  # Policy loss (the surrogate): a name in mathrl.losses.POLICY_LOSSES, and
+  # its arguments. clip_cov, forking_tokens, kl_cov and steer here are their
+  # papers' presets (the weighting on the paper's surrogate).
   c.rl.loss = "ppo_clip"
   c.rl.loss_kwargs = mlc.ConfigDict()
+  # Token weighting applied to rl.loss's per-token loss: "" (none) or a name
+  # in mathrl.losses.TOKEN_WEIGHTINGS (steer, forking_tokens, clip_cov,
+  # kl_cov), and its arguments (mathrl.losses.token_weighting).
+  c.rl.token_weighting = ""
+  c.rl.token_weighting_kwargs = mlc.ConfigDict()
   # Aggregation: token_mean, seq_mean_token_mean, seq_mean_token_sum or
   # seq_mean_token_sum_norm; and its arguments.
   c.rl.aggregation = "token_mean"

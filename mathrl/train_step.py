@@ -219,12 +219,16 @@ class StepSpec:
   # --- forward passes -----------------------------------------------------
 
   def logprobs(self, params, rows, mask_BT, prompt_group, nucleus=False):
-    """(logp_BT, entropy_BT[, nucleus_BT]) of `rows` at temperature τ."""
-    reg = self.regulariser
+    """(logp_BT, entropy_BT[, nucleus_BT]) of `rows` at temperature τ.
+
+    With `nucleus`, also the nucleus entropy the loss declares
+    (`Needs.nucleus_top_p`).
+    """
+    top_p = self.policy_loss.needs.nucleus_top_p
     return logprobs_lib.completion_logprobs(
         self.graphdef, params, rows.prompt_tokens_BL, rows.prompt_mask_BL,
         rows.completion_tokens_BT, mask_BT,
-        nucleus_top_p=reg.top_p if nucleus else None,
+        nucleus_top_p=top_p if nucleus else None,
         group_size=prompt_group, temperature=self.temperature,
         chunk_size=self.logits_chunk_size,
     )
@@ -363,8 +367,9 @@ class StepSpec:
     """(loss, metrics) of one micro-batch; sums to the minibatch's."""
     reg = self.regulariser
     mask_BT = rows.mask_BT
-    out = self.logprobs(params, rows, mask_BT, prompt_group,
-                        nucleus=reg is not None)
+    out = self.logprobs(
+        params, rows, mask_BT, prompt_group,
+        nucleus=self.policy_loss.needs.nucleus_top_p is not None)
     logp_BT, entropy_BT = out[0], out[1]
     old_logp_BT = (rows.old_logp_BT if self.recompute_old_logp
                    else jax.lax.stop_gradient(logp_BT))

@@ -205,3 +205,21 @@ def test_two_rl_steps_of_the_recipe_and_its_mechanism(name, policy):
     assert m["empty_updates"] == 0, m
   assert int(state.num_skipped) == 0 and int(state.step) == 2
   CHECKS.get(name, check_advantages)(parts, rollout, metrics[-1])
+
+
+def test_token_weighting_from_the_config_composes_with_any_surrogate():
+  from mathrl import configlib  # pylint: disable=g-import-not-at-top
+  c = configlib.base_config()
+  c.rl.loss = "cispo"
+  c.rl.token_weighting = "forking_tokens"
+  c.rl.token_weighting_kwargs.top_fraction = 0.5
+  loss = builders.make_policy_loss(c)
+  assert loss.name == "forking_tokens(cispo)"
+  assert loss.needs.entropy == "current"
+  c.rl.token_weighting = "entropy_mask"
+  with pytest.raises(builders.ConfigError, match="clip_cov, forking_tokens,"
+                     " kl_cov, steer"):
+    builders.make_policy_loss(c)
+  c.rl.loss, c.rl.token_weighting = "steer", "kl_cov"
+  with pytest.raises(builders.ConfigError, match="already a token-weighted"):
+    builders.make_policy_loss(c)
