@@ -221,5 +221,6 @@ def test_token_weighting_from_the_config_composes_with_any_surrogate():
                      " kl_cov, steer"):
     builders.make_policy_loss(c)
   c.rl.loss, c.rl.token_weighting = "steer", "kl_cov"
+  c.rl.token_weighting_kwargs = {}
   with pytest.raises(builders.ConfigError, match="already a token-weighted"):
     builders.make_policy_loss(c)
