@@ -461,7 +461,11 @@ class RLParts:
   group_filter: Optional[Callable[..., Any]]
   """Dynamic sampling's group filter (None: off)."""
   needs_reference: bool
-  """The step needs the reference policy's params (KL term on)."""
+  """The run keeps the reference policy's params (a KL term, or rollouts
+  of the reference policy)."""
+  rollout_extras: tuple[str, ...]
+  """Per-sample extras beyond `correctness` that the rollout must add
+  (`rollout.collect(extras=...)`): what the methods declare."""
   rewards_like: jax.ShapeDtypeStruct
   """[P, G] or [P, G, K]: what the advantage state is initialised from."""
   method_state: Any
@@ -524,6 +528,8 @@ def make_rl(config: mlc.ConfigDict, graphdef: Any = None,
         logits_chunk_size=config.model.logits_chunk_size or None)
   except ValueError as e:
     raise ConfigError(str(e)) from None
+  extras = tuple(e for e in adv_tx.needs.merge(policy_loss.needs).extras
+                 if e != "correctness")
   return RLParts(
       optimizer=optimizer, adv_tx=adv_tx, policy_loss=policy_loss,
       reward_set=reward_set,
@@ -532,7 +538,8 @@ def make_rl(config: mlc.ConfigDict, graphdef: Any = None,
           max_new_tokens=config.sampling.max_new_tokens, eos_ids=eos_ids,
           compact=config.sampling.compact),
       group_filter=make_group_filter(config),
-      needs_reference=kl_coef > 0,
+      needs_reference=kl_coef > 0 or "ref_rewards" in extras,
+      rollout_extras=extras,
       rewards_like=jax.ShapeDtypeStruct(
           (rl.prompts_per_step, rl.num_generations) + k, jnp.float32),
       method_state=train_step_lib.init_method_state(policy_loss),

@@ -334,6 +334,9 @@ def _rl_step(run: Run, setup: RLSetup, step_fn, state, ref, batches, *,
       multi_reward=c.rewards.multi, progress=progress,
       group_filter=parts.group_filter or rollout_lib.informative_groups,
       prompt_feedback=getattr(batches, "observe", None),
+      extras=parts.rollout_extras,
+      reference_model=(run.sampling_model(ref["params"])
+                       if "ref_rewards" in parts.rollout_extras else None),
   )
   t1 = time.perf_counter()
   skipped = info["kept_groups"] == 0

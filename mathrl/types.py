@@ -145,5 +145,8 @@ class Rollout:
   (DRPO), `step_verdicts` [P, G, T] (FSPO), `ref_rewards` (AAPO)."""
 
 
-ROLLOUT_EXTRAS = ("correctness",)
-"""The per-sample extras `rollout.collect` provides (see `Needs.extras`)."""
+ROLLOUT_EXTRAS = ("correctness", "step_verdicts", "ref_rewards")
+"""The per-sample extras `rollout.collect` provides (see `Needs.extras`):
+`correctness` always; `step_verdicts` (arithmetic step checks) and
+`ref_rewards` (the reference policy's paired rollouts) when a method
+declares them."""

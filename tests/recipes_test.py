@@ -66,8 +66,13 @@ def shrink(config):
   return config
 
 
-def make_rollout(config, reward_set):
-  """A fixed-shape rollout whose groups share their prompt."""
+def make_rollout(config, reward_set, extras=()):
+  """A fixed-shape rollout whose groups share their prompt.
+
+  The extras the recipe declares are made here as the rollout would: step
+  verdicts −1 on every token of each group's first sample (FSPO), and
+  reference rewards 0 (AAPO).
+  """
   p, g = config.rl.prompts_per_step, config.rl.num_generations
   k1, k2 = jax.random.split(jax.random.PRNGKey(1))
   prompt_PL = jax.random.randint(k1, (p, L), 3, 200)
@@ -79,15 +84,21 @@ def make_rollout(config, reward_set):
     rewards[..., 1:] = 1.0  # format etc. satisfied: only correctness varies
   else:
     rewards = correct_PG * config.rewards.correctness
+  mask_BT = (jnp.arange(T)[None] < lengths_B[:, None]).astype(jnp.int32)
+  made = {"correctness": jnp.asarray(correct_PG)}
+  if "step_verdicts" in extras:
+    first_B = (jnp.arange(p * g) % g == 0)[:, None]
+    made["step_verdicts"] = jnp.where(first_B, -mask_BT, 0).astype(
+        jnp.float32).reshape(p, g, T)
+  if "ref_rewards" in extras:
+    made["ref_rewards"] = jnp.zeros((p, g))
   return types.Rollout(
       prompt_tokens_BL=jnp.repeat(prompt_PL, g, axis=0),
       prompt_mask_BL=jnp.ones((p * g, L), jnp.int32),
       completion_tokens_BT=jax.random.randint(k2, (p * g, T), 3, 200),
-      completion_mask_BT=(jnp.arange(T)[None] < lengths_B[:, None]).astype(
-          jnp.int32),
+      completion_mask_BT=mask_BT,
       rewards_PG=jnp.asarray(rewards), valid_PG=jnp.ones((p, g)),
-      progress=jnp.float32(0.0),
-      extras={"correctness": jnp.asarray(correct_PG)},
+      progress=jnp.float32(0.0), extras=made,
   )
 
 
@@ -101,7 +112,7 @@ def run_two_steps(name, policy):
       jax.random.key_data(jax.random.PRNGKey(0)),
       method_state=parts.method_state)
   ref = jax.tree.map(jnp.copy, params) if parts.needs_reference else None
-  rollout = make_rollout(config, parts.reward_set)
+  rollout = make_rollout(config, parts.reward_set, parts.rollout_extras)
   step = jax.jit(parts.train_step)
   all_metrics = []
   for _ in range(2):
@@ -181,6 +192,41 @@ def check_forking(parts, rollout, m):
   assert 0 < m["kept_frac"] < 1, m
 
 
+def check_fspo(parts, rollout, m):
+  del rollout
+  assert parts.rollout_extras == ("step_verdicts",)
+  # The first sample of each group has verdict −1 on every token, so its
+  # tokens get −|A| (G = 8; GRPO z-scores sum to 0 per group before the
+  # flip). Mixed group [1]*4 + [0]*4: |A| = 0.5/sqrt(2/7) = 0.935414, the
+  # flip moves the sum to −2·0.935414; one correct [1] + [0]*7: A_0 =
+  # 0.875/sqrt(1/8) = 2.474874 → −2·2.474874; the uniform groups have
+  # A = 0. Mean over 32 samples: −(1.870829 + 4.949747)/32 = −0.213143.
+  np.testing.assert_allclose(m["advantage_mean"], -0.213143, atol=1e-5)
+
+
+def check_aapo(parts, rollout, m):
+  del rollout
+  assert parts.rollout_extras == ("ref_rewards",) and parts.needs_reference
+  # Reference rewards 0: momentum clip(r − 0, −0.2, 0.28) = 0.28 on each
+  # correct sample; z-scores sum to 0 per group. G = 6, groups mixed (3
+  # correct), all correct (6), all wrong (0), one correct (1): mean
+  # 0.28·10/24 = 0.116667.
+  np.testing.assert_allclose(m["advantage_mean"], 0.116667, atol=1e-5)
+
+
+def check_capo(parts, rollout, m):
+  del m
+  adv, _ = parts.adv_tx.update(
+      rollout.rewards_PG, parts.adv_tx.init(rollout.rewards_PG),
+      mask=rollout.valid_PG, progress=rollout.progress)
+  keep = parts.train_step.loss_sample_mask(
+      rollout.rewards_PG, rollout.valid_PG, advantages=adv,
+      progress=rollout.progress)
+  # Phase 1 (progress 0): only positive advantages stay in the loss: 4 of
+  # the mixed group, none of the uniform groups, the one correct sample.
+  np.testing.assert_array_equal(np.asarray(keep).sum(-1), [4, 0, 0, 1])
+
+
 def check_advantages(parts, rollout, m):
   del parts, rollout
   assert m["advantage_abs_mean"] > 0, m
@@ -193,7 +239,8 @@ CHECKS = {
     "drpo": check_drpo, "siren": check_siren,
     "forking_tokens": check_forking, "mc_grpo": check_mc_grpo,
     "dgpo": check_valid_groups, "dgpo_math": check_valid_groups,
-    "mathforge": check_valid_groups,
+    "mathforge": check_valid_groups, "fspo": check_fspo,
+    "aapo": check_aapo, "capo": check_capo,
 }
 
 
