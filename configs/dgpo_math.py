@@ -2,7 +2,7 @@
 
   python -m mathrl.main --config=configs/dgpo_math.py --workdir=/tmp/dgpo_math \\
       --config.model.path=/path/to/Qwen2.5-Math-1.5B \\
-      --config.data.local_dir=../shared/data
+      --config.data.local_dir=/path/to/benchmark_data
 
 Dai et al. 2026, MathForge (arXiv:2601.20614; code AMAP-ML/MathForge,
 `scripts_mathforge/*/run_dgpo.sh` on TRL 0.20 `GRPOTrainer`). Trains on

@@ -2,7 +2,7 @@
 
   python -m mathrl.main --config=configs/grpo_gsm8k.py --workdir=/tmp/grpo_gsm8k \\
       --config.model.path=/path/to/Qwen2.5-0.5B-Instruct \\
-      --config.data.local_dir=../shared/data
+      --config.data.local_dir=/path/to/benchmark_data
 
 The model folder must hold config.json, *.safetensors and the tokenizer.
 `data.local_dir` reads the benchmark files from a local copy (offline);

@@ -4,12 +4,12 @@ First rewrite the training questions (--mode=augment), then train on the
 originals plus the rewrites:
 
   python -m mathrl.main --mode=augment --config=configs/mathforge_mqr.py \\
-      --workdir=/tmp/mqr --config.data.local_dir=../shared/data \\
+      --workdir=/tmp/mqr --config.data.local_dir=/path/to/benchmark_data \\
       --config.augment.generator.backend=openai \\
       --config.augment.generator.base_url=https://api.openai.com/v1 \\
       --config.augment.generator.model=MODEL
   python -m mathrl.main --config=configs/mathforge_mqr.py \\
-      --workdir=/tmp/mathforge_mqr --config.data.local_dir=../shared/data \\
+      --workdir=/tmp/mathforge_mqr --config.data.local_dir=/path/to/benchmark_data \\
       --config.model.path=/path/to/Qwen2.5-Math-1.5B \\
       --config.data.mqr.path=/tmp/mqr/mqr.jsonl
 

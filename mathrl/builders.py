@@ -108,7 +108,7 @@ def make_train_source(config: mlc.ConfigDict, workdir: str):
 
 
 def check_rl_source(config: mlc.ConfigDict) -> None:
-  """Fails with the field's name when `data.synthetic.rl_min_ops` is unusable."""
+  """Fails, naming the field, on an unusable `data.synthetic.rl_min_ops`."""
   s = config.data.synthetic
   if not s.rl_min_ops:
     return

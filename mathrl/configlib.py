@@ -129,7 +129,8 @@ def base_config() -> mlc.ConfigDict:
   c.data.eval = "synthetic"
   # Split of a benchmark evaluation source.
   c.data.eval_split = "test"
-  # Folder of local benchmark copies (e.g. ../shared/data); empty: download.
+  # Folder of local benchmark copies (NAME/FILE per benchmark, e.g.
+  # gsm8k/test.jsonl); empty: download.
   c.data.local_dir = ""
   # Where TFDS writes prepared benchmarks; empty: WORKDIR/tfds.
   c.data.tfds_dir = ""

@@ -224,6 +224,16 @@ def add_extras(scored: Scored, batch: pipeline.PromptBatch, *,
   return dataclasses.replace(scored, extras_B=extras)
 
 
+def _sample_round(model, batch, *, rng, extras, reference_model, **kw):
+  """One generation round: samples, scores and the declared extras."""
+  scored, timing = sample_and_score(model, batch, rng=rng, **kw)
+  if extras:
+    scored = add_extras(scored, batch, names=extras,
+                        reference_model=reference_model,
+                        rng=jax.random.fold_in(rng, 1), **kw)
+  return scored, timing
+
+
 def collect(
     model, batches: Iterator[pipeline.PromptBatch], *,
     rng: jax.Array, sampler: Sampler, tokenizer,
@@ -238,9 +248,9 @@ def collect(
   """One RL batch of P groups × G samples, as a device-ready Rollout.
 
   With dynamic sampling, rounds of P prompts are generated until P groups
-  pass `group_filter` (`informative_groups` or `not_all_correct_groups`) or `max_rounds` rounds ran; missing groups
-  are filled with uninformative ones marked invalid (valid_PG = 0), so the
-  shapes never change.
+  pass `group_filter` (`informative_groups` or `not_all_correct_groups`)
+  or `max_rounds` rounds ran; missing groups are filled with uninformative
+  ones marked invalid (valid_PG = 0), so the shapes never change.
 
   `prompt_feedback(ids_P, correct_PG)`, when given, sees every scored
   round (VADE's posterior update).
@@ -263,16 +273,10 @@ def collect(
     batch = next(batches)
     group_size = batch.group_size
     num_prompts = len(batch.prompts_P)
-    scored, timing = sample_and_score(
-        model, batch, rng=jax.random.fold_in(rng, rounds), sampler=sampler,
-        tokenizer=tokenizer, reward_set=reward_set, mesh=mesh,
-    )
-    if extras:
-      scored = add_extras(
-          scored, batch, names=extras, tokenizer=tokenizer,
-          reference_model=reference_model, sampler=sampler,
-          reward_set=reward_set, mesh=mesh,
-          rng=jax.random.fold_in(rng, (1 << 20) + rounds))
+    scored, timing = _sample_round(
+        model, batch, rng=jax.random.fold_in(rng, rounds), extras=extras,
+        reference_model=reference_model, sampler=sampler,
+        tokenizer=tokenizer, reward_set=reward_set, mesh=mesh)
     for k, v in timing.items():
       info[k] = info.get(k, 0.0) + v
     rounds += 1
