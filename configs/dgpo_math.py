@@ -29,7 +29,6 @@ def get_config(arg=None):
   c.data.train_split = "test"
   c.data.train_exclude = "math500"
   c.data.eval = "math500"
-  c.data.eval_split = "test"
   c.data.buckets = (256, 512)
   c.data.system_prompt = BOXED_SYSTEM_PROMPT
   # Scripts: --enable_dgpo --enable_dgpo_dqw --dgpo_dqw_temp 2.0. The loss's

@@ -31,12 +31,10 @@ from mathrl import configlib
 def get_config(arg=None):
   del arg
   c = configlib.sibling(__file__, "mathforge")
-  # MQR: original + 3 rewrites, prompts per step x4 at start-up (steps
-  # unchanged), lr 1e-6 (MathForge's augmented run).
-  c.data.mqr.aspects = ("background", "term", "sub_problem")
-  c.data.mqr.ratio = 0.75
+  # MQR: original + 3 rewrites (the base's three aspects and ratio 0.75),
+  # prompts per step x4 at start-up (steps unchanged), lr 1e-6
+  # (MathForge's augmented run). The rewriter replies in up to 1024 tokens
+  # (the base's).
   c.data.mqr.scale_prompts_per_step = True
   c.rl.learning_rate = 1e-6
-  # The rewriter: replies of up to 1024 tokens.
-  c.augment.generator.max_new_tokens = 1024
   return c
