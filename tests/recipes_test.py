@@ -227,6 +227,37 @@ def check_capo(parts, rollout, m):
   np.testing.assert_array_equal(np.asarray(keep).sum(-1), [4, 0, 0, 1])
 
 
+def check_clip_cov(parts, rollout, m):
+  del parts, rollout
+  # The random pick of high-covariance tokens detached some tokens.
+  assert 0 < m["cov_clip_frac"] < 1 and "clip_frac" in m, m
+
+
+def advantage_golden(value):
+  """A check that the step's mean |advantage| is `value` (rollout above)."""
+
+  def check(parts, rollout, m):
+    del parts, rollout
+    np.testing.assert_allclose(m["advantage_abs_mean"], value, atol=1e-5)
+
+  return check
+
+
+# Mean |A| over the 32 samples of the test rollout (G = 8; groups mixed
+# [1]*4 + [0]*4, all correct, all wrong, one correct [1] + [0]*7):
+# GRPO z-score: mixed 8·0.5/sqrt(2/7) = 7.483315, one correct
+# (0.875 + 7·0.125)/sqrt(1/8) = 4.949747 → 12.433062/32 = 0.388533.
+GRPO_ABS = 0.388533
+# Dr. GRPO r − mean: (8·0.5 + 0.875 + 7·0.125)/32 = 5.75/32 = 0.179688.
+DR_GRPO_ABS = 0.179688
+# RLOO r − mean of the others = (G/(G − 1))·(r − mean): 5.75·8/7/32 =
+# 0.205357.
+RLOO_ABS = 0.205357
+# tiny (G = 2): groups [1, 0] (mixed and one correct) get ±0.5/sqrt(0.5)
+# = ±0.707107: 4·0.707107/8 = 0.353553.
+TINY_ABS = 0.353553
+
+
 def check_advantages(parts, rollout, m):
   del parts, rollout
   assert m["advantage_abs_mean"] > 0, m
@@ -235,12 +266,18 @@ def check_advantages(parts, rollout, m):
 CHECKS = {
     "dapo": check_dapo, "ngrpo": check_ngrpo, "gspo": check_clipping,
     "cispo": check_clipping, "steer": check_clipping,
-    "clip_cov": check_advantages, "kl_cov": check_kl_cov,
+    "clip_cov": check_clip_cov, "kl_cov": check_kl_cov,
     "drpo": check_drpo, "siren": check_siren,
     "forking_tokens": check_forking, "mc_grpo": check_mc_grpo,
     "dgpo": check_valid_groups, "dgpo_math": check_valid_groups,
     "mathforge": check_valid_groups, "fspo": check_fspo,
     "aapo": check_aapo, "capo": check_capo,
+    "grpo": advantage_golden(GRPO_ABS), "default": advantage_golden(GRPO_ABS),
+    "grpo_gsm8k": advantage_golden(GRPO_ABS),
+    "smollm2_rl": advantage_golden(GRPO_ABS),
+    "vade": advantage_golden(GRPO_ABS),
+    "dr_grpo": advantage_golden(DR_GRPO_ABS),
+    "rloo": advantage_golden(RLOO_ABS), "tiny": advantage_golden(TINY_ABS),
 }
 
 
