@@ -253,6 +253,12 @@ DR_GRPO_ABS = 0.179688
 # RLOO r − mean of the others = (G/(G − 1))·(r − mean): 5.75·8/7/32 =
 # 0.205357.
 RLOO_ABS = 0.205357
+# GDPO: the format component (all 1) has z-score 0 in every group; the
+# correctness z-scores (group eps 1e-4) S have Σ|S| = 8·0.935239 +
+# 2.474174 + 7·0.353453 = 12.430263 and mean 0, and are whitened over the
+# batch: unbiased std sqrt(Σ S²/31) = 0.671864, so mean |A| =
+# 12.430263/32/(0.671864 + 1e-4) = 0.578075.
+GDPO_ABS = 0.578075
 # tiny (G = 2): groups [1, 0] (mixed and one correct) get ±0.5/sqrt(0.5)
 # = ±0.707107: 4·0.707107/8 = 0.353553.
 TINY_ABS = 0.353553
@@ -278,6 +284,7 @@ CHECKS = {
     "vade": advantage_golden(GRPO_ABS),
     "dr_grpo": advantage_golden(DR_GRPO_ABS),
     "rloo": advantage_golden(RLOO_ABS), "tiny": advantage_golden(TINY_ABS),
+    "gdpo": advantage_golden(GDPO_ABS),
 }
 
 
