@@ -38,7 +38,6 @@ from mathrl import rollout as rollout_lib
 from mathrl import sharding
 from mathrl import sft as sft_lib
 from mathrl import train_step as train_step_lib
-from mathrl.data import pipeline
 from mathrl.data import prompts
 
 

@@ -259,14 +259,22 @@ RLOO_ABS = 0.205357
 # batch: unbiased std sqrt(Σ S²/31) = 0.671864, so mean |A| =
 # 12.430263/32/(0.671864 + 1e-4) = 0.578075.
 GDPO_ABS = 0.578075
+# BNPO: group accuracies p = [0.5, 1, 0, 0.125], m = 0.40625, unbiased
+# v = 0.605469/3 = 0.201823, c = m(1 − m)/v − 1 = 0.195161, α = 1 +
+# c·m/3 = 1.026428, β = 1 + c(1 − m)/3 = 1.038626; A = (r − p)/Beta_pdf(p)
+# with 1/pdf(0.5) = 0.980653 and 1/pdf(0.125) = 0.995495 on the varied
+# groups: mean |A| = (4·0.980653 + 1.75·0.995495)/32 = 0.177023.
+BNPO_ABS = 0.177023
+# REINFORCE++ (γ = 1): every token's return is its sample's reward,
+# whitened over the 125 valid tokens (lengths 2 + b mod 5), 53 of them in
+# the 13 correct samples: μ = 53/125 = 0.424, unbiased σ² = (53·0.576² +
+# 72·0.424²)/124 = 0.246194, σ = 0.496179; |A| = 0.576/σ = 1.160872
+# (correct), 0.424/σ = 0.854530 (wrong): (13·1.160872 + 19·0.854530)/32 =
+# 0.978981.
+REINFORCE_PP_ABS = 0.978981
 # tiny (G = 2): groups [1, 0] (mixed and one correct) get ±0.5/sqrt(0.5)
 # = ±0.707107: 4·0.707107/8 = 0.353553.
 TINY_ABS = 0.353553
-
-
-def check_advantages(parts, rollout, m):
-  del parts, rollout
-  assert m["advantage_abs_mean"] > 0, m
 
 
 CHECKS = {
@@ -276,7 +284,8 @@ CHECKS = {
     "drpo": check_drpo, "siren": check_siren,
     "forking_tokens": check_forking, "mc_grpo": check_mc_grpo,
     "dgpo": check_valid_groups, "dgpo_math": check_valid_groups,
-    "mathforge": check_valid_groups, "fspo": check_fspo,
+    "mathforge": check_valid_groups, "mathforge_mqr": check_valid_groups,
+    "fspo": check_fspo,
     "aapo": check_aapo, "capo": check_capo,
     "grpo": advantage_golden(GRPO_ABS), "default": advantage_golden(GRPO_ABS),
     "grpo_gsm8k": advantage_golden(GRPO_ABS),
@@ -284,7 +293,8 @@ CHECKS = {
     "vade": advantage_golden(GRPO_ABS),
     "dr_grpo": advantage_golden(DR_GRPO_ABS),
     "rloo": advantage_golden(RLOO_ABS), "tiny": advantage_golden(TINY_ABS),
-    "gdpo": advantage_golden(GDPO_ABS),
+    "gdpo": advantage_golden(GDPO_ABS), "bnpo": advantage_golden(BNPO_ABS),
+    "reinforce_pp": advantage_golden(REINFORCE_PP_ABS),
 }
 
 
@@ -295,7 +305,8 @@ def test_two_rl_steps_of_the_recipe_and_its_mechanism(name, policy):
     assert np.isfinite(m["loss"]), m
     assert m["empty_updates"] == 0, m
   assert int(state.num_skipped) == 0 and int(state.step) == 2
-  CHECKS.get(name, check_advantages)(parts, rollout, metrics[-1])
+  # Every recipe names the check of its own mechanism.
+  CHECKS[name](parts, rollout, metrics[-1])
 
 
 def test_token_weighting_from_the_config_composes_with_any_surrogate():
