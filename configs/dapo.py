@@ -19,9 +19,8 @@ def get_config(arg=None):
   # batch). Here the 16 prompts of a batch make 4 updates.
   configlib.minibatch_updates(c, 4)
   # Paper: dynamic sampling, at most 10 generation rounds in the verl recipe;
-  # 3 here keeps the CPU run short.
+  # the base's 3 keeps the CPU run short.
   c.rl.dynamic_sampling = True
-  c.rl.dynamic_sampling_max_rounds = 3
   # Paper: overlong penalty, linear over the last L_cache tokens, factor 1
   # (L_cache 4096 of 20480 in the paper; a third of the budget here).
   c.rewards.overlong = 1.0

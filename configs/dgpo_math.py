@@ -2,7 +2,7 @@
 
   python -m mathrl.main --config=configs/dgpo_math.py --workdir=/tmp/dgpo_math \\
       --config.model.path=/path/to/Qwen2.5-Math-1.5B \\
-      --config.data.local_dir=../shared/data
+      --config.data.local_dir=/path/to/benchmark_data
 
 Dai et al. 2026, MathForge (arXiv:2601.20614; code AMAP-ML/MathForge,
 `scripts_mathforge/*/run_dgpo.sh` on TRL 0.20 `GRPOTrainer`). Trains on
@@ -29,7 +29,6 @@ def get_config(arg=None):
   c.data.train_split = "test"
   c.data.train_exclude = "math500"
   c.data.eval = "math500"
-  c.data.eval_split = "test"
   c.data.buckets = (256, 512)
   c.data.system_prompt = BOXED_SYSTEM_PROMPT
   # Scripts: --enable_dgpo --enable_dgpo_dqw --dgpo_dqw_temp 2.0. The loss's

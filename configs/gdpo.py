@@ -12,9 +12,9 @@ from mathrl import configlib
 def get_config(arg=None):
   del arg
   c = configlib.base_config()
-  # Multi-reward: the advantage sees [P, G, K] instead of the weighted sum.
+  # Multi-reward: the advantage sees [P, G, K] instead of the weighted sum;
+  # correctness (weight 1, the base's) and format, weight 1.
   c.rewards.multi = True
-  c.rewards.correctness = 1.0
   c.rewards.format = 1.0
   # TRL's GDPO: per-sample batch normalisation, equal reward weights.
   c.rl.advantage = "gdpo"

@@ -11,12 +11,8 @@ from mathrl import configlib
 def get_config(arg=None):
   del arg
   c = configlib.base_config()
-  # Paper: group z-score (std ddof=1, eps 1e-6 as verl).
-  c.rl.advantage = "grpo"
-  # Paper: PPO clip epsilon 0.2 on both sides.
-  c.rl.loss = "ppo_clip"
-  c.rl.loss_kwargs.clip_low = 0.2
-  c.rl.loss_kwargs.clip_high = 0.2
+  # Paper: group z-score (std ddof=1, eps 1e-6 as verl) and PPO clip
+  # epsilon 0.2 on both sides: the base's grpo and ppo_clip.
   # Paper: 1/|o_i| per sequence, then mean over sequences.
   c.rl.aggregation = "seq_mean_token_mean"
   # Paper: KL(pi||pi_ref) with the k3 estimator, beta 0.04, in the loss.

@@ -2,7 +2,7 @@
 
   python -m mathrl.main --config=configs/mathforge.py --workdir=/tmp/mathforge \\
       --config.model.path=/path/to/Qwen2.5-Math-1.5B \\
-      --config.data.local_dir=../shared/data
+      --config.data.local_dir=/path/to/benchmark_data
 
 MathForge is DGPO plus MQR, training data augmented with harder
 reformulations of each question (`--mode=augment`). This recipe is

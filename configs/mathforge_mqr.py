@@ -4,12 +4,12 @@ First rewrite the training questions (--mode=augment), then train on the
 originals plus the rewrites:
 
   python -m mathrl.main --mode=augment --config=configs/mathforge_mqr.py \\
-      --workdir=/tmp/mqr --config.data.local_dir=../shared/data \\
+      --workdir=/tmp/mqr --config.data.local_dir=/path/to/benchmark_data \\
       --config.augment.generator.backend=openai \\
       --config.augment.generator.base_url=https://api.openai.com/v1 \\
       --config.augment.generator.model=MODEL
   python -m mathrl.main --config=configs/mathforge_mqr.py \\
-      --workdir=/tmp/mathforge_mqr --config.data.local_dir=../shared/data \\
+      --workdir=/tmp/mathforge_mqr --config.data.local_dir=/path/to/benchmark_data \\
       --config.model.path=/path/to/Qwen2.5-Math-1.5B \\
       --config.data.mqr.path=/tmp/mqr/mqr.jsonl
 
@@ -31,12 +31,10 @@ from mathrl import configlib
 def get_config(arg=None):
   del arg
   c = configlib.sibling(__file__, "mathforge")
-  # MQR: original + 3 rewrites, prompts per step x4 at start-up (steps
-  # unchanged), lr 1e-6 (MathForge's augmented run).
-  c.data.mqr.aspects = ("background", "term", "sub_problem")
-  c.data.mqr.ratio = 0.75
+  # MQR: original + 3 rewrites (the base's three aspects and ratio 0.75),
+  # prompts per step x4 at start-up (steps unchanged), lr 1e-6
+  # (MathForge's augmented run). The rewriter replies in up to 1024 tokens
+  # (the base's).
   c.data.mqr.scale_prompts_per_step = True
   c.rl.learning_rate = 1e-6
-  # The rewriter: replies of up to 1024 tokens.
-  c.augment.generator.max_new_tokens = 1024
   return c

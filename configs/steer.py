@@ -12,13 +12,14 @@ from mathrl import configlib
 def get_config(arg=None):
   del arg
   c = configlib.base_config()
-  # Authors' run_exp.sh: exponential map, lambda_min 0.8, clip 0.2 / 0.28,
-  # dual clip 10, token-mean (the base aggregation).
-  c.rl.loss = "steer"
-  c.rl.loss_kwargs.clip_low = 0.2
+  # Authors' run_exp.sh: PPO clip 0.2 / 0.28, dual clip 10, token-mean (the
+  # base aggregation).
   c.rl.loss_kwargs.clip_high = 0.28
   c.rl.loss_kwargs.dual_clip = 10.0
-  c.rl.loss_kwargs.lambda_min = 0.8
+  # Authors' run_exp.sh: STEER weights with the exponential map,
+  # lambda_min 0.8.
+  c.rl.token_weighting = "steer"
+  c.rl.token_weighting_kwargs.lambda_min = 0.8
   # Authors' scripts: train batch 512, mini-batch 32. Here the 16 prompts of a
   # batch make 4 updates.
   configlib.minibatch_updates(c, 4)

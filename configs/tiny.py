@@ -18,7 +18,6 @@ def get_config(arg=None):
   c.model.num_layers = 1
   c.model.num_heads = 2
   c.model.num_kv_heads = 1
-  c.model.head_dim = 32
   # A tokenizer trained on fewer records.
   c.tokenizer.corpus_records = 400
   c.data.synthetic.num_train = 1000

@@ -16,7 +16,6 @@ from mathrl import configlib
 def get_config(arg=None):
   del arg
   c = configlib.base_config()
+  # 4·P candidates and λ = 0.9 (the base's rl.vade settings).
   c.rl.prompt_selection = "vade"
-  c.rl.vade.candidates_factor = 4
-  c.rl.vade.decay = 0.9
   return c

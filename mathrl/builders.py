@@ -5,9 +5,11 @@ Every `make_*` takes the relevant config section and returns a plain object
 Names are resolved with `getattr` on the library modules; an unknown name is
 a `ConfigError` that lists the methods a config may name.
 
-`make_rl(config, graphdef, eos_ids)` builds every part of the RL stage at
-once (optimizer, advantage transform, loss, reward set, sampler and the
-train step); building it is also how a config is validated.
+`make_run(config, workdir)` builds every part of a training run at once
+(mesh, data, tokenizer, model, and the RL stage's parts from
+`make_rl(config, graphdef, eos_ids)`: optimizer, advantage transform, loss,
+reward set, sampler and the train step); building the RL parts is also how
+a config is validated (`validate`).
 """
 
 import dataclasses
@@ -106,7 +108,7 @@ def make_train_source(config: mlc.ConfigDict, workdir: str):
 
 
 def check_rl_source(config: mlc.ConfigDict) -> None:
-  """Fails with the field's name when `data.synthetic.rl_min_ops` is unusable."""
+  """Fails, naming the field, on an unusable `data.synthetic.rl_min_ops`."""
   s = config.data.synthetic
   if not s.rl_min_ops:
     return
@@ -297,6 +299,8 @@ def _build(factory, kwargs, field, name):
     return factory(**kwargs)
   except TypeError as e:
     raise ConfigError(f"{field}_kwargs do not fit {name}: {e}") from None
+  except ValueError as e:
+    raise ConfigError(f"{field}={name!r}: {e}") from None
 
 
 def make_advantage(config: mlc.ConfigDict) -> advantages.AdvantageTransform:
@@ -326,13 +330,30 @@ def make_advantage(config: mlc.ConfigDict) -> advantages.AdvantageTransform:
 
 
 def make_policy_loss(config: mlc.ConfigDict):
-  """The policy loss; losses that read groups get G from rl.num_generations."""
-  factory = resolve(losses, config.rl.loss, "rl.loss", losses.POLICY_LOSSES)
-  kwargs = kwargs_of(config.rl.loss_kwargs)
+  """The surrogate `rl.loss` under the token weighting `rl.token_weighting`.
+
+  Losses that read groups get G from rl.num_generations.
+  """
+  rl = config.rl
+  factory = resolve(losses, rl.loss, "rl.loss", losses.POLICY_LOSSES)
+  kwargs = kwargs_of(rl.loss_kwargs)
   if ("group_size" in inspect.signature(factory).parameters
       and kwargs.get("group_size") is None):
-    kwargs["group_size"] = config.rl.num_generations
-  return _build(factory, kwargs, "rl.loss", config.rl.loss)
+    kwargs["group_size"] = rl.num_generations
+  loss = _build(factory, kwargs, "rl.loss", rl.loss)
+  if not rl.token_weighting:
+    return loss
+  weighting = _build(
+      resolve(losses.token_weighting, rl.token_weighting,
+              "rl.token_weighting", losses.TOKEN_WEIGHTINGS),
+      kwargs_of(rl.token_weighting_kwargs), "rl.token_weighting",
+      rl.token_weighting)
+  try:
+    return losses.weighted(loss, weighting)
+  except ValueError as e:
+    raise ConfigError(
+        f"rl.loss={rl.loss!r} with rl.token_weighting="
+        f"{rl.token_weighting!r}: {e}") from None
 
 
 def make_aggregation(config: mlc.ConfigDict):
@@ -442,13 +463,25 @@ class RLParts:
   group_filter: Optional[Callable[..., Any]]
   """Dynamic sampling's group filter (None: off)."""
   needs_reference: bool
-  """The step needs the reference policy's params (KL term on)."""
+  """The run keeps the reference policy's params (a KL term, or rollouts
+  of the reference policy)."""
+  rollout_extras: tuple[str, ...]
+  """Per-sample extras beyond `correctness` that the rollout must add
+  (`rollout.collect(extras=...)`): what the methods declare."""
   rewards_like: jax.ShapeDtypeStruct
   """[P, G] or [P, G, K]: what the advantage state is initialised from."""
   method_state: Any
   """The initial `TrainState.method_state` (the loss's regulariser)."""
   train_step: train_step_lib.StepSpec
   """The un-jitted `train_step(state, rollout, ref_params)`."""
+
+  def bind(self, graphdef: nnx.GraphDef,
+           eos_ids: tuple[int, ...]) -> "RLParts":
+    """These parts for a policy graph and a tokenizer's stop ids."""
+    return dataclasses.replace(
+        self, train_step=dataclasses.replace(self.train_step,
+                                             graphdef=graphdef),
+        sampler=dataclasses.replace(self.sampler, eos_ids=eos_ids))
 
 
 def _check_needs(config, adv_tx, policy_loss) -> None:
@@ -505,6 +538,8 @@ def make_rl(config: mlc.ConfigDict, graphdef: Any = None,
         logits_chunk_size=config.model.logits_chunk_size or None)
   except ValueError as e:
     raise ConfigError(str(e)) from None
+  extras = tuple(e for e in adv_tx.needs.merge(policy_loss.needs).extras
+                 if e != "correctness")
   return RLParts(
       optimizer=optimizer, adv_tx=adv_tx, policy_loss=policy_loss,
       reward_set=reward_set,
@@ -513,11 +548,84 @@ def make_rl(config: mlc.ConfigDict, graphdef: Any = None,
           max_new_tokens=config.sampling.max_new_tokens, eos_ids=eos_ids,
           compact=config.sampling.compact),
       group_filter=make_group_filter(config),
-      needs_reference=kl_coef > 0,
+      needs_reference=kl_coef > 0 or "ref_rewards" in extras,
+      rollout_extras=extras,
       rewards_like=jax.ShapeDtypeStruct(
           (rl.prompts_per_step, rl.num_generations) + k, jnp.float32),
       method_state=train_step_lib.init_method_state(policy_loss),
       train_step=step,
+  )
+
+
+def validate(config: mlc.ConfigDict) -> RLParts:
+  """Fails at start, with the field to fix, on a config that cannot run.
+
+  Building the RL stage's parts and train step once is the check of every
+  RL field (`make_rl`); SFT's one combination and the evaluation protocol
+  are checked here too. Returns the RL parts (not yet bound to a model).
+  """
+  if config.sft.steps and not config.sft.eval_every:
+    raise ConfigError("sft.eval_every must be > 0 when sft.steps > 0")
+  make_eval_protocol(config)
+  return make_rl(config)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunParts:
+  """Everything a training run builds from its config (`make_run`)."""
+
+  mesh: jax.sharding.Mesh
+  train_source: Any
+  """SFT's problems (and the tokenizer's corpus)."""
+  rl_source: Any
+  eval_source: Any
+  validation_source: Any
+  """The SFT stop rule's problems (`make_validation_source`)."""
+  tokenizer: Any
+  template: prompts.PromptTemplate
+  eos_ids: tuple[int, ...]
+  graphdef: nnx.GraphDef
+  init_params: Any
+  """The policy's initial parameters, sharded by the training rules."""
+  sft_optimizer: optax.GradientTransformation
+  eval_protocol: evaluation.Protocol
+  rl: RLParts
+  """The RL stage's parts, the train step bound to `graphdef`."""
+  rl_batches: Any
+  """The RL prompt batches (`make_rl_batches`); None when rl.steps is 0."""
+
+
+def make_run(config: mlc.ConfigDict, workdir: str,
+             mesh: Optional[jax.sharding.Mesh] = None) -> RunParts:
+  """Every part of a training run, from one call; the config is checked
+  first (`validate`), before any data or model is built.
+
+  Args:
+    config: the run's config.
+    workdir: the run's folder (a trained tokenizer and TFDS files go there).
+    mesh: overrides the config's `mesh.*` fields (e.g. a sub-mesh).
+  """
+  rl = validate(config)
+  mesh = make_mesh(config) if mesh is None else mesh
+  train_source = make_train_source(config, workdir)
+  rl_source = make_rl_source(config, workdir, train_source)
+  tokenizer = make_tokenizer(config, workdir, train_source)
+  if tokenizer.eos_token_id is None:
+    raise ConfigError("the tokenizer has no eos token; generation needs one")
+  eos_ids = (int(tokenizer.eos_token_id),)
+  template = make_template(config)
+  graphdef, init_params = nnx.split(make_model(config, len(tokenizer), mesh))
+  return RunParts(
+      mesh=mesh, train_source=train_source, rl_source=rl_source,
+      eval_source=make_eval_source(config, workdir),
+      validation_source=make_validation_source(config, workdir),
+      tokenizer=tokenizer, template=template, eos_ids=eos_ids,
+      graphdef=graphdef, init_params=init_params,
+      sft_optimizer=make_optimizer(config.sft, config.sft.steps),
+      eval_protocol=make_eval_protocol(config),
+      rl=rl.bind(graphdef, eos_ids),
+      rl_batches=(make_rl_batches(config, rl_source, tokenizer, template)
+                  if config.rl.steps else None),
   )
 
 

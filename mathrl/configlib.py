@@ -129,7 +129,8 @@ def base_config() -> mlc.ConfigDict:
   c.data.eval = "synthetic"
   # Split of a benchmark evaluation source.
   c.data.eval_split = "test"
-  # Folder of local benchmark copies (e.g. ../shared/data); empty: download.
+  # Folder of local benchmark copies (NAME/FILE per benchmark, e.g.
+  # gsm8k/test.jsonl); empty: download.
   c.data.local_dir = ""
   # Where TFDS writes prepared benchmarks; empty: WORKDIR/tfds.
   c.data.tfds_dir = ""
@@ -268,9 +269,16 @@ def base_config() -> mlc.ConfigDict:
   # gates (keep_positive_until) after it; alone they are not estimators.
   c.rl.shaping = ""
   c.rl.shaping_kwargs = mlc.ConfigDict()
-  # Policy loss: a name in mathrl.losses.POLICY_LOSSES, and its arguments.
+  # Policy loss (the surrogate): a name in mathrl.losses.POLICY_LOSSES, and
+  # its arguments. clip_cov, forking_tokens, kl_cov and steer here are their
+  # papers' presets (the weighting on the paper's surrogate).
   c.rl.loss = "ppo_clip"
   c.rl.loss_kwargs = mlc.ConfigDict()
+  # Token weighting applied to rl.loss's per-token loss: "" (none) or a name
+  # in mathrl.losses.TOKEN_WEIGHTINGS (steer, forking_tokens, clip_cov,
+  # kl_cov), and its arguments (mathrl.losses.token_weighting).
+  c.rl.token_weighting = ""
+  c.rl.token_weighting_kwargs = mlc.ConfigDict()
   # Aggregation: token_mean, seq_mean_token_mean, seq_mean_token_sum or
   # seq_mean_token_sum_norm; and its arguments.
   c.rl.aggregation = "token_mean"

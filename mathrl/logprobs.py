@@ -31,7 +31,40 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mathrl.losses.siren import top_p_entropy
+
+
+def top_p_entropy(
+    logits_BTV: jax.Array, top_p: float = 0.8, top_k: int = 10000
+) -> jax.Array:
+  """H^p = −Σ_{j<c} q_j log(q_j + 1e-12), q = p_(j)/Σ_{j<c} p_(j) (nucleus).
+
+  SIREN (arXiv:2509.25133; Linn3a/siren `efficient_top_p_sampling`):
+  probabilities p of the full softmax, the top-k (10000) in descending order,
+  c = the first index whose cumulative probability is ≥ top_p; the first c
+  tokens (cumulative probability strictly below top_p — the token that
+  crosses it is excluded) are renormalised. If the top-1 probability is
+  ≥ top_p, H^p = 0. The gradient flows through the probabilities; the
+  nucleus membership is constant.
+
+  Args:
+    logits_BTV: [B, T, V] next-token logits of π_θ.
+    top_p: nucleus mass p (0.8).
+    top_k: candidates considered (10000, or V if smaller).
+
+  Returns:
+    [B, T] float32 nucleus entropy.
+  """
+  probs_BTV = jax.nn.softmax(jnp.asarray(logits_BTV, jnp.float32), axis=-1)
+  k = min(top_k, probs_BTV.shape[-1])
+  top_BTK, _ = jax.lax.top_k(probs_BTV, k)
+  cum_BTK = jnp.cumsum(jax.lax.stop_gradient(top_BTK), axis=-1)
+  keep_BTK = cum_BTK < top_p
+  kept_BTK = jnp.where(keep_BTK, top_BTK, 0.0)
+  total_BT = jnp.sum(kept_BTK, axis=-1, keepdims=True)
+  q_BTK = kept_BTK / jnp.where(total_BT > 0, total_BT, 1.0)
+  return -jnp.sum(
+      jnp.where(keep_BTK, q_BTK * jnp.log(q_BTK + 1e-12), 0.0), axis=-1
+  )
 
 
 def token_logprobs_and_entropy(
@@ -84,7 +117,7 @@ def completion_logprobs(
     completion_tokens_BT: right-padded completion ids.
     completion_mask_BT: 1 on completion tokens up to and including the stop.
     nucleus_top_p: also return SIREN's nucleus entropy H^p at this p
-      (`losses.top_p_entropy`, with gradient).
+      (`top_p_entropy`, with gradient).
     group_size: G > 1 runs each group's shared prompt once (see the module
       docstring); rows p·G .. p·G + G - 1 must hold the same prompt.
     temperature: τ > 0 dividing the logits (1: the model's own policy).

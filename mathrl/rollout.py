@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mathrl import rewards as rewards_lib
+from mathrl.rewards import steps
 from mathrl import sampling
 from mathrl import types
 from mathrl.data import pipeline
@@ -48,6 +49,9 @@ class Scored:
   correct_B: np.ndarray
   texts_B: list[str]
   answers_B: tuple[str, ...]
+  extras_B: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  """Per-sample extras the methods declare (`step_verdicts` [B, T],
+  `ref_rewards` [B]); `correctness` is `correct_B`."""
 
 
 def sample_and_score(
@@ -112,6 +116,8 @@ def _concat(parts: list[Scored]) -> Scored:
       correct_B=cat([p.correct_B for p in parts]),
       texts_B=[t for p in parts for t in p.texts_B],
       answers_B=tuple(a for p in parts for a in p.answers_B),
+      extras_B={k: cat([p.extras_B[k] for p in parts])
+                for k in parts[0].extras_B},
   )
 
 
@@ -125,6 +131,7 @@ def _take_groups(s: Scored, groups: np.ndarray, group_size: int) -> Scored:
       rewards_BK=s.rewards_BK[rows], rewards_B=s.rewards_B[rows],
       correct_B=s.correct_B[rows], texts_B=[s.texts_B[r] for r in rows],
       answers_B=tuple(s.answers_B[r] for r in rows),
+      extras_B={k: v[rows] for k, v in s.extras_B.items()},
   )
 
 
@@ -177,10 +184,54 @@ def _assemble(full: Scored, kept: int, num_prompts: int, group_size: int,
       rewards_PG=rewards_PG.astype(np.float32),
       valid_PG=valid_PG.astype(np.float32),
       progress=np.float32(progress),
-      extras={"correctness": full.correct_B.reshape(
-          num_prompts, group_size).astype(np.float32)},
+      extras={k: v.reshape((num_prompts, group_size) + v.shape[1:]).astype(
+          np.float32) for k, v in dict(full.extras_B,
+                                      correctness=full.correct_B).items()},
   )
   return rollout, full
+
+
+def add_extras(scored: Scored, batch: pipeline.PromptBatch, *,
+               names: tuple[str, ...], tokenizer, reference_model=None,
+               **sample_kw) -> Scored:
+  """`scored` with the per-sample extras `names` that methods declare.
+
+  `step_verdicts` [B, T]: arithmetic step verdicts of the completions
+  (`rewards.steps.step_verdicts`, FSPO). `ref_rewards` [B]: rewards of G
+  completions of the same prompts sampled from `reference_model` (the
+  frozen initial policy), paired by row (AAPO).
+
+  Args:
+    scored: the policy's scored batch.
+    batch: the prompts it was sampled from.
+    names: extras to add (others are provided elsewhere or not at all).
+    tokenizer: the run's tokenizer.
+    reference_model: the reference policy, for `ref_rewards`.
+    **sample_kw: `sample_and_score`'s arguments (rng, sampler, reward_set,
+      mesh) for the reference's samples.
+  """
+  extras = {}
+  if "step_verdicts" in names:
+    extras["step_verdicts"] = steps.step_verdicts(
+        tokenizer, scored.completion_tokens_BT, scored.completion_mask_BT)
+  if "ref_rewards" in names:
+    if reference_model is None:
+      raise ValueError("ref_rewards needs the reference model's rollouts:"
+                       " pass reference_model=")
+    ref, _ = sample_and_score(reference_model, batch, tokenizer=tokenizer,
+                              **sample_kw)
+    extras["ref_rewards"] = ref.rewards_B
+  return dataclasses.replace(scored, extras_B=extras)
+
+
+def _sample_round(model, batch, *, rng, extras, reference_model, **kw):
+  """One generation round: samples, scores and the declared extras."""
+  scored, timing = sample_and_score(model, batch, rng=rng, **kw)
+  if extras:
+    scored = add_extras(scored, batch, names=extras,
+                        reference_model=reference_model,
+                        rng=jax.random.fold_in(rng, 1), **kw)
+  return scored, timing
 
 
 def collect(
@@ -191,19 +242,25 @@ def collect(
     group_filter: Callable[..., np.ndarray] = informative_groups,
     prompt_feedback: Optional[Callable[..., None]] = None,
     mesh: Optional[jax.sharding.Mesh] = None,
+    extras: tuple[str, ...] = (),
+    reference_model=None,
 ) -> tuple[types.Rollout, Scored, dict[str, float]]:
   """One RL batch of P groups × G samples, as a device-ready Rollout.
 
   With dynamic sampling, rounds of P prompts are generated until P groups
-  pass `group_filter` (`informative_groups` or `not_all_correct_groups`) or `max_rounds` rounds ran; missing groups
-  are filled with uninformative ones marked invalid (valid_PG = 0), so the
-  shapes never change.
+  pass `group_filter` (`informative_groups` or `not_all_correct_groups`)
+  or `max_rounds` rounds ran; missing groups are filled with uninformative
+  ones marked invalid (valid_PG = 0), so the shapes never change.
 
   `prompt_feedback(ids_P, correct_PG)`, when given, sees every scored
   round (VADE's posterior update).
 
   `mesh`: sample on it under `sharding.SAMPLE_RULES`; give `model` weights
   already in the sampling shardings to reshard once for all rounds.
+
+  `extras`: the per-sample extras the methods declare beyond
+  `correctness` (`add_extras`: `step_verdicts`, and `ref_rewards` from
+  `reference_model`'s samples of the same prompts).
 
   Returns:
     (rollout, scored host batch, metrics).
@@ -216,10 +273,10 @@ def collect(
     batch = next(batches)
     group_size = batch.group_size
     num_prompts = len(batch.prompts_P)
-    scored, timing = sample_and_score(
-        model, batch, rng=jax.random.fold_in(rng, rounds), sampler=sampler,
-        tokenizer=tokenizer, reward_set=reward_set, mesh=mesh,
-    )
+    scored, timing = _sample_round(
+        model, batch, rng=jax.random.fold_in(rng, rounds), extras=extras,
+        reference_model=reference_model, sampler=sampler,
+        tokenizer=tokenizer, reward_set=reward_set, mesh=mesh)
     for k, v in timing.items():
       info[k] = info.get(k, 0.0) + v
     rounds += 1

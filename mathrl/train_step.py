@@ -219,12 +219,16 @@ class StepSpec:
   # --- forward passes -----------------------------------------------------
 
   def logprobs(self, params, rows, mask_BT, prompt_group, nucleus=False):
-    """(logp_BT, entropy_BT[, nucleus_BT]) of `rows` at temperature τ."""
-    reg = self.regulariser
+    """(logp_BT, entropy_BT[, nucleus_BT]) of `rows` at temperature τ.
+
+    With `nucleus`, also the nucleus entropy the loss declares
+    (`Needs.nucleus_top_p`).
+    """
+    top_p = self.policy_loss.needs.nucleus_top_p
     return logprobs_lib.completion_logprobs(
         self.graphdef, params, rows.prompt_tokens_BL, rows.prompt_mask_BL,
         rows.completion_tokens_BT, mask_BT,
-        nucleus_top_p=reg.top_p if nucleus else None,
+        nucleus_top_p=top_p if nucleus else None,
         group_size=prompt_group, temperature=self.temperature,
         chunk_size=self.logits_chunk_size,
     )
@@ -363,8 +367,9 @@ class StepSpec:
     """(loss, metrics) of one micro-batch; sums to the minibatch's."""
     reg = self.regulariser
     mask_BT = rows.mask_BT
-    out = self.logprobs(params, rows, mask_BT, prompt_group,
-                        nucleus=reg is not None)
+    out = self.logprobs(
+        params, rows, mask_BT, prompt_group,
+        nucleus=self.policy_loss.needs.nucleus_top_p is not None)
     logp_BT, entropy_BT = out[0], out[1]
     old_logp_BT = (rows.old_logp_BT if self.recompute_old_logp
                    else jax.lax.stop_gradient(logp_BT))
@@ -528,21 +533,17 @@ def make_train_step(
       divide the prompts per minibatch.
     recompute_old_logp: compute the behaviour policy's log-probs and
       entropies with a forward pass before any update (needed for several
-      updates per batch and for methods that read the behaviour policy's
-      entropy). False is the on-policy shortcut for one update per batch:
-      old = stop_gradient(current), so the ratio is exactly 1 and one
-      forward pass is saved.
+      updates per batch and for the behaviour entropy). False: the
+      on-policy shortcut, old = stop_gradient(current), ratio exactly 1.
     loss_sample_mask: optional extra `(rewards, mask_PG) -> [P, G]` 0/1
       mask of the samples that enter the loss, multiplied with the one the
       advantage transform declares (`adv_tx.needs.loss_sample_mask`, which
       is also given `advantages=` [P, G] and `progress=`).
     share_prompts: run each group's prompt once in every forward pass
-      (`logprobs.completion_logprobs(group_size=G)`): the same log-probs
-      and gradients for about half the FLOPs of a GRPO batch; needs the
-      rollout's G rows of a group to hold the same prompt.
+      (`logprobs.completion_logprobs(group_size=G)`; same log-probs and
+      gradients, about half the FLOPs); a group's G rows share a prompt.
     temperature: the sampling temperature τ; every log-prob and entropy
-      (policy, behaviour and reference) is of softmax(logits / τ), the
-      distribution the rollout was sampled from.
+      is of softmax(logits / τ), the distribution that was sampled.
     num_prompts: P of every rollout, when known: the minibatch and
       micro-batch counts are checked now instead of at the first call.
     logits_chunk_size: compute log-probs over blocks of this many positions
@@ -552,11 +553,6 @@ def make_train_step(
   Returns:
     The (un-jitted) train step, a callable `StepSpec`.
   """
-  needs = adv_tx.needs
-  if loss_sample_mask is not None:
-    user_mask = loss_sample_mask
-    needs = needs.merge(Needs(
-        loss_sample_mask=lambda rewards, mask, **_: user_mask(rewards, mask)))
   spec = StepSpec(
       graphdef=graphdef, optimizer=optimizer, adv_tx=adv_tx,
       policy_loss=policy_loss, aggregate=aggregate,
@@ -564,12 +560,22 @@ def make_train_step(
       entropy_coef=float(entropy_coef), ppo_epochs=ppo_epochs,
       num_minibatches=num_minibatches, num_microbatches=num_microbatches,
       recompute_old_logp=recompute_old_logp,
-      loss_sample_mask=needs.loss_sample_mask, share_prompts=share_prompts,
+      loss_sample_mask=_sample_mask(adv_tx, loss_sample_mask),
+      share_prompts=share_prompts,
       temperature=temperature, logits_chunk_size=logits_chunk_size)
   if num_prompts is not None:
     spec.check_prompts(num_prompts)
   _check_spec(spec)
   return spec
+
+
+def _sample_mask(adv_tx, loss_sample_mask):
+  """The advantage transform's declared loss sample mask times the user's."""
+  needs = adv_tx.needs
+  if loss_sample_mask is not None:
+    needs = needs.merge(Needs(loss_sample_mask=lambda rewards, mask, **_: (
+        loss_sample_mask(rewards, mask))))
+  return needs.loss_sample_mask
 
 
 def _check_spec(spec: StepSpec) -> None:

@@ -38,7 +38,6 @@ from mathrl import rollout as rollout_lib
 from mathrl import sharding
 from mathrl import sft as sft_lib
 from mathrl import train_step as train_step_lib
-from mathrl.data import pipeline
 from mathrl.data import prompts
 
 
@@ -47,15 +46,9 @@ class TrainingError(RuntimeError):
 
 
 def validate(config: mlc.ConfigDict) -> None:
-  """Fails at start, with the field to fix, on a config that cannot run.
-
-  Building the RL stage's parts and train step once is the check of every
-  RL field (`builders.make_rl`); SFT's one combination is checked here.
-  """
-  if config.sft.steps and not config.sft.eval_every:
-    raise builders.ConfigError("sft.eval_every must be > 0 when sft.steps > 0")
-  builders.make_rl(config)
-  builders.make_eval_protocol(config)
+  """Fails at start, with the field to fix, on a config that cannot run
+  (`builders.validate`: building the RL stage once checks every RL field)."""
+  builders.validate(config)
 
 
 def _log(msg: str) -> None:
@@ -98,25 +91,20 @@ class Run:
   def __init__(self, config: mlc.ConfigDict, workdir: str,
                mesh: jax.sharding.Mesh | None = None):
     """`mesh` overrides the config's `mesh.*` fields (e.g. a sub-mesh)."""
-    validate(config)
     self.config = config
     self.workdir = workdir
     os.makedirs(workdir, exist_ok=True)
-    self.mesh = builders.make_mesh(config) if mesh is None else mesh
+    # Every part, from one builders call (the config is checked first).
+    self.parts = builders.make_run(config, workdir, mesh)
+    p = self.parts
+    self.mesh, self.tokenizer, self.template = p.mesh, p.tokenizer, p.template
+    self.train_source, self.rl_source = p.train_source, p.rl_source
+    self.eval_source = p.eval_source
+    self.validation_source = p.validation_source
+    self.eos_ids, self.graphdef = p.eos_ids, p.graphdef
+    self.init_params = p.init_params
     # Entered by `train`; outside it, `should_stop` is never true.
     self.guard = preemption.PreemptionGuard()
-    self.train_source = builders.make_train_source(config, workdir)
-    self.rl_source = builders.make_rl_source(
-        config, workdir, self.train_source)
-    self.eval_source = builders.make_eval_source(config, workdir)
-    self.validation_source = builders.make_validation_source(config, workdir)
-    self.tokenizer = builders.make_tokenizer(config, workdir, self.train_source)
-    self.template = builders.make_template(config)
-    if self.tokenizer.eos_token_id is None:
-      raise ValueError("the tokenizer has no eos token; generation needs one")
-    self.eos_ids = (int(self.tokenizer.eos_token_id),)
-    model = builders.make_model(config, len(self.tokenizer), self.mesh)
-    self.graphdef, self.init_params = nnx.split(model)
     self.replicated = jax.sharding.NamedSharding(
         self.mesh, jax.sharding.PartitionSpec())
     self.sample_shardings = sharding.logical_to_sharding(
@@ -173,7 +161,7 @@ class Run:
     return evaluation.evaluate_source(
         self.sampling_model(params), self.tokenizer,
         self.eval_source if source is None else source,
-        protocol=builders.make_eval_protocol(c), template=self.template,
+        protocol=self.parts.eval_protocol, template=self.template,
         buckets=tuple(c.eval.buckets or c.data.buckets),
         batch_size=c.eval.batch_size, max_new_tokens=c.eval.max_new_tokens,
         eos_ids=self.eos_ids, rng=jax.random.PRNGKey(c.seed),
@@ -214,7 +202,7 @@ def run_sft(run: Run) -> tuple[Any, dict[str, float]]:
       os.path.join(run.workdir, "checkpoints", "sft"),
       max_to_keep=c.checkpoint.max_to_keep,
   )
-  optimizer = builders.make_optimizer(c.sft, c.sft.steps)
+  optimizer = run.parts.sft_optimizer
   state = train_step_lib.init_train_state(
       run.init_params, optimizer, (),
       jax.random.key_data(jax.random.PRNGKey(c.seed)))
@@ -286,11 +274,11 @@ def run_sft(run: Run) -> tuple[Any, dict[str, float]]:
 
 
 class RLSetup:
-  """The RL stage's objects, from one `builders.make_rl` call."""
+  """The RL stage's state and step, from the run's RL parts."""
 
   def __init__(self, run: Run):
     self.run = run
-    self.parts = builders.make_rl(run.config, run.graphdef, run.eos_ids)
+    self.parts = run.parts.rl
     self.optimizer = self.parts.optimizer
 
   def initial_tree(self, params) -> dict[str, Any]:
@@ -334,6 +322,9 @@ def _rl_step(run: Run, setup: RLSetup, step_fn, state, ref, batches, *,
       multi_reward=c.rewards.multi, progress=progress,
       group_filter=parts.group_filter or rollout_lib.informative_groups,
       prompt_feedback=getattr(batches, "observe", None),
+      extras=parts.rollout_extras,
+      reference_model=(run.sampling_model(ref["params"])
+                       if "ref_rewards" in parts.rollout_extras else None),
   )
   t1 = time.perf_counter()
   skipped = info["kept_groups"] == 0
@@ -371,8 +362,7 @@ def run_rl(run: Run, params) -> dict[str, float]:
       os.path.join(run.workdir, "checkpoints", "rl"),
       max_to_keep=c.checkpoint.max_to_keep,
   )
-  batches = builders.make_rl_batches(c, run.rl_source, run.tokenizer,
-                                     run.template)
+  batches = run.parts.rl_batches
   tree = setup.initial_tree(params)
   meta = {"step": 0, "data": None, "eval": {}, "eval_start": {},
           "skipped_steps": 0}

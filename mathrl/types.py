@@ -45,6 +45,9 @@ class Needs:
   any update) or "current" (the policy being optimised, per micro-batch).
   Advantage transforms get it as `entropy` [P, G] (mean over a response's
   tokens), losses as `entropy` [B, T]."""
+  nucleus_top_p: Optional[float] = None
+  """The current policy's nucleus (top-p) entropy at this p, [B, T] with
+  gradient (`logprobs.top_p_entropy`), for a regulariser (SIREN)."""
   multi_reward: bool = False
   """Reads multi-reward rewards [P, G, K] (others need K summed first)."""
   extras: tuple[str, ...] = ()
@@ -78,10 +81,14 @@ class Needs:
           first(rewards, valid, **extra) * second(rewards, valid, **extra))
     else:
       mask = masks[0] if masks else None
+    tops = {p for p in (self.nucleus_top_p, other.nucleus_top_p) if p}
+    if len(tops) > 1:
+      raise ValueError(f"a chain needs nucleus entropies at two p: {tops}")
     if self.regulariser is not None and other.regulariser is not None:
       raise ValueError("two stateful regularisers cannot be combined")
     return Needs(
         entropy=entropy,
+        nucleus_top_p=tops.pop() if tops else None,
         multi_reward=self.multi_reward or other.multi_reward,
         extras=tuple(dict.fromkeys(self.extras + other.extras)),
         loss_sample_mask=mask,
@@ -138,5 +145,8 @@ class Rollout:
   (DRPO), `step_verdicts` [P, G, T] (FSPO), `ref_rewards` (AAPO)."""
 
 
-ROLLOUT_EXTRAS = ("correctness",)
-"""The per-sample extras `rollout.collect` provides (see `Needs.extras`)."""
+ROLLOUT_EXTRAS = ("correctness", "step_verdicts", "ref_rewards")
+"""The per-sample extras `rollout.collect` provides (see `Needs.extras`):
+`correctness` always; `step_verdicts` (arithmetic step checks) and
+`ref_rewards` (the reference policy's paired rollouts) when a method
+declares them."""

@@ -7,6 +7,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from mathrl import advantages
 from mathrl import builders
 from mathrl import configlib
 from mathrl import losses
@@ -204,10 +205,16 @@ def test_shaping_alone_is_an_error_and_chains_with_an_estimator(shaping):
   assert float(adv[1].sum()) == 0.0
 
 
-def test_methods_needing_inputs_the_rollout_lacks_fail_at_start():
+def test_methods_needing_inputs_the_rollout_lacks_fail_at_start(
+    monkeypatch):
+  # FSPO's step verdicts are what the rollout provides; an extra it does
+  # not provide (here a made-up `evidence`) fails at start.
   config = load("grpo")
   config.rl.advantage = "fspo"
-  with pytest.raises(builders.ConfigError, match="step_verdicts"):
+  trainer.validate(config)
+  monkeypatch.setattr(advantages, "fspo", lambda: advantages.base.declare(
+      advantages.grpo(), extras=("evidence",)))
+  with pytest.raises(builders.ConfigError, match="evidence"):
     trainer.validate(config)
   config = load("grpo")
   config.rewards.multi = True

@@ -33,9 +33,9 @@ SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 
 @pytest.fixture(scope="session")
 def shared_dir() -> pathlib.Path:
-  """The project's ../shared folder (benchmark data, specs)."""
+  """The folder beside the checkout whose data/ holds the benchmark files."""
   if not SHARED.is_dir():
-    pytest.skip(f"{SHARED} not found: tests that read ../shared/data need it")
+    pytest.skip(f"{SHARED} not found: tests that read the benchmark files need it")
   return SHARED
 
 

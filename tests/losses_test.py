@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mathrl import logprobs
 from mathrl import losses
 
 ATOL = 1e-5
@@ -302,6 +303,47 @@ def test_forking_tokens_golden(normalize_by_kept):
   assert np.quantile(kept_entropy, 0.8) == pytest.approx(1.14, abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    "surrogate, want_kept, want_grad",
+    [
+        # PPO-clip 0.2/0.28: (0,1) has A = 1, r = 1.5 > 1.28 → ℓ = −1.28,
+        # scaled by N/k = 9/2: −5.76, gradient 0 (clipped); (1,0) has
+        # A = −1, r = 1 → ℓ = 1·4.5 = 4.5, g = −A·r·4.5/9 = +0.5.
+        (losses.ppo_clip(clip_high=0.28), [-5.76, 4.5], [0.0, 0.5]),
+        # CISPO ε_high 0.2, logp = −1: (0,1) w = clip(1.5, 0, 1.2) = 1.2,
+        # ℓ = −1.2·1·(−1)·4.5 = 5.4, g = −w·A·4.5/9 = −0.6; (1,0) w = 1,
+        # ℓ = −1·(−1)·(−1)·4.5 = −4.5, g = +0.5.
+        (losses.cispo(clip_high=0.2), [5.4, -4.5], [-0.6, 0.5]),
+    ],
+)
+def test_forking_tokens_weighting_composes_with_surrogates(
+    surrogate, want_kept, want_grad):
+  # The 80/20 example above keeps (0,1) and (1,0) of the 9 valid tokens;
+  # every other token gets loss 0 and gradient 0 under either surrogate.
+  loss = losses.weighted(surrogate,
+                         losses.token_weighting.forking_tokens(0.2))
+  logp = np.full(FORK_MASK.shape, -1.0, np.float32)
+  old = logp.copy()
+  old[0, 1] = -1.0 - np.log(1.5)  # r = 1.5 on the kept token of row 0
+  adv = np.array([1.0, -1.0], np.float32)
+  per_token, metrics = _call(loss, logp, old, adv, FORK_MASK,
+                             entropy=FORK_ENTROPY)
+  want = np.zeros_like(logp)
+  want[0, 1], want[1, 0] = want_kept
+  np.testing.assert_allclose(per_token, want, atol=ATOL)
+  np.testing.assert_allclose(metrics["kept_frac"], 2 / 9, atol=ATOL)
+  _, grad = _value_and_token_grad(loss, losses.token_mean, logp, old, adv,
+                                  FORK_MASK, entropy=FORK_ENTROPY)
+  want_g = np.zeros_like(logp)
+  want_g[0, 1], want_g[1, 0] = want_grad
+  np.testing.assert_allclose(grad, want_g, atol=ATOL)
+
+
+def test_weighting_a_weighted_loss_is_an_error():
+  with pytest.raises(ValueError, match="already a token-weighted"):
+    losses.weighted(losses.steer(), losses.token_weighting.kl_cov())
+
+
 # ---------------------------------------------------------------- §2.7 Cov
 COV_ADV = np.array([[2, 2, 2, -0.5, -0.5], [-0.5] * 5], np.float32)
 COV_LOGP = np.array(
@@ -447,7 +489,7 @@ def test_top_p_entropy_golden():
       [[[0.5, 0.2, 0.15, 0.1, 0.05], [0.85, 0.1, 0.05, 1e-12, 1e-12]]],
       np.float32,
   )
-  h = losses.top_p_entropy(np.log(probs), top_p=0.8)
+  h = logprobs.top_p_entropy(np.log(probs), top_p=0.8)
   np.testing.assert_allclose(h[0], [0.598270, 0.0], atol=ATOL)
 
 

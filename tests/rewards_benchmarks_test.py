@@ -1,4 +1,4 @@
-"""Grading on every benchmark file in ../shared/data, and on random garbage.
+"""Grading on every benchmark file (the `shared_dir` fixture), and on garbage.
 
 * every gold answer equals itself (all of them, and hypothesis-drawn ones
   wrapped the ways models write them);

@@ -1,4 +1,4 @@
-"""Extraction and equivalence on the real benchmark files in ../shared/data."""
+"""Extraction and equivalence on the real benchmark files (`shared_dir`)."""
 
 import json
 import random

@@ -147,3 +147,26 @@ def test_bad_config_errors_name_the_field(tmp_path):
     trainer.Run(tiny_config(**{"rl.advantage": "grpoo"}), str(tmp_path))
   with pytest.raises(KeyError, match="lerning_rate"):
     tiny_config(**{"rl.lerning_rate": 1e-4})
+
+
+@pytest.mark.parametrize("advantage, extra", [("fspo", "step_verdicts"),
+                                              ("aapo", "ref_rewards")])
+def test_the_rollout_provides_what_the_method_declares(
+    advantage, extra, tmp_path, monkeypatch):
+  # FSPO's step verdicts and AAPO's reference rollouts come from the
+  # trainer's own rollout: two RL steps run and every rollout carries them.
+  collect = rollout_lib.collect
+  seen = []
+
+  def recording(*args, **kwargs):
+    out = collect(*args, **kwargs)
+    seen.append(sorted(out[0].extras))
+    return out
+
+  monkeypatch.setattr(rollout_lib, "collect", recording)
+  config = tiny_config(**{"rl.advantage": advantage, "sft.steps": 0})
+  trainer.train(config, str(tmp_path))
+  assert seen == [sorted(["correctness", extra])] * 2
+  rows = [r for r in _rows(str(tmp_path)) if r["stage"] == "rl"]
+  assert [r["step"] for r in rows] == [1, 2]
+  assert all(np.isfinite(r["loss"]) and r["num_skipped"] == 0 for r in rows)

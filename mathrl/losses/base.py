@@ -57,6 +57,21 @@ class LossInputs(NamedTuple):
   name: str
 
 
+class PerToken(NamedTuple):
+  """What a policy loss's function computes on its `LossInputs`.
+
+  Attributes:
+    loss_BT: per-token loss (the quantity minimised).
+    metrics: scalar metrics.
+    clipped_BT: bool, tokens the surrogate clipped (a bound of its ratio or
+      weight is active); a token weighting such as Clip-Cov reads it.
+  """
+
+  loss_BT: jax.Array
+  metrics: Metrics
+  clipped_BT: jax.Array
+
+
 @dataclasses.dataclass(frozen=True)
 class PolicyLoss:
   """A configured policy loss, called `(logp=, old_logp=, advantages=, mask=)`.
@@ -66,7 +81,8 @@ class PolicyLoss:
 
   Attributes:
     name: the public factory name (`mathrl.losses.<name>`).
-    fn: `fn(inputs: LossInputs, **hparams) -> (per_token_BT, metrics)`.
+    fn: `fn(inputs: LossInputs, **hparams) -> (per_token_BT, metrics)` or
+      `(per_token_BT, metrics, clipped_BT)`.
     hparams: the hyperparameters as sorted (name, value) pairs.
     needs: what the loss needs from the train step (`types.Needs`): the
       current or behaviour policy's entropy, rollout extras, a stateful
@@ -102,7 +118,7 @@ class PolicyLoss:
       scalars).
     """
     inputs = prepare(self.name, logp, old_logp, advantages, mask, extra)
-    per_token_BT, metrics = self.fn(inputs, **dict(self.hparams))
+    per_token_BT, metrics, _ = self.evaluate(inputs)
     per_token_BT = jnp.where(
         inputs.mask_BT > 0, per_token_BT.astype(jnp.float32), 0.0
     )
@@ -112,6 +128,13 @@ class PolicyLoss:
         k: jax.lax.stop_gradient(jnp.asarray(v, jnp.float32))
         for k, v in out.items()
     }
+
+  def evaluate(self, inputs: LossInputs) -> PerToken:
+    """The loss's function on prepared inputs (no clipped mask: none)."""
+    out = self.fn(inputs, **dict(self.hparams))
+    if len(out) == 3:
+      return PerToken(*out)
+    return PerToken(out[0], out[1], jnp.zeros(inputs.mask_BT.shape, bool))
 
 
 def make(name: str, fn: Callable[..., Any], *, needs: Needs = Needs(),

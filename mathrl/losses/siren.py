@@ -18,43 +18,10 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from mathrl import logprobs
 from mathrl.losses import base
 from mathrl.losses import clipping
 from mathrl.types import Needs
-
-
-def top_p_entropy(
-    logits_BTV: jax.Array, top_p: float = 0.8, top_k: int = 10000
-) -> jax.Array:
-  """H^p = −Σ_{j<c} q_j log(q_j + 1e-12), q = p_(j)/Σ_{j<c} p_(j) (nucleus).
-
-  SIREN (arXiv:2509.25133; Linn3a/siren `efficient_top_p_sampling`):
-  probabilities p of the full softmax, the top-k (10000) in descending order,
-  c = the first index whose cumulative probability is ≥ top_p; the first c
-  tokens (cumulative probability strictly below top_p — the token that
-  crosses it is excluded) are renormalised. If the top-1 probability is
-  ≥ top_p, H^p = 0. The gradient flows through the probabilities; the
-  nucleus membership is constant.
-
-  Args:
-    logits_BTV: [B, T, V] next-token logits of π_θ.
-    top_p: nucleus mass p (0.8).
-    top_k: candidates considered (10000, or V if smaller).
-
-  Returns:
-    [B, T] float32 nucleus entropy.
-  """
-  probs_BTV = jax.nn.softmax(jnp.asarray(logits_BTV, jnp.float32), axis=-1)
-  k = min(top_k, probs_BTV.shape[-1])
-  top_BTK, _ = jax.lax.top_k(probs_BTV, k)
-  cum_BTK = jnp.cumsum(jax.lax.stop_gradient(top_BTK), axis=-1)
-  keep_BTK = cum_BTK < top_p
-  kept_BTK = jnp.where(keep_BTK, top_BTK, 0.0)
-  total_BT = jnp.sum(kept_BTK, axis=-1, keepdims=True)
-  q_BTK = kept_BTK / jnp.where(total_BT > 0, total_BT, 1.0)
-  return -jnp.sum(
-      jnp.where(keep_BTK, q_BTK * jnp.log(q_BTK + 1e-12), 0.0), axis=-1
-  )
 
 
 def row_quantile(
@@ -148,10 +115,11 @@ def _nucleus_entropy(inputs, top_p):
           f"siren: extra `logits` has shape {logits_BTV.shape}, expected"
           f" [B, T, V] with [B, T]={inputs.mask_BT.shape}."
       )
-    return base.clean(top_p_entropy(logits_BTV, top_p), inputs.mask_BT > 0)
+    return base.clean(logprobs.top_p_entropy(logits_BTV, top_p),
+                      inputs.mask_BT > 0)
   raise ValueError(
       "siren needs the extra input `entropy_nucleus` ([B, T] top-p entropy"
-      " from mathrl.losses.top_p_entropy, carrying the gradient) or `logits`"
+      " from mathrl.logprobs.top_p_entropy, carrying the gradient) or `logits`"
       " ([B, T, V]); pass one of them to the loss call."
   )
 
@@ -202,7 +170,7 @@ def siren(
   """ℓ_t = ℓ^PPO_t + c·(H_sel − H0)², H_sel over peak nucleus entropies.
 
   SIREN (arXiv:2509.25133; Linn3a/siren `dp_actor.update_policy`). Extras:
-  `entropy_nucleus` [B, T] (`top_p_entropy` of the current logits, with
+  `entropy_nucleus` [B, T] (`logprobs.top_p_entropy` of the current logits, with
   gradient) or `logits` [B, T, V]; `entropy_anchor` H0 (scalar, constant).
   The penalty is a scalar added to every valid token, so `token_mean` and
   `seq_mean_token_mean` return PG + penalty exactly; under
@@ -239,7 +207,8 @@ def siren(
   anchor = EntropyAnchor(
       top_p=top_p, entropy_top_fraction=entropy_top_fraction, coef=coef,
       surrogate=base.make("siren", _siren, coef=0.0, **hparams))
-  return base.make("siren", _siren, needs=Needs(regulariser=anchor),
+  return base.make("siren", _siren,
+                   needs=Needs(regulariser=anchor, nucleus_top_p=top_p),
                    coef=coef, **hparams)
 
 

@@ -26,7 +26,7 @@ def _ppo_clip(inputs, *, clip_low, clip_high, dual_clip):
   dual_BT = None if dual_clip is None else res.dual_BT
   return res.loss_BT, clipping.clip_metrics(
       res.low_BT, res.high_BT, inputs.mask_BT, dual_BT
-  )
+  ), res.low_BT | res.high_BT | res.dual_BT
 
 
 def ppo_clip(
@@ -59,6 +59,26 @@ def ppo_clip(
   )
 
 
+def _ppo_unclipped(inputs):
+  loss_BT = -inputs.adv_BT * jnp.exp(base.log_ratio(inputs))
+  zero = jnp.zeros_like(loss_BT, dtype=bool)
+  return loss_BT, clipping.clip_metrics(zero, zero, inputs.mask_BT)
+
+
+def ppo_unclipped() -> base.PolicyLoss:
+  """ℓ = −A·r, r = π_θ/π_old;  g = −A·r (no clip).
+
+  The importance-weighted policy gradient that PPO clips (arXiv:1707.06347,
+  eq. 6, L^CPI); KL-Cov (arXiv:2505.22617, verl
+  `compute_policy_loss_kl_cov`) adds its penalty to it instead of clipping.
+  Nothing is clipped, so clip fractions are 0.
+
+  Returns:
+    A PolicyLoss.
+  """
+  return base.make("ppo_unclipped", _ppo_unclipped)
+
+
 def _gppo(inputs, *, clip_low, clip_high, dual_clip, beta1, beta2):
   adv_BT = inputs.adv_BT
   ratio_BT = jnp.exp(base.log_ratio(inputs))
@@ -80,9 +100,12 @@ def _gppo(inputs, *, clip_low, clip_high, dual_clip, beta1, beta2):
     cap_BT = -adv_BT * dual_clip
     dual_BT = (adv_BT < 0) & (loss_BT > cap_BT)
     loss_BT = jnp.where(dual_BT, cap_BT, loss_BT)
+  clipped_BT = low_BT | high_BT
+  if dual_BT is not None:
+    clipped_BT = clipped_BT | dual_BT
   return loss_BT, clipping.clip_metrics(
       low_BT, high_BT, inputs.mask_BT, dual_BT
-  )
+  ), clipped_BT
 
 
 def gppo(
@@ -144,7 +167,7 @@ def _gspo(inputs, *, clip_low, clip_high):
   metrics["seq_ratio_mean"] = base.masked_mean(
       jnp.exp(jnp.minimum(seq_log_ratio_B, 10.0)), nonempty_B
   )
-  return res.loss_BT, metrics
+  return res.loss_BT, metrics, res.low_BT | res.high_BT
 
 
 def gspo(clip_low: float = 3e-4, clip_high: float = 4e-4) -> base.PolicyLoss:
@@ -174,9 +197,9 @@ def _cispo(inputs, *, clip_low, clip_high):
   upper = 1.0 + clip_high
   weight_BT = jax.lax.stop_gradient(jnp.clip(ratio_BT, lower, upper))
   loss_BT = -weight_BT * inputs.adv_BT * inputs.logp_BT
+  low_BT, high_BT = ratio_BT < lower, ratio_BT > upper
   return loss_BT, clipping.clip_metrics(
-      ratio_BT < lower, ratio_BT > upper, inputs.mask_BT
-  )
+      low_BT, high_BT, inputs.mask_BT), low_BT | high_BT
 
 
 def cispo(
@@ -225,7 +248,7 @@ def _geo_mean(inputs, *, clip_low, clip_high):
   metrics["seq_ratio_mean"] = base.masked_mean(
       seq_ratio_B, jnp.sum(mask_BT, axis=-1) > 0
   )
-  return loss_BT, metrics
+  return loss_BT, metrics, outside_BT
 
 
 def geo_mean(clip_low: float = 0.4, clip_high: float = 0.4) -> base.PolicyLoss:
