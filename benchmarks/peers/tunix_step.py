@@ -1,4 +1,4 @@
-"""Seconds per GRPO step of Tunix's GRPOLearner on the shared workload.
+"""Seconds per GRPO step of Tunix's GRPOLearner on the common workload.
 
 Runs in its own virtual environment (see benchmarks/RESULTS.md):
 
