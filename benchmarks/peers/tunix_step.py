@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import transformers
+import tunix
 from flax import nnx
 from tunix.models.qwen2 import model as qwen2_model
 from tunix.models.qwen2 import params as qwen2_params
@@ -69,7 +70,7 @@ def reward(prompts, completions, answer, **unused):
           for c, a in zip(completions, answer)]
 
 
-def build_learner(a, tok, max_prompt_len, rollout_config):
+def build_learner(a, tok, rollout_config):
   """Actor, reference and rollout colocated on a one-device CPU mesh."""
   mesh = jax.make_mesh((1, 1), ("fsdp", "tp"), devices=jax.devices()[:1],
                        axis_types=(jax.sharding.AxisType.Auto,) * 2)
@@ -113,7 +114,7 @@ def main():
       max_tokens_to_generate=a.max_new, max_prompt_length=max_prompt_len,
       kv_cache_size=max_prompt_len + a.max_new, temperature=1.0, top_p=1.0,
       top_k=None)
-  learner, actor = build_learner(a, tok, max_prompt_len, rollout_config)
+  learner, actor = build_learner(a, tok, rollout_config)
   stamps = []
 
   def batches():
@@ -128,7 +129,6 @@ def main():
   learner.train(batches())
   jax.block_until_ready(nnx.state(actor))
   stamps.append(time.perf_counter())
-  import tunix  # pylint: disable=g-import-not-at-top
   print(f"tunix {getattr(tunix, '__version__', '?')}, jax {jax.__version__}")
   workload.report([t1 - t0 for t0, t1 in zip(stamps, stamps[1:])])
 
