@@ -1,26 +1,29 @@
 """Wall time of a full GRPO step in mathrl, on the peers' CPU workload.
 
-Same checkpoint, prompts, reward and hyperparameters as
-../shared/bench/trl_grpo.py (TRL's GRPOTrainer) and tunix_grpo.py: synthetic
-addition prompts, reward 1 when the first integer of the completion is the
-sum, P prompts × G samples, `max_new` new tokens, temperature 1, lr 1e-5,
-KL β = 0.04 (k3), fp32, CPU. A step is generation + reward + update
-(reference and old log-probs included); the median of the steps after the
-first (which compiles) is printed as `median_step_s`.
+The workload of `benchmarks/peers/workload.py`, which TRL's GRPOTrainer
+(`peers/trl_step.py`) and Tunix's GRPOLearner (`peers/tunix_step.py`) run
+too: synthetic addition prompts, reward 1 when the first integer of the
+completion is the sum, P prompts × G samples, `max_new` new tokens,
+temperature 1, lr 1e-5, KL β = 0.04 (k3), fp32, CPU. A step is generation
++ reward + update (reference and old log-probs included); the median of
+the steps after the first (which compiles) is printed as `median_step_s`,
+with the medians of its generation and update parts.
+`benchmarks/peers/compare.py` runs this and the peers in one run.
 
-  python ../shared/bench/make_tiny_qwen2.py /tmp/tinyqwen
+  python benchmarks/peers/make_checkpoint.py /tmp/tinyqwen
   python benchmarks/grpo_step.py --model /tmp/tinyqwen --prompts 8 --G 8 \\
       --max_new 32 --steps 6
 """
 
 import argparse
 import os
-import random
-import re
 import statistics
+import sys
 import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "peers"))
 
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
@@ -40,15 +43,14 @@ from mathrl import train_step as train_step_lib
 from mathrl.data import pipeline
 from mathrl.data import prompts
 
+import workload  # pylint: disable=g-bad-import-order
+
 
 def first_integer_reward(completions, answers, **extra):
   """1 if the first integer of the completion is the gold sum (the peers' rule)."""
   del extra
-  out = []
-  for c, a in zip(completions, answers):
-    m = re.findall(r"-?\d+", c)
-    out.append(1.0 if m and m[0] == a else 0.0)
-  return np.asarray(out, np.float32)
+  return np.asarray([workload.first_integer_correct(c, a)
+                     for c, a in zip(completions, answers)], np.float32)
 
 
 def main():
@@ -63,17 +65,13 @@ def main():
                  " update's forward passes (rl.share_prompts)")
   a = p.parse_args()
 
-  random.seed(0)
-  rows = []
-  for i in range(512):
-    x, y = random.randint(0, 999), random.randint(0, 999)
-    rows.append({"question": f"What is {x} + {y}?", "answer": str(x + y),
-                 "id": str(i)})
+  rows = [{"question": q, "answer": ans, "id": str(i)}
+          for i, (q, ans) in enumerate(workload.addition_rows())]
   tok = transformers.AutoTokenizer.from_pretrained(a.model)
   # The peers' prompt text, not the tokenizer's (trivial) chat template.
   template = prompts.PromptTemplate(
-      plain="Question: {question} Answer:", use_chat_template=False)
-  longest = max(len(tok(f"Question: {r['question']} Answer:")["input_ids"])
+      plain=workload.prompt_text("{question}"), use_chat_template=False)
+  longest = max(len(tok(workload.prompt_text(r["question"]))["input_ids"])
                 for r in rows)
   batches = pipeline.PromptIterator(
       rows, tokenizer=tok, template=template, prompts_per_batch=a.prompts,
@@ -109,7 +107,7 @@ def main():
       method=sampling.Temperature(1.0), max_new_tokens=a.max_new,
       eos_ids=(tok.eos_token_id,))
 
-  times = []
+  times, generate_s, update_s = [], [], []
   for step in range(a.steps):
     t0 = time.perf_counter()
     batch, _, info = rollout_lib.collect(
@@ -117,14 +115,18 @@ def main():
         rng=jax.random.fold_in(jax.random.PRNGKey(1), step), sampler=sampler,
         tokenizer=tok, reward_set=reward_set, dynamic_sampling=False,
         max_rounds=1, multi_reward=False, progress=step / a.steps)
+    t1 = time.perf_counter()
     state, metrics = step_fn(state, batch, ref_params)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t0)
+    generate_s.append(info["generate_seconds"])
+    update_s.append(time.perf_counter() - t1)
     print(f"step {step}: {times[-1]:.3f}s reward {info['accuracy']:.3f}"
           f" (generate {info['generate_seconds']:.3f}s,"
           f" reward {info['reward_seconds']:.3f}s)", flush=True)
-  print("step_seconds", [round(t, 3) for t in times])
-  print("median_step_s", round(statistics.median(times[1:]), 3))
+  print("median_generate_s", round(statistics.median(generate_s[1:]), 4))
+  print("median_update_s", round(statistics.median(update_s[1:]), 4))
+  workload.report(times)
 
 
 if __name__ == "__main__":

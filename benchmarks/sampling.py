@@ -7,7 +7,7 @@ are excluded; each timing is the median of `repeats` runs, taken in the
 same process and alternating, so the ratio is measured under the same
 machine load. Threads: JAX uses all cores; torch is set to the same count.
 
-  python ../shared/bench/make_tiny_qwen2.py /tmp/tinyqwen
+  python benchmarks/peers/make_checkpoint.py /tmp/tinyqwen
   python benchmarks/sampling.py --model /tmp/tinyqwen --rows 64 --new 64
   python benchmarks/sampling.py --model /tmp/tinyqwen --ragged --new 128
 

@@ -1,0 +1,84 @@
+"""Seconds per GRPO step of TRL's GRPOTrainer on the common workload.
+
+Runs in its own virtual environment (see benchmarks/RESULTS.md):
+
+  python benchmarks/peers/trl_step.py /tmp/tinyqwen --steps 6
+
+A step is what TRL's trainer does between `on_step_begin` and
+`on_step_end`: generation of P × G completions with `generate`, reward,
+reference log-probs, the policy's forward and backward pass and the AdamW
+update. Prints `median_step_s` (median of the steps after the first).
+Gradient checkpointing (TRL's default) is off unless
+`--gradient_checkpointing`: mathrl does not recompute activations here.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import datasets  # pylint: disable=g-import-not-at-top
+import torch
+import transformers
+import trl
+
+import workload
+
+
+class StepTimer(transformers.TrainerCallback):
+  """Wall time of every optimizer step."""
+
+  def __init__(self):
+    self.seconds = []
+    self._start = None
+
+  def on_step_begin(self, args, state, control, **kwargs):
+    self._start = time.perf_counter()
+
+  def on_step_end(self, args, state, control, **kwargs):
+    self.seconds.append(time.perf_counter() - self._start)
+
+
+def reward(completions, answer, **unused):
+  """TRL's reward-function signature around the workload's rule."""
+  del unused
+  return [workload.first_integer_correct(c, a)
+          for c, a in zip(completions, answer)]
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  workload.add_arguments(p)
+  p.add_argument("--gradient_checkpointing", action="store_true")
+  p.add_argument("--torch_threads", type=int, default=0,
+                 help="torch.set_num_threads (0: torch's default)")
+  a = p.parse_args()
+  if a.torch_threads:
+    torch.set_num_threads(a.torch_threads)
+  data = datasets.Dataset.from_list([
+      {"prompt": workload.prompt_text(q), "answer": ans}
+      for q, ans in workload.addition_rows()])
+  config = trl.GRPOConfig(
+      output_dir=tempfile.mkdtemp(), use_cpu=True, bf16=False, seed=0,
+      per_device_train_batch_size=a.prompts * a.G, num_generations=a.G,
+      max_completion_length=a.max_new, max_steps=a.steps,
+      learning_rate=workload.LEARNING_RATE, lr_scheduler_type="linear",
+      max_grad_norm=workload.MAX_GRAD_NORM, beta=workload.KL_COEF,
+      epsilon=workload.CLIP_EPS, temperature=1.0, loss_type="dapo",
+      gradient_checkpointing=a.gradient_checkpointing,
+      logging_steps=1, report_to=[], save_strategy="no",
+      dataloader_num_workers=0)
+  timer = StepTimer()
+  trainer = trl.GRPOTrainer(model=a.model, reward_funcs=reward, args=config,
+                            train_dataset=data, callbacks=[timer])
+  trainer.train()
+  print(f"trl {trl.__version__}, torch {torch.__version__},"
+        f" {torch.get_num_threads()} threads")
+  workload.report(timer.seconds)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,73 @@
+"""The peer GRPO-step comparison's workload and its same-run summary.
+
+benchmarks/peers/ runs mathrl, TRL and Tunix on one workload; these check
+the parts every system shares (prompts, reward rule) and the driver's
+ratio arithmetic, without running any system.
+"""
+
+import os
+import random
+import sys
+
+import pytest
+
+PEERS = os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                     "benchmarks", "peers")
+sys.path.insert(0, PEERS)
+
+import compare  # noqa: E402  pylint: disable=g-import-not-at-top
+import workload  # noqa: E402  pylint: disable=g-import-not-at-top
+
+
+def test_rows_are_the_seeded_sums():
+  rows = workload.addition_rows()
+  assert len(rows) == 512
+  # Same draws as random.seed(0); randint(0, 999) twice per row.
+  rnd = random.Random(0)
+  x, y = rnd.randint(0, 999), rnd.randint(0, 999)
+  assert rows[0] == (f"What is {x} + {y}?", str(x + y))
+  assert workload.addition_rows() == rows  # deterministic
+  assert workload.prompt_text("What is 1 + 2?") == (
+      "Question: What is 1 + 2? Answer:")
+
+
+@pytest.mark.parametrize("completion,answer,expected", [
+    (" 579 apples", "579", 1.0),
+    (" 57 then 579", "579", 0.0),  # only the first integer counts
+    (" -3", "-3", 1.0),
+    (" no digits", "3", 0.0),
+    ("5790", "579", 0.0),  # whole integers, not prefixes
+])
+def test_first_integer_reward(completion, answer, expected):
+  assert workload.first_integer_correct(completion, answer) == expected
+
+
+def test_summary_ratios_are_same_round():
+  runs = {
+      "mathrl": [{"median_step_s": 1.0, "median_update_s": 0.7},
+                 {"median_step_s": 2.0, "median_update_s": 1.5},
+                 {"median_step_s": 1.5, "median_update_s": 1.0}],
+      "trl": [{"median_step_s": 2.0}, {"median_step_s": 3.0},
+              {"median_step_s": 3.3}],
+  }
+  out = compare.summarise(runs)
+  assert out["mathrl"]["median_step_s"] == 1.5  # median of 1.0, 2.0, 1.5
+  assert out["mathrl"]["median_update_s"] == 1.0  # of 0.7, 1.5, 1.0
+  assert out["trl"]["median_step_s"] == 3.0
+  # Round ratios 2.0/1.0 = 2.0, 3.0/2.0 = 1.5, 3.3/1.5 = 2.2; median 2.0
+  # (the ratio of the medians would be 3.0 / 1.5 = 2.0 by coincidence).
+  assert out["trl"]["ratio_rounds"] == [2.0, 1.5, 2.2]
+  assert out["trl"]["ratio_to_mathrl"] == 2.0
+
+
+def test_commands_skip_peers_without_a_python():
+  args = compare.argparse.Namespace(
+      model="/tmp/m", steps=4, prompts=2, G=2, max_new=8, mathrl_args=[],
+      trl_python=None, tunix_python="/venv/bin/python", torch_threads=1)
+  argv = compare.commands(args)
+  assert sorted(argv) == ["mathrl", "tunix"]
+  assert argv["tunix"][0] == "/venv/bin/python"
+  assert argv["tunix"][2:] == ["/tmp/m", "--steps", "4", "--prompts", "2",
+                               "--G", "2", "--max_new", "8"]
+  assert argv["mathrl"][1].endswith(os.path.join("benchmarks",
+                                                 "grpo_step.py"))
