@@ -9,9 +9,18 @@ Without arguments, `jax.distributed.initialize()` is called only when a
 multi-host launcher is visible (Cloud TPU pod slices, SLURM, Open MPI), and
 JAX detects the coordinator and this process's index from it, as its
 cluster plug-ins do; on one machine nothing happens. Then each process reads
-its own shard of the prompt stream (`process_shard()`), turns its rows into
-the global batch with `global_batch(...)`
-(`jax.make_array_from_process_local_data`), and only the leader
+its own shard of the prompt stream (`process_shard()`), and host data moves
+between processes with a few collectives, each a plain copy with one
+process:
+
+  allgather_rows(tree)        every process's rows, in process order
+  allgather_objects(obj)      every process's JSON value (texts, states)
+  host_rows(n)                the block of n rows this process scores
+  to_host(x)                  a whole global array, on every host
+  global_batch(tree, ...)     global arrays from each process's own rows
+  global_from_host(tree, ...) global arrays from rows every process holds
+
+(both `jax.make_array_from_process_local_data`). Only the leader
 (`is_leader()`) writes metrics and files; Orbax saves and restores from
 every process.
 """
