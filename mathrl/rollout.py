@@ -14,7 +14,6 @@ import time
 from typing import Any, Callable, Iterator, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mathrl import distributed

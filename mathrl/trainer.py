@@ -56,6 +56,7 @@ def validate(config: mlc.ConfigDict) -> None:
     raise builders.ConfigError("sft.eval_every must be > 0 when sft.steps > 0")
   builders.make_rl(config)
   builders.make_eval_protocol(config)
+  builders.prompts_per_process(config)  # P splits over the processes
 
 
 def _log(msg: str) -> None:

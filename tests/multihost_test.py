@@ -44,6 +44,12 @@ os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
 import tests.conftest  # the suite's JAX set-up (numerics, compile cache)
 import jax
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
+# Both processes read the suite's compilation cache (JAX writes it from
+# process 0): key its entries by device kind, JAX's own fallback, as the CPU
+# topology fingerprint differs between processes. A process that compiled
+# while the other read the cache would fall behind it by a whole compile.
+from jax._src import cache_key
+cache_key._hash_accelerator_config = cache_key._hash_devices
 from mathrl import rollout, trainer
 from tests.multihost_test import config
 pid, port, workdir, stop_in = sys.argv[1:]
@@ -77,21 +83,32 @@ def _free_port() -> str:
 
 
 def _launch(workdir: str, stop_in: int) -> list[tuple[int, str]]:
-  """Runs both processes to the end; [(exit status, stderr)] per process."""
+  """Runs both processes to the end; [(exit status, stderr)] per process.
+
+  Their stderr goes to files: a full pipe that nobody reads would block a
+  process mid-run, and the other one with it, in a collective.
+  """
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env["PYTHONPATH"] = str(ROOT)
   port = _free_port()
-  procs = [subprocess.Popen(
-      [sys.executable, "-c", _WORKER, str(i), port, workdir, str(stop_in)],
-      cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-      text=True) for i in range(2)]
+  os.makedirs(os.path.dirname(workdir), exist_ok=True)
+  logs = [f"{workdir}.{stop_in}.{i}.stderr" for i in range(2)]
+  procs = []
+  for i, log in enumerate(logs):
+    with open(log, "w") as f:
+      procs.append(subprocess.Popen(
+          [sys.executable, "-c", _WORKER, str(i), port, workdir,
+           str(stop_in)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+          stderr=f))
   try:
-    errs = [p.communicate(timeout=900)[1] for p in procs]
+    for p in procs:
+      p.wait(timeout=900)
   finally:
     for p in procs:
       if p.poll() is None:
         p.kill()
-  return [(p.returncode, err) for p, err in zip(procs, errs)]
+  return [(p.returncode, pathlib.Path(log).read_text())
+          for p, log in zip(procs, logs)]
 
 
 def _final(workdir):
