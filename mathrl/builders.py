@@ -17,6 +17,7 @@ import functools
 import inspect
 import os
 import sys
+import tempfile
 from typing import Any, Callable, Optional
 
 import jax
@@ -27,6 +28,7 @@ import transformers
 from flax import nnx
 
 from mathrl import advantages
+from mathrl import distributed
 from mathrl import evaluation
 from mathrl import losses
 from mathrl import models
@@ -202,13 +204,18 @@ def make_tokenizer(config: mlc.ConfigDict, workdir: str, train_source):
   named checkpoint), or a BPE trained once.
 
   A trained tokenizer is saved to WORKDIR/tokenizer and reloaded from there
-  on resume, so a resumed run sees the same ids.
+  on resume, so a resumed run sees the same ids. With several processes
+  each trains the same one (training is deterministic) and only process 0
+  writes the workdir's copy; a saved one is used only when every process
+  finds it (hosts need not share a disk).
   """
   path = config.tokenizer.path or config.model.path
   if path:
     return tokenizer_lib.load(path)
   saved = os.path.join(workdir, "tokenizer")
-  if os.path.isfile(os.path.join(saved, "tokenizer.json")):
+  # Gathered before anyone writes: no process reads a half-written file.
+  if all(distributed.allgather_objects(
+      os.path.isfile(os.path.join(saved, "tokenizer.json")))):
     return transformers.AutoTokenizer.from_pretrained(saved)
   template = make_template(config)
   n = min(config.tokenizer.corpus_records, len(train_source))
@@ -217,11 +224,13 @@ def make_tokenizer(config: mlc.ConfigDict, workdir: str, train_source):
     record = train_source[i]
     texts.append(template.plain.replace(prompts.QUESTION, record["question"]))
     texts.append(record.get("solution") or record["answer"])
-  tokenizer_lib.train_bpe(
-      texts, vocab_size=config.tokenizer.vocab_size, path=saved
-  )
-  # Reload from disk so a fresh and a resumed run use the same object.
-  return transformers.AutoTokenizer.from_pretrained(saved)
+  with tempfile.TemporaryDirectory(prefix="mathrl_tokenizer_") as scratch:
+    path = saved if distributed.is_leader() else scratch
+    tokenizer_lib.train_bpe(
+        texts, vocab_size=config.tokenizer.vocab_size, path=path
+    )
+    # Reload from disk so a fresh and a resumed run use the same object.
+    return transformers.AutoTokenizer.from_pretrained(path)
 
 
 def model_dtype(config: mlc.ConfigDict, field: str = "dtype"):
@@ -567,6 +576,7 @@ def validate(config: mlc.ConfigDict) -> RLParts:
   if config.sft.steps and not config.sft.eval_every:
     raise ConfigError("sft.eval_every must be > 0 when sft.steps > 0")
   make_eval_protocol(config)
+  prompts_per_process(config)  # P splits over the processes
   return make_rl(config)
 
 
@@ -635,21 +645,36 @@ def make_rl_batches(config: mlc.ConfigDict, source, tokenizer, template):
   With `rl.prompt_selection="vade"` each batch is the P prompts that VADE
   selects from `rl.vade.candidates_factor` × P candidates; call its
   `observe(ids_P, correct_PG)` with every scored group.
+
+  With n processes each reads its own shard: P = rl.prompts_per_step / n
+  prompts per batch (`prompts_per_process`); VADE then selects within each
+  process's candidates.
   """
   rl = config.rl
   check_prompt_selection(config)
   factor = rl.vade.candidates_factor if rl.prompt_selection else 1
+  per_process = prompts_per_process(config)
   stream = pipeline.PromptIterator(
       source, tokenizer=tokenizer, template=template,
-      prompts_per_batch=rl.prompts_per_step * factor,
+      prompts_per_batch=per_process * factor,
       group_size=rl.num_generations, buckets=tuple(config.data.buckets),
       seed=config.seed)
   if not rl.prompt_selection:
     return stream
   return vade.VadeSelector(
-      stream, prompts_per_batch=rl.prompts_per_step, seed=config.seed,
+      stream, prompts_per_batch=per_process, seed=config.seed,
       decay=rl.vade.decay,
       prior=(rl.vade.prior_alpha, rl.vade.prior_beta))
+
+
+def prompts_per_process(config: mlc.ConfigDict) -> int:
+  """rl.prompts_per_step / process count: the prompts each process reads."""
+  count = jax.process_count()
+  if config.rl.prompts_per_step % count:
+    raise ConfigError(
+        f"rl.prompts_per_step={config.rl.prompts_per_step} must be a"
+        f" multiple of the {count} processes (each reads an equal share)")
+  return config.rl.prompts_per_step // count
 
 
 def check_prompt_selection(config: mlc.ConfigDict) -> None:

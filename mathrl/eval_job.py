@@ -20,6 +20,7 @@ from typing import Any
 import ml_collections as mlc
 
 from mathrl import builders
+from mathrl import distributed
 from mathrl import evaluation
 from mathrl import trainer
 
@@ -50,8 +51,10 @@ def run(config: mlc.ConfigDict, workdir: str,
           benchmark=name, append_samples=i > 0)
   finally:
     job.close()
-  with open(os.path.join(workdir, RESULTS_FILE), "w") as f:
-    json.dump({"protocol": protocol.name, "results": results}, f, indent=2)
+  if distributed.is_leader():  # every process holds the same results
+    with open(os.path.join(workdir, RESULTS_FILE), "w") as f:
+      json.dump({"protocol": protocol.name, "results": results}, f,
+                indent=2)
   return results
 
 

@@ -32,9 +32,9 @@ from typing import Any
 
 from flax import nnx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from mathrl import distributed
 from mathrl import rewards
 from mathrl import sampling
 from mathrl import stats
@@ -244,6 +244,11 @@ def generate_rows(
   sampler sees one shape per prompt-length bucket; padded rows are dropped
   before decoding and never scored.
 
+  Several processes: every process iterates the same `batches` and samples
+  them as one global batch on `mesh`; each decodes and scores its own
+  block of each batch's prompts (`distributed.host_rows`), and the samples
+  are gathered, so every process returns all of them, in batch order.
+
   Args:
     model: an `nnx.Module`, or a `(graphdef, state)` pair from `nnx.split`.
     tokenizer: the transformers tokenizer that made the prompts.
@@ -273,32 +278,46 @@ def generate_rows(
           f"batch {i} has {num_prompts} prompts but batch_size={batch_size};"
           " build the batches with prompts_per_batch <= batch_size"
       )
-    rows = num_prompts * g
     out = sampling.generate(
         model,
-        jnp.asarray(_pad_rows(np.asarray(batch.tokens_BL), batch_size * g)),
-        jnp.asarray(_pad_rows(np.asarray(batch.mask_BL), batch_size * g)),
+        _pad_rows(np.asarray(batch.tokens_BL), batch_size * g),
+        _pad_rows(np.asarray(batch.mask_BL), batch_size * g),
         rng=jax.random.fold_in(rng, i),
         max_new_tokens=max_new_tokens,
         eos_ids=tuple(eos_ids),
         method=method,
         mesh=mesh,
     )
-    tokens_BT = np.asarray(out.tokens_BT)[:rows]
-    mask_BT = np.asarray(out.mask_BT)[:rows]
+    # This process scores its block of the batch's prompts; every process
+    # then holds every sample, in batch order.
+    mine = distributed.host_rows(num_prompts)
+    rows = slice(mine.start * g, mine.stop * g)
+    tokens_BT = distributed.to_host(out.tokens_BT)[rows]
+    mask_BT = distributed.to_host(out.mask_BT)[rows]
     texts = prompts.decode_completions(tokenizer, tokens_BT, mask_BT)
-    golds = list(batch.answers_B)
+    golds = list(batch.answers_B)[rows]
     verdicts = _score(texts, golds, score_fn)
     lengths_B = mask_BT.sum(axis=-1)
-    for b, text in enumerate(texts):
+    local = []
+    for j, text in enumerate(texts):
+      b = rows.start + j
       p = b // g
-      samples.append(Sample(
+      local.append(Sample(
           id=batch.ids_P[p], index=b % g, prompt=batch.prompts_P[p],
           completion=text, answer=rewards.extract_answer(text),
-          gold=golds[b], correct=bool(verdicts[b]), length=int(lengths_B[b]),
+          gold=golds[j], correct=bool(verdicts[j]), length=int(lengths_B[j]),
           difficulty=_difficulty(batch.records_P[p]), benchmark=benchmark,
       ))
+    samples.extend(_gather_samples(local))
   return samples
+
+
+def _gather_samples(local: list[Sample]) -> list[Sample]:
+  """Every process's samples, in process order (one process: `local`)."""
+  if jax.process_count() == 1:
+    return local
+  parts = distributed.allgather_objects([dataclasses.asdict(s) for s in local])
+  return [Sample(**fields) for part in parts for fields in part]
 
 
 # --- metrics -----------------------------------------------------------------
@@ -462,9 +481,9 @@ def evaluate(
       max_new_tokens=max_new_tokens, eos_ids=eos_ids, rng=rng,
       batch_size=batch_size, score_fn=score_fn, mesh=mesh,
   )
-  grading = rewards.verify.grading_metrics(
-      rewards.default_verifier().stats(), grading_before)
-  if samples_path is not None:
+  grading = distributed.sum_over_processes(rewards.verify.grading_metrics(
+      rewards.default_verifier().stats(), grading_before))
+  if samples_path is not None and distributed.is_leader():
     write_samples(samples, samples_path)
   return {**metrics_from_rows(samples, ks=ks, answer_equal_fn=answer_equal_fn),
           **grading}
@@ -735,7 +754,7 @@ def evaluate_source(
       batch_size=per_batch, score_fn=score_fn, mesh=mesh,
       benchmark=benchmark,
   )
-  if samples_path is not None:
+  if samples_path is not None and distributed.is_leader():
     write_samples(samples, samples_path, append=append_samples)
   result = metrics_from_rows(samples, ks=protocol.ks,
                              answer_equal_fn=answer_equal_fn)

@@ -14,9 +14,9 @@ import time
 from typing import Any, Callable, Iterator, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from mathrl import distributed
 from mathrl import rewards as rewards_lib
 from mathrl.rewards import steps
 from mathrl import sampling
@@ -61,33 +61,50 @@ def sample_and_score(
 ) -> tuple[Scored, dict[str, float]]:
   """Samples the batch's rows (already repeated ×G) and scores them.
 
-  With `mesh`, sampling runs under the sampling rules (`sampling.generate`).
+  `batch` is this process's shard of the global batch (the whole batch
+  with one process). The processes' prompts are gathered (left-padded to
+  the widest) and sampled as one global batch on `mesh` under the sampling
+  rules (`sampling.generate`); each process decodes and scores its own
+  rows on its host, and the rewards are gathered, so every process returns
+  the same global `Scored` (rows in process order).
   """
   t0 = time.perf_counter()
+  width = distributed.max_over_processes(batch.tokens_BL.shape[1])
+  prompt = distributed.allgather_rows({
+      "tokens": _left_pad_to(np.asarray(batch.tokens_BL), width,
+                             prompts.pad_id_of(tokenizer)),
+      "mask": _left_pad_to(np.asarray(batch.mask_BL), width, 0)})
+  if mesh is None and jax.process_count() > 1:
+    raise ValueError("sampling with several processes needs the run's mesh")
   out = sampling.generate(
-      model, jnp.asarray(batch.tokens_BL), jnp.asarray(batch.mask_BL),
+      model, prompt["tokens"], prompt["mask"],
       rng=rng, max_new_tokens=sampler.max_new_tokens,
       eos_ids=sampler.eos_ids, method=sampler.method, mesh=mesh,
       compact=sampler.compact,
   )
-  tokens_BT = np.asarray(out.tokens_BT)
-  mask_BT = np.asarray(out.mask_BT)
+  tokens_BT = distributed.to_host(out.tokens_BT)
+  mask_BT = distributed.to_host(out.mask_BT)
   t1 = time.perf_counter()
-  texts = prompts.decode_completions(tokenizer, tokens_BT, mask_BT)
+  mine = distributed.host_rows(len(tokens_BT))  # this process's rows
+  texts = prompts.decode_completions(tokenizer, tokens_BT[mine],
+                                     mask_BT[mine])
   lengths_B = mask_BT.sum(-1).astype(np.int32)
   rewards_BK = reward_set(
-      texts, batch.answers_B, lengths_B=lengths_B,
+      texts, batch.answers_B, lengths_B=lengths_B[mine],
       group_size=batch.group_size,
   )
-  k = reward_set.names.index("correctness")
-  correct_B = rewards_BK[:, k] > 0
   t2 = time.perf_counter()
+  rewards_BK = distributed.allgather_rows(rewards_BK)
+  texts = [t for part in distributed.allgather_objects(texts) for t in part]
+  answers = [a for part in distributed.allgather_objects(
+      list(batch.answers_B)) for a in part]
+  k = reward_set.names.index("correctness")
   scored = Scored(
-      prompt_tokens_BL=np.asarray(batch.tokens_BL),
-      prompt_mask_BL=np.asarray(batch.mask_BL),
+      prompt_tokens_BL=prompt["tokens"], prompt_mask_BL=prompt["mask"],
       completion_tokens_BT=tokens_BT, completion_mask_BT=mask_BT,
       rewards_BK=rewards_BK, rewards_B=reward_set.total(rewards_BK),
-      correct_B=correct_B, texts_B=texts, answers_B=batch.answers_B,
+      correct_B=rewards_BK[:, k] > 0, texts_B=texts,
+      answers_B=tuple(answers),
   )
   return scored, {
       "generate_seconds": t1 - t0,
@@ -262,6 +279,12 @@ def collect(
   `correctness` (`add_extras`: `step_verdicts`, and `ref_rewards` from
   `reference_model`'s samples of the same prompts).
 
+  Several processes: each draws its own shard of the prompts from
+  `batches` and scores its own rows; the scored rounds are gathered
+  (`sample_and_score`), so every process sees the same global rewards,
+  runs the same number of rounds, keeps the same groups and returns the
+  same global Rollout (P = prompts over all processes).
+
   Returns:
     (rollout, scored host batch, metrics).
   """
@@ -270,19 +293,19 @@ def collect(
   kept = generated = 0
   rounds = correct = samples = 0
   while True:
-    batch = next(batches)
+    batch = next(batches)  # this process's prompts
     group_size = batch.group_size
-    num_prompts = len(batch.prompts_P)
     scored, timing = _sample_round(
         model, batch, rng=jax.random.fold_in(rng, rounds), extras=extras,
         reference_model=reference_model, sampler=sampler,
         tokenizer=tokenizer, reward_set=reward_set, mesh=mesh)
+    num_prompts = len(scored.rewards_B) // group_size  # over all processes
     for k, v in timing.items():
       info[k] = info.get(k, 0.0) + v
     rounds += 1
-    if prompt_feedback is not None:
-      prompt_feedback(batch.ids_P,
-                      scored.correct_B.reshape(num_prompts, group_size))
+    if prompt_feedback is not None:  # this process's prompts and verdicts
+      mine = scored.correct_B[distributed.host_rows(len(scored.correct_B))]
+      prompt_feedback(batch.ids_P, mine.reshape(-1, group_size))
     generated += num_prompts
     correct += int(scored.correct_B.sum())
     samples += len(scored.correct_B)
@@ -308,5 +331,6 @@ def collect(
       generated_length_mean=info["generated_tokens"] / max(samples, 1),
   )
   info.update(reward_set.metrics(full.rewards_BK))
-  info.update(reward_set.grading_metrics())  # unreadable golds, timeouts
+  # Unreadable golds, timeouts, ...: counted where each row was graded.
+  info.update(distributed.sum_over_processes(reward_set.grading_metrics()))
   return rollout, full, info

@@ -50,6 +50,7 @@ import numpy as np
 from flax import nnx
 from flax import struct
 
+from mathrl import distributed
 from mathrl import sharding
 from mathrl.data import prompts
 from mathrl.models import transformer
@@ -504,7 +505,9 @@ def _decode_all(graphdef, params, state, out, rng, *, compact, shards,
                     stop_at=stop_at, **kw)
     if not stop_at:
       break
-    step, done_R = jax.device_get((state.step, state.done_R))
+    # Every process reads all rows' flags, so all compact alike.
+    step, done_R = distributed.to_host(state.step), distributed.to_host(
+        state.done_R)
     if step >= max_new_tokens or done_R.all():
       break
     index_DR, pad_DR = _compaction_index(done_R, shards, buckets)
@@ -592,22 +595,26 @@ def generate(
   tokens, mask = prompt_tokens_BL, prompt_mask_BL
   if buckets is not None:
     tokens, mask = pad_to_bucket(tokens, mask, buckets, pad_id)
-  tokens = jnp.asarray(tokens, jnp.int32)
-  mask = jnp.asarray(mask, jnp.int32)
+  # Host arrays until placed: with a mesh over several processes each
+  # process places the rows its devices hold (`_place_on_mesh`).
+  tokens = np.asarray(tokens, np.int32)
+  mask = np.asarray(mask, np.int32)
   if tokens.shape != mask.shape or tokens.ndim != 2:
     raise ValueError(
         f"prompt tokens {tokens.shape} and mask {mask.shape} must both be"
         " [B, L]"
     )
   if num_samples > 1:
-    tokens = jnp.repeat(tokens, num_samples, axis=0)
-    mask = jnp.repeat(mask, num_samples, axis=0)
+    tokens = np.repeat(tokens, num_samples, axis=0)
+    mask = np.repeat(mask, num_samples, axis=0)
   b, l = tokens.shape
   _check_cache_fits(model.config, b, l + max_new_tokens, model.dtype,
                     max_cache_bytes)
   graphdef, params = nnx.split(model)
   shards = 1
-  if mesh is not None:
+  if mesh is None:
+    tokens, mask = jnp.asarray(tokens), jnp.asarray(mask)
+  else:
     params, tokens, mask, shards = _place_on_mesh(params, tokens, mask, mesh)
   run = functools.partial(
       _sample, graphdef, params, tokens, mask, rng, compact=compact,
@@ -640,7 +647,7 @@ def _check_cache_fits(config, b: int, m: int, dtype, max_cache_bytes):
 
 
 def _place_on_mesh(params, tokens_BL, mask_BL, mesh):
-  """Puts weights and prompts on `mesh` by SAMPLE_RULES.
+  """Puts weights and (host) prompts on `mesh` by SAMPLE_RULES.
 
   Returns:
     (params, tokens_BL, mask_BL, shards): shards is how many ways the batch
@@ -651,8 +658,8 @@ def _place_on_mesh(params, tokens_BL, mask_BL, mesh):
       params, sharding.logical_to_sharding(params, mesh, rules))
   spec = sharding.logical_to_spec(("batch", None), tokens_BL.shape, mesh,
                                   rules)
-  batch_sh = jax.sharding.NamedSharding(mesh, spec)
-  tokens_BL, mask_BL = jax.device_put((tokens_BL, mask_BL), batch_sh)
+  tokens_BL, mask_BL = distributed.global_from_host(
+      (tokens_BL, mask_BL), mesh, rules)
   axes = () if spec[0] is None else (
       (spec[0],) if isinstance(spec[0], str) else spec[0])
   sizes = dict(zip(mesh.axis_names, mesh.axis_sizes))

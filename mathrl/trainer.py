@@ -47,7 +47,8 @@ class TrainingError(RuntimeError):
 
 def validate(config: mlc.ConfigDict) -> None:
   """Fails at start, with the field to fix, on a config that cannot run
-  (`builders.validate`: building the RL stage once checks every RL field)."""
+  (`builders.validate`: building the RL stage once checks every RL field,
+  and P must split over the processes)."""
   builders.validate(config)
 
 
@@ -57,12 +58,26 @@ def _log(msg: str) -> None:
 
 
 def _device_batch(tree: Any, mesh) -> Any:
-  """Places host arrays on the mesh, split over the batch axes.
+  """Places a global host batch on the mesh, split over the batch axes.
 
-  Each process gives its own rows (`distributed.global_batch`); with one
-  process this is a sharded `device_put`.
+  Every process holds the whole batch (SFT builds it alike everywhere; a
+  rollout is assembled from gathered rewards) and places the rows its
+  devices hold (`distributed.global_from_host`); with one process this is
+  a sharded `device_put`.
   """
-  return distributed.global_batch(tree, mesh, sharding.TRAIN_RULES)
+  return distributed.global_from_host(tree, mesh, sharding.TRAIN_RULES)
+
+
+def _data_state(saved: Any) -> Any:
+  """This process's iterator state from a checkpoint's per-process list."""
+  if isinstance(saved, dict):  # one process, checkpoints before the list
+    saved = [saved]
+  if len(saved) != jax.process_count():
+    raise ValueError(
+        f"the checkpoint holds the data positions of {len(saved)}"
+        f" processes but this run has {jax.process_count()}: resume with"
+        " the process count that wrote it, or start a fresh workdir")
+  return saved[jax.process_index()]
 
 
 class _LeaderOnly:
@@ -91,6 +106,8 @@ class Run:
   def __init__(self, config: mlc.ConfigDict, workdir: str,
                mesh: jax.sharding.Mesh | None = None):
     """`mesh` overrides the config's `mesh.*` fields (e.g. a sub-mesh)."""
+    # Multi-host start-up comes before any other JAX call.
+    distributed.initialize_from_config(config.distributed)
     self.config = config
     self.workdir = workdir
     os.makedirs(workdir, exist_ok=True)
@@ -250,7 +267,7 @@ def run_sft(run: Run) -> tuple[Any, dict[str, float]]:
     if int(state.consecutive_skipped) > c.rl.max_consecutive_skipped:
       raise TrainingError(f"SFT: {int(state.consecutive_skipped)} non-finite"
                           " updates in a row; lower sft.learning_rate")
-    row = {k: float(v) for k, v in jax.device_get(m).items()}
+    row = {k: float(distributed.to_host(v)) for k, v in m.items()}
     done = step == c.sft.steps
     if step % c.sft.eval_every == 0 or done:
       last_eval = run.evaluate(state.params, source=run.validation_source)
@@ -340,7 +357,7 @@ def _rl_step(run: Run, setup: RLSetup, step_fn, state, ref, batches, *,
   else:
     state, m = step_fn(state, _device_batch(rollout, run.mesh),
                        ref.get("params"))
-    m = {k: float(v) for k, v in jax.device_get(m).items()}
+    m = {k: float(distributed.to_host(v)) for k, v in m.items()}
   t2 = time.perf_counter()
   row = dict(m, **info)
   row.update(
@@ -368,7 +385,7 @@ def run_rl(run: Run, params) -> dict[str, float]:
           "skipped_steps": 0}
   if ckpt.latest_step() is not None:
     tree, meta = ckpt.restore(abstract_state=tree)
-    batches.set_state(meta["data"])
+    batches.set_state(_data_state(meta["data"]))
     _log(f"RL: resumed at step {meta['step']}")
   state, ref = tree["state"], tree["ref"]
   step_fn = setup.step_fn()
@@ -410,8 +427,10 @@ def run_rl(run: Run, params) -> dict[str, float]:
       )
     stop = run.guard.should_stop(step)
     if step % c.checkpoint.every_steps == 0 or done or stop:
+      # Each process's data position (its own shard of the stream).
+      data = distributed.allgather_objects(batches.get_state())
       ckpt.save(step, {"state": state, "ref": ref}, force=done or stop,
-                metadata={"step": step, "data": batches.get_state(),
+                metadata={"step": step, "data": data,
                           "eval": last_eval, "eval_start": meta["eval_start"],
                           "skipped_steps": skipped_steps})
     if stop and not done:

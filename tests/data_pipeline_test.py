@@ -8,6 +8,7 @@ from mathrl.data import pipeline
 from mathrl.data import prompts
 from mathrl.data import synthetic
 from mathrl.data import tfds_builders
+import grain
 import numpy as np
 import pytest
 import tiny_tokenizer
@@ -209,6 +210,27 @@ def test_two_shards_are_disjoint_and_cover_the_epoch(plain_tok):
     ids.append(set(shard_ids))
   assert not ids[0] & ids[1]
   assert ids[0] | ids[1] == {_TASKS[i]["id"] for i in range(24)}
+
+
+def test_shards_together_read_the_one_process_batches(plain_tok):
+  # Shard i of 2 reads block i of each global batch of 2 × 3 prompts, so
+  # the shards' k-th batches, concatenated, are the k-th batch of one
+  # stream of 6 prompts per batch (6 batches: across an epoch of 24).
+  one = _iterator(plain_tok, prompts_per_batch=6)
+  shards = [_iterator(plain_tok, shard_index=i, shard_count=2)
+            for i in range(2)]
+  for _ in range(6):
+    expected = next(one)
+    parts = [next(s) for s in shards]
+    assert parts[0].ids_P + parts[1].ids_P == expected.ids_P
+
+
+def test_block_shard_positions():
+  ds = grain.MapDataset.range(11)
+  # Blocks of 2 over 2 shards: 0 1 | 2 3 | 4 5 | 6 7 | 8 9 | 10.
+  assert list(pipeline.block_shard(ds, 2, 0, 2)) == [0, 1, 4, 5, 8, 9]
+  assert list(pipeline.block_shard(ds, 2, 1, 2)) == [2, 3, 6, 7, 10]
+  assert pipeline.block_shard(ds, 2, 0, 1) is ds
 
 
 def test_keep_remainder_for_evaluation(plain_tok):

@@ -65,6 +65,25 @@ def test_global_batch_shards_rows_over_the_batch_axes():
   assert float(out["progress"]) == 0.5
 
 
+def test_gathers_are_copies_with_one_process():
+  rows = {"r": np.arange(6).reshape(3, 2)}
+  np.testing.assert_array_equal(distributed.allgather_rows(rows)["r"],
+                                rows["r"])
+  assert distributed.allgather_objects({"a": [1, "x"]}) == [{"a": [1, "x"]}]
+  assert distributed.host_rows(10) == slice(0, 10)
+  assert distributed.max_over_processes(7) == 7
+  assert distributed.sum_over_processes({"n": 2.0}) == {"n": 2.0}
+  mesh = sharding.make_mesh(data=2, fsdp=2, tensor=2)
+  placed = distributed.global_from_host(
+      {"x": np.arange(16.0).reshape(8, 2), "s": np.float32(3)}, mesh,
+      sharding.TRAIN_RULES)
+  assert placed["x"].sharding.spec == jax.sharding.PartitionSpec(
+      ("data", "fsdp"), None)
+  np.testing.assert_array_equal(distributed.to_host(placed["x"]),
+                                np.arange(16.0).reshape(8, 2))
+  assert float(placed["s"]) == 3.0
+
+
 def test_guard_restores_the_previous_handler():
   before = signal.getsignal(signal.SIGTERM)
   with preemption.PreemptionGuard() as guard:
@@ -114,8 +133,14 @@ rows = np.arange(24, dtype=np.float32).reshape(8, 3)[index * 4:index * 4 + 4]
 x = distributed.global_batch({"x": rows}, mesh, sharding.TRAIN_RULES)["x"]
 total = jax.jit(lambda x: x.sum(), out_shardings=jax.sharding.NamedSharding(
     mesh, jax.sharding.PartitionSpec()))(x)
+full = np.arange(24, dtype=np.float32).reshape(8, 3)  # held by both
+y = distributed.global_from_host({"y": full}, mesh, sharding.TRAIN_RULES)["y"]
+objs = distributed.allgather_objects({"p": index, "t": "\u00e9" * (index + 1)})
 print(index, count, jax.device_count(), x.shape, float(total),
-      distributed.is_leader(), flush=True)
+      distributed.is_leader(), distributed.host_rows(8),
+      float(distributed.to_host(y).sum()), y.addressable_shards[0].index,
+      distributed.max_over_processes(index + 3),
+      distributed.sum_over_processes({"n": index + 1.0}), objs, flush=True)
 """
 
 
@@ -133,6 +158,13 @@ def test_two_processes_assemble_one_global_batch():
   assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
   # 2 processes × 4 devices; each gave rows 4i..4i+3 of arange(24) as
   # [8, 3]: the global batch is all 8 rows, sum 0 + 1 + ... + 23 = 276.
+  # From the full rows held by both, process i places rows i (one per
+  # device: its first shard is row 4i). Gathered: max(0+3, 1+3) = 4,
+  # 1 + 2 = 3, and both processes' objects in process order.
   # (Gloo prints its connections first; the result is the last line.)
+  objs = "[{'p': 0, 't': 'é'}, {'p': 1, 't': 'éé'}]"
   assert [o[0].strip().split("\n")[-1] for o in outs] == [
-      "0 2 8 (8, 3) 276.0 True", "1 2 8 (8, 3) 276.0 False"]
+      "0 2 8 (8, 3) 276.0 True slice(0, 4, None) 276.0"
+      f" (slice(0, 1, None), slice(None, None, None)) 4 {{'n': 3.0}} {objs}",
+      "1 2 8 (8, 3) 276.0 False slice(4, 8, None) 276.0"
+      f" (slice(4, 5, None), slice(None, None, None)) 4 {{'n': 3.0}} {objs}"]

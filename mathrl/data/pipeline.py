@@ -5,14 +5,17 @@ From any random-access source of records (a benchmark from
 batches of P left-padded prompts, each repeated G times for group sampling:
 
   source ─► shuffle(seed), reshuffled every epoch ─► repeat(epochs)
-         ─► shard: process i of n takes global positions i, i+n, i+2n, ...
+         ─► shard: of every global batch of n·P records, process i of n
+             takes the i-th block of P (`block_shard`)
          ─► template + tokenise ─► drop prompts longer than every bucket
          ─► batch P, left-pad to a length bucket ─► repeat rows ×G
 
 Every stage is a grain dataset, so the iterator position is one integer and
 `PromptIterator.get_state()` / `set_state()` resume at exactly the next
-batch. Processes share the global shuffle and take disjoint strided slices of
-it, so together they cover each epoch with no coordination.
+batch. Processes share the global shuffle and take disjoint blocks of it,
+so together they cover each epoch with no coordination, and the processes'
+batches, concatenated in process order, are the batch one process with
+n·P prompts per batch would read.
 """
 
 from collections.abc import Sequence
@@ -107,6 +110,26 @@ def _default_shard(
   return shard_index, shard_count
 
 
+def block_shard(ds: grain.MapDataset, block: int, shard_index: int,
+                shard_count: int) -> grain.MapDataset:
+  """Shard i's records: positions k·b·n + i·b + j (j < b) of `ds`.
+
+  Global batch k is positions [k·b·n, (k+1)·b·n) of the stream; shard i
+  takes its i-th block of b = `block` records. So the shards' k-th batches,
+  concatenated in shard order, are the one-shard stream's k-th batch of
+  b·n records, whatever n. Example: b=2, n=2: shard 0 takes 0 1 4 5 8 9 ...,
+  shard 1 takes 2 3 6 7 10 11 ...
+  """
+  if shard_count == 1:
+    return ds
+  span = block * shard_count
+  full, rest = divmod(len(ds), span)
+  length = full * block + min(block, max(0, rest - shard_index * block))
+  first = shard_index * block
+  return grain.MapDataset.range(length).map(
+      lambda j: ds[(j // block) * span + first + j % block])
+
+
 def prompt_dataset(
     source: Any,
     *,
@@ -143,11 +166,12 @@ def prompt_dataset(
     drop_overlong: skip prompts longer than every bucket; False raises.
       (Skips happen per shard, so a finite run that skips prompts can give
       processes different batch counts: size buckets to fit the data.)
-    drop_remainder: for a finite run, drop the last incomplete batch and cut
-      the stream to a multiple of `shard_count` (every process then runs the
-      same number of batches: what training needs). False keeps every
-      record (evaluation): the last batch may hold fewer than P prompts, and
-      shards may differ by one record.
+    drop_remainder: for a finite run, drop the last incomplete batch and,
+      with several shards, cut the stream to whole global batches of
+      `shard_count` × P records (every process then runs the same number
+      of batches: what training needs). False keeps every record
+      (evaluation): the last batch may hold fewer than P prompts, and
+      shards may differ by up to P records.
     pad_id: id for padding; None uses the tokenizer's pad (else eos) id.
     read_threads: threads preparing records ahead of the consumer. More than
       one shares the tokenizer between threads; tokenising is cheap, so 1 is
@@ -174,10 +198,12 @@ def prompt_dataset(
   if shuffle:
     ds = ds.shuffle(seed=seed)
   ds = ds.repeat(num_epochs)
-  if num_epochs is not None and drop_remainder:
-    # Equal shard lengths, so every process runs the same number of steps.
-    ds = ds[: len(ds) - len(ds) % shard_count]
-  ds = ds[shard_index::shard_count]
+  if num_epochs is not None and drop_remainder and shard_count > 1:
+    # Whole global batches only, so every process runs the same number of
+    # steps.
+    span = shard_count * prompts_per_batch
+    ds = ds[: len(ds) - len(ds) % span]
+  ds = block_shard(ds, prompts_per_batch, shard_index, shard_count)
   ds = ds.map(lambda record: _prepare(record, tokenizer, template))
   if drop_overlong:
     ds = ds.filter(lambda item: len(item["ids"]) <= max_len)
