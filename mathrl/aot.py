@@ -315,6 +315,17 @@ def _abstract_decode_state(config, mesh, model, rows):
       mask_RT=rows_of(t), entropy_RT=rows_of(0, dtype=jnp.float32))
 
 
+def smallest_matmul_weight(weights) -> int:
+  """Per-chip bytes of the smallest matmul weight (kernels, embedding,
+  head; not biases or norm scales) in a tree of sharded abstract arrays."""
+  sizes = []
+  for path, w in jax.tree_util.tree_leaves_with_path(weights):
+    name = jax.tree_util.keystr(path)
+    if any(k in name for k in ("kernel", "embed", "lm_head")):
+      sizes.append(sharding.per_device_bytes(w))
+  return min(sizes)
+
+
 def _abstract_decode_step(config, mesh, graphdef, params, rows):
   """(jitted decode step, abstract args, ideal bytes per chip)."""
   sample_params = _sample_params(params, mesh, builders.model_dtype(config))
@@ -448,10 +459,8 @@ def compile_run(config: mlc.ConfigDict, topology: str,
                                       train.bytes_accessed, chip)
   decode_t = roofline.roofline_seconds(decode.bound_flops,
                                        decode.hbm_bytes, chip)
-  sample_weights = jax.tree.leaves(
-      (args[1], [v for name, v in args[0].items() if name != "layers"]))
-  smallest = min(sharding.per_device_bytes(w) for w in sample_weights
-                 if len(w.shape) >= 2)
+  smallest = smallest_matmul_weight(
+      (args[1], {k: v for k, v in args[0].items() if k != "layers"}))
   return AotReport(
       topology=topology, chip=chip.name, num_chips=chips,
       hbm_bytes=chip.hbm_bytes,

@@ -282,6 +282,30 @@ def test_tiny_decode_step_cost_and_loop_collectives(tiny_report):
 
 
 @needs_libtpu
+def test_decode_loop_gathers_no_weights_under_the_sampling_rules():
+  # Training shards every weight over the 4 FSDP chips of v5e:2x2. The
+  # sampler runs on the copy SAMPLE_RULES give (weights whole on every
+  # chip, the batch split): its decode loop all-gathers nothing, and no
+  # collective in it moves an array as large as the smallest matmul
+  # weight (the tiny model's k kernel, 64·2·16·4 = 8,192 bytes).
+  import jax  # pylint: disable=g-import-not-at-top
+  from mathrl import sharding  # pylint: disable=g-import-not-at-top
+  c = _tiny_config()
+  c.mesh.data, c.mesh.fsdp = 1, 4
+  mesh = sharding.topology_mesh("v5e:2x2", data=1, fsdp=4, tensor=1)
+  graphdef, params = aot.abstract_model(c, aot.model_config(c))
+  fn, args, kwargs = aot._abstract_sampler(  # pylint: disable=protected-access
+      c, mesh, graphdef, params, 16)
+  with jax.set_mesh(mesh), sharding.axis_rules(sharding.SAMPLE_RULES):
+    text = fn.lower(*args, **kwargs).compile().as_text()
+  smallest = aot.smallest_matmul_weight(args[1])
+  assert smallest == 8_192
+  found = hlo.loop_collectives(text)
+  assert not [x for x in found if x.op.startswith("all-gather")]
+  assert not [x for x in found if x.bytes >= smallest]
+
+
+@needs_libtpu
 def test_check_fits_says_what_to_change(tiny_report):
   small = dataclasses.replace(tiny_report, hbm_bytes=1000)
   advice = aot.check_fits(small)
