@@ -566,9 +566,9 @@ def format_report(r: AotReport) -> str:
 
 TABLE_HEADER = (
     "| model | slice | mesh | fits | train GiB/chip | sampler+state GiB/chip"
-    " | train bound (s) | MFU bound | decode bound (tok/s) | decode bytes /"
-    " ideal | weight-sized loop collectives |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|")
+    " | train bound (s) | MFU bound | decode bound (tok/s) | decode HBM /"
+    " ideal | XLA bytes / ideal | weight-sized loop collectives |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def table_row(r: AotReport) -> str:
@@ -584,11 +584,13 @@ def table_row(r: AotReport) -> str:
     cells += ["-", "-"]
   else:
     cells += [f"{r.train_seconds_bound:.2f}", f"{r.mfu_bound:.0%}"]
-  if r.sampler.error or r.decode.error:
+  if r.decode.error:
     cells += ["-", "-", "-"]
   else:
     cells += [f"{r.decode_tokens_per_second_bound:,.0f}",
-              f"{r.decode_bytes_ratio:.2f}", str(len(r.weight_sized))]
+              f"{r.decode_bytes_ratio:.2f}",
+              f"{r.decode_xla_bytes_ratio:.2f}"]
+  cells.append("-" if r.sampler.error else str(len(r.weight_sized)))
   return "| " + " | ".join(cells) + " |"
 
 

@@ -273,7 +273,8 @@ def test_tiny_decode_step_cost_and_loop_collectives(tiny_report):
   assert r.decode.analytic_flops == 581_632
   assert r.decode.analytic_flops <= r.decode.flops <= 2 * (
       r.decode.analytic_flops)
-  assert r.decode.bytes_accessed >= r.decode_ideal_bytes
+  assert r.decode.bytes_accessed >= r.decode.hbm_bytes >= (
+      r.decode_ideal_bytes)
   # Weights are replicated under the sampling rules: the loop moves no
   # weight-sized array between chips.
   assert not r.weight_sized
