@@ -182,13 +182,16 @@ def abstract_model(config: mlc.ConfigDict, model_cfg: models.ModelConfig):
   """(graphdef, abstract params) of the policy; nothing is allocated.
 
   Parameters are stored in `model.param_dtype` (the train state's master
-  weights), computed in `model.dtype`.
+  weights), computed in `model.dtype`; layers rematerialised as
+  `model.remat` says.
   """
   dtype = builders.model_dtype(config)
   param_dtype = builders.model_dtype(config, "param_dtype")
   model = nnx.eval_shape(
       lambda: models.Transformer(model_cfg, dtype=dtype,
-                                 param_dtype=param_dtype, rngs=nnx.Rngs(0)))
+                                 param_dtype=param_dtype,
+                                 remat=config.model.remat,
+                                 rngs=nnx.Rngs(0)))
   return nnx.split(model)
 
 
