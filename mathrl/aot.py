@@ -483,7 +483,11 @@ def compile_run(config: mlc.ConfigDict, topology: str,
       decode_ideal_bytes=ideal, loop_collectives=collectives,
       smallest_weight_bytes=smallest,
       levers=dict(num_microbatches=rl.num_microbatches, prompts_per_step=p,
-                  dtype=config.model.dtype))
+                  dtype=config.model.dtype,
+                  param_dtype=config.model.param_dtype,
+                  remat=config.model.remat,
+                  logits_chunk_size=config.model.logits_chunk_size,
+                  adam_mu_dtype=rl.adam_mu_dtype))
 
 
 def _gib(n: float) -> str:
@@ -507,8 +511,16 @@ def check_fits(report: AotReport) -> list[str]:
                   " (mesh.fsdp=-1, mesh.data=1)")
     if lv.get("dtype") != "bfloat16":
       todo.append("use a bf16 model (model.dtype=bfloat16)")
-    todo.append("rematerialise layers in the backward pass, or use a slice"
-                " with more or larger chips")
+    if not lv.get("logits_chunk_size"):
+      todo.append("score log-probs in blocks of positions"
+                  " (model.logits_chunk_size=32)")
+    if not lv.get("remat"):
+      todo.append("rematerialise layers in the backward pass"
+                  " (model.remat=True)")
+    if lv.get("param_dtype") == "float32" and not lv.get("adam_mu_dtype"):
+      todo.append("keep AdamW's first moment in bfloat16"
+                  " (rl.adam_mu_dtype=bfloat16)")
+    todo.append("or use a slice with more or larger chips")
     advice.append(
         f"train step needs {_gib(report.train.peak_bytes)} per chip, HBM is"
         f" {_gib(hbm)} ({report.chip}): " + "; ".join(todo))

@@ -314,6 +314,9 @@ def test_check_fits_says_what_to_change(tiny_report):
   # tiny: fp32, 1 micro-batch of 8 prompts, mesh data=4: every lever.
   assert "rl.num_microbatches" in advice[0] and "mesh.fsdp" in advice[0]
   assert "bfloat16" in advice[0]
+  # No remat, float32 master weights with float32 Adam moments.
+  assert "model.remat=True" in advice[0]
+  assert "rl.adam_mu_dtype=bfloat16" in advice[0]
   assert "--sampler_rows" in advice[1]
   assert "fits: NO" in aot.format_report(small)
 
