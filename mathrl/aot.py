@@ -26,6 +26,7 @@ in HBM. This is MaxText's `train_compile.py` idea applied to an RL run.
 """
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -436,13 +437,15 @@ def compile_run(config: mlc.ConfigDict, topology: str,
   l, t = max(config.data.buckets), config.sampling.max_new_tokens
 
   step, args, state = _abstract_train_step(config, mesh, graphdef, params)
-  train_flops = roofline.train_step_flops(
-      model_cfg, num_prompts=p, group_size=g, prompt_len=l,
-      completion_len=t, share_prompts=rl.share_prompts,
+  step_flops = functools.partial(
+      roofline.train_step_flops, model_cfg, num_prompts=p, group_size=g,
+      prompt_len=l, completion_len=t, share_prompts=rl.share_prompts,
       ppo_epochs=rl.ppo_epochs, recompute_old_logp=rl.recompute_old_logp,
       reference=bool(builders.make_kl(config)[1]))
+  train_flops = step_flops()  # model FLOPs, for MFU
   train, _ = _compile("train_step", step, args, {}, mesh,
-                      sharding.TRAIN_RULES, train_flops / chips)
+                      sharding.TRAIN_RULES,
+                      step_flops(remat=config.model.remat) / chips)
 
   fn, args, kwargs = _abstract_sampler(config, mesh, graphdef, params, rows)
   sampler, compiled = _compile("sampler", fn, args, kwargs, mesh,

@@ -111,6 +111,10 @@ def test_train_step_flops_golden():
       cfg, num_prompts=2, group_size=2, prompt_len=10, completion_len=3,
       share_prompts=True)
   assert flops == 7_925_760
+  # Rematerialised layers: one more forward, 4 × 2,641,920 = 10,567,680.
+  assert roofline.train_step_flops(
+      cfg, num_prompts=2, group_size=2, prompt_len=10, completion_len=3,
+      share_prompts=True, remat=True) == 10_567_680
 
 
 def test_parse_topology_and_its_errors():
