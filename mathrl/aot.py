@@ -17,9 +17,14 @@ inputs (`jax.ShapeDtypeStruct`s carrying the run's shardings; no weights):
 compiles them (`.lower(...).compile()`) and reports, per chip: memory
 (arguments, outputs, temporaries) against the chip's HBM; FLOPs and bytes
 accessed (XLA's cost analysis) next to the analytic FLOP count
-(`mathrl.roofline`); the roofline lower bound on the step time, the implied
-upper bounds on MFU and on decode tokens/s; and the collectives inside the
-decode loop, none of which should move an array as large as a weight.
+(`mathrl.roofline`); the HBM traffic read from the optimized HLO
+(`hlo.hbm_traffic`; XLA's bytes accessed also count every read of the
+arrays it prefetched into on-chip VMEM), and a decode step's traffic over
+the ideal (the weights and KV cache it must read); the roofline lower
+bound on the step time (the decode step's from its HBM traffic), the
+implied upper bounds on MFU and on decode tokens/s; and the collectives
+inside the decode loop, none of which should move an array as large as a
+weight.
 
 It exits with status 1 and says what to change when a program does not fit
 in HBM. This is MaxText's `train_compile.py` idea applied to an RL run.

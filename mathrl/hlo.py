@@ -3,10 +3,12 @@
   text = jax.jit(f).lower(...).compile().as_text()
   hlo.loop_collectives(text)    # collectives executed inside while loops
   hlo.loop_trip_counts(text)    # known trip counts of the while loops
+  hlo.hbm_traffic(text)         # bytes the program moves to/from HBM
 
 Used by `mathrl.aot` to check that the sampler's decode loop moves no
-weights between chips, and to know when XLA's cost analysis (which counts a
-loop body once) is incomplete.
+weights between chips, to know when XLA's cost analysis (which counts a
+loop body once) is incomplete, and to count a decode step's HBM traffic
+without the on-chip (VMEM) reads XLA's cost analysis adds.
 """
 
 import dataclasses
