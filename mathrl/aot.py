@@ -17,15 +17,21 @@ inputs (`jax.ShapeDtypeStruct`s carrying the run's shardings; no weights):
 compiles them (`.lower(...).compile()`) and reports, per chip: memory
 (arguments, outputs, temporaries) against the chip's HBM; FLOPs and bytes
 accessed (XLA's cost analysis) next to the analytic FLOP count
-(`mathrl.roofline`); the roofline lower bound on the step time, the implied
-upper bounds on MFU and on decode tokens/s; and the collectives inside the
-decode loop, none of which should move an array as large as a weight.
+(`mathrl.roofline`); the HBM traffic read from the optimized HLO
+(`hlo.hbm_traffic`; XLA's bytes accessed also count every read of the
+arrays it prefetched into on-chip VMEM), and a decode step's traffic over
+the ideal (the weights and KV cache it must read); the roofline lower
+bound on the step time (the decode step's from its HBM traffic), the
+implied upper bounds on MFU and on decode tokens/s; and the collectives
+inside the decode loop, none of which should move an array as large as a
+weight.
 
 It exits with status 1 and says what to change when a program does not fit
 in HBM. This is MaxText's `train_compile.py` idea applied to an RL run.
 """
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -60,12 +66,16 @@ class ProgramReport:
   flops: float
   """XLA's count for one chip's program."""
   bytes_accessed: float
-  """HBM traffic XLA's cost model expects for one chip's program."""
+  """XLA's cost analysis: bytes of every operand and result of every
+  instruction of one chip's program, whatever memory holds them."""
   analytic_flops: float
   """`mathrl.roofline`'s count for one chip (global count / chips)."""
   compile_seconds: float
   loop_trips: list[int] = dataclasses.field(default_factory=list)
   """Known trip counts of the program's while loops (see hlo.loop_trip_counts)."""
+  hbm_bytes: float = 0.0
+  """HBM traffic of one chip's program (`hlo.hbm_traffic`): XLA's count
+  without the reads of arrays XLA prefetched into on-chip memory."""
   error: str = ""
   """Why XLA refused to compile it (out of HBM); then only the memory XLA
   asked for (as temp_bytes) is known."""
@@ -126,6 +136,12 @@ class AotReport:
 
   @property
   def decode_bytes_ratio(self) -> float:
+    """One decode step's HBM traffic over the ideal (weights + KV cache)."""
+    return self.decode.hbm_bytes / max(self.decode_ideal_bytes, 1)
+
+  @property
+  def decode_xla_bytes_ratio(self) -> float:
+    """The same with XLA's `bytes accessed` (counts on-chip reads too)."""
     return self.decode.bytes_accessed / max(self.decode_ideal_bytes, 1)
 
   @property
@@ -144,6 +160,7 @@ class AotReport:
   def to_json(self) -> dict[str, Any]:
     out = dataclasses.asdict(self)
     out.update(fits=self.fits, decode_bytes_ratio=self.decode_bytes_ratio,
+               decode_xla_bytes_ratio=self.decode_xla_bytes_ratio,
                sampler_resident_bytes=self.sampler_resident_bytes,
                train_peak_bytes=self.train.peak_bytes,
                sampler_peak_bytes=self.sampler.peak_bytes)
@@ -168,10 +185,19 @@ def model_config(config: mlc.ConfigDict) -> models.ModelConfig:
 
 
 def abstract_model(config: mlc.ConfigDict, model_cfg: models.ModelConfig):
-  """(graphdef, abstract params) of the policy; nothing is allocated."""
+  """(graphdef, abstract params) of the policy; nothing is allocated.
+
+  Parameters are stored in `model.param_dtype` (the train state's master
+  weights), computed in `model.dtype`; layers rematerialised as
+  `model.remat` says.
+  """
   dtype = builders.model_dtype(config)
+  param_dtype = builders.model_dtype(config, "param_dtype")
   model = nnx.eval_shape(
-      lambda: models.Transformer(model_cfg, dtype=dtype, rngs=nnx.Rngs(0)))
+      lambda: models.Transformer(model_cfg, dtype=dtype,
+                                 param_dtype=param_dtype,
+                                 remat=config.model.remat,
+                                 rngs=nnx.Rngs(0)))
   return nnx.split(model)
 
 
@@ -234,7 +260,13 @@ def _abstract_train_step(config, mesh, graphdef, params):
   return jitted, (abstract_state, rollout, ref), abstract_state
 
 
-def _sample_params(params, mesh):
+def _sample_params(params, mesh, dtype):
+  """The sampler's copy of the weights: SAMPLE_RULES shardings, `dtype`
+  floats (what `trainer.Run.sampling_model` gives the sampler)."""
+  params = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(
+          x.shape, dtype if jnp.issubdtype(x.dtype, jnp.floating)
+          else x.dtype), params)
   return _with_shardings(
       params, sharding.logical_to_sharding(params, mesh,
                                            sharding.SAMPLE_RULES))
@@ -246,7 +278,8 @@ def _abstract_sampler(config, mesh, graphdef, params, rows):
   rules = sharding.SAMPLE_RULES
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
-  args = (graphdef, _sample_params(params, mesh),
+  args = (graphdef, _sample_params(params, mesh,
+                                   builders.model_dtype(config)),
           _batch_input((rows, l), jnp.int32, mesh, rules),
           _batch_input((rows, l), jnp.int32, mesh, rules),
           jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated))
@@ -258,26 +291,53 @@ def _abstract_sampler(config, mesh, graphdef, params, rows):
 
 
 def _decode_step_fn(graphdef, method):
-  """One decode-loop iteration: sample, then one cached forward of B tokens.
+  """One iteration of the sampler's decode loop (`sampling._decode_step`).
 
   The per-layer weights arrive already sliced (as `generate` slices them
   once outside its loop), so the step reads each weight exactly once.
   """
-  def step(params, block_states, cache, logits_BV, rng):
+  def step(params, block_states, state, rng):
     model = nnx.merge(graphdef, params)
     block_def = nnx.graphdef(model.split_layers()[0])
     blocks = tuple(nnx.merge(block_def, s) for s in block_states)
-    tok_B = method.sample(logits_BV, rng)
-    logits_B1V, cache = model(tok_B[:, None], cache=cache, blocks=blocks)
-    return logits_B1V[:, 0], cache
+    return sampling._decode_step(  # pylint: disable=protected-access
+        model, blocks, state, rng, eos_ids=(0,), method=method,
+        return_entropy=False, pad_id=0)
   return step
+
+
+def _abstract_decode_state(config, mesh, model, rows):
+  """The decode loop's carry (`sampling.SamplingState`) for `rows` rows."""
+  l, t = max(config.data.buckets), config.sampling.max_new_tokens
+  rules = sharding.SAMPLE_RULES
+  cache = jax.eval_shape(lambda: model.init_cache(rows, l + t))
+  cache = _with_shardings(cache, transformer.cache_sharding(cache, mesh,
+                                                            rules))
+  rows_of = lambda *shape, dtype=jnp.int32: _batch_input(
+      (rows,) + shape, dtype, mesh, rules)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  return sampling.SamplingState(
+      step=jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated),
+      logits_RV=rows_of(model.config.vocab_size, dtype=jnp.float32),
+      cache=cache, done_R=rows_of(dtype=jnp.bool_), row_R=rows_of(),
+      tokens_RT=rows_of(t), logprobs_RT=rows_of(t, dtype=jnp.float32),
+      mask_RT=rows_of(t), entropy_RT=rows_of(0, dtype=jnp.float32))
+
+
+def smallest_matmul_weight(weights) -> int:
+  """Per-chip bytes of the smallest matmul weight (kernels, embedding,
+  head; not biases or norm scales) in a tree of sharded abstract arrays."""
+  sizes = []
+  for path, w in jax.tree_util.tree_leaves_with_path(weights):
+    name = jax.tree_util.keystr(path)
+    if any(k in name for k in ("kernel", "embed", "lm_head")):
+      sizes.append(sharding.per_device_bytes(w))
+  return min(sizes)
 
 
 def _abstract_decode_step(config, mesh, graphdef, params, rows):
   """(jitted decode step, abstract args, ideal bytes per chip)."""
-  l, t = max(config.data.buckets), config.sampling.max_new_tokens
-  rules = sharding.SAMPLE_RULES
-  sample_params = _sample_params(params, mesh)
+  sample_params = _sample_params(params, mesh, builders.model_dtype(config))
 
   def split_blocks(prm):
     return tuple(nnx.state(b) for b in nnx.merge(graphdef, prm).split_layers())
@@ -291,12 +351,8 @@ def _abstract_decode_step(config, mesh, graphdef, params, rows):
       jax.tree.unflatten(jax.tree.structure(b), [
           jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s)
           for x, s in zip(jax.tree.leaves(b), block_sh)]) for b in blocks)
-  model = nnx.merge(graphdef, params)
-  cache = jax.eval_shape(lambda: model.init_cache(rows, l + t))
-  cache = _with_shardings(cache, transformer.cache_sharding(cache, mesh,
-                                                            rules))
-  logits = _batch_input((rows, model.config.vocab_size), jnp.float32, mesh,
-                        rules)
+  state = _abstract_decode_state(config, mesh, nnx.merge(graphdef, params),
+                                 rows)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
   rng = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated)
@@ -305,8 +361,8 @@ def _abstract_decode_step(config, mesh, graphdef, params, rows):
   weights = [v for name, v in sample_params.items() if name != "layers"]
   weights += list(blocks)
   ideal = (sharding.per_device_bytes(weights)
-           + sharding.per_device_bytes((cache.k, cache.v)))
-  return jitted, (sample_params, blocks, cache, logits, rng), ideal
+           + sharding.per_device_bytes((state.cache.k, state.cache.v)))
+  return jitted, (sample_params, blocks, state, rng), ideal
 
 
 _OOM = re.compile(r"memory required for ([\w ]+?) \(([\d.]+)([KMGT]?)\)"
@@ -344,6 +400,7 @@ def _compile(name, fn, args, kwargs, mesh, rules, analytic_flops):
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  text = compiled.as_text()
   report = ProgramReport(
       name=name, argument_bytes=int(mem.argument_size_in_bytes),
       output_bytes=int(mem.output_size_in_bytes),
@@ -352,7 +409,8 @@ def _compile(name, fn, args, kwargs, mesh, rules, analytic_flops):
       flops=float(cost.get("flops", 0.0)),
       bytes_accessed=float(cost.get("bytes accessed", 0.0)),
       analytic_flops=analytic_flops, compile_seconds=seconds,
-      loop_trips=hlo_lib.loop_trip_counts(compiled.as_text()))
+      hbm_bytes=float(hlo_lib.hbm_traffic(text)),
+      loop_trips=hlo_lib.loop_trip_counts(text))
   print(f"mathrl.aot: compiled {name} in {seconds:.0f} s: peak"
         f" {_gib(report.peak_bytes)} per chip, {report.flops:.3g} FLOPs,"
         f" {report.bytes_accessed:.3g} bytes", file=sys.stderr, flush=True)
@@ -384,13 +442,15 @@ def compile_run(config: mlc.ConfigDict, topology: str,
   l, t = max(config.data.buckets), config.sampling.max_new_tokens
 
   step, args, state = _abstract_train_step(config, mesh, graphdef, params)
-  train_flops = roofline.train_step_flops(
-      model_cfg, num_prompts=p, group_size=g, prompt_len=l,
-      completion_len=t, share_prompts=rl.share_prompts,
+  step_flops = functools.partial(
+      roofline.train_step_flops, model_cfg, num_prompts=p, group_size=g,
+      prompt_len=l, completion_len=t, share_prompts=rl.share_prompts,
       ppo_epochs=rl.ppo_epochs, recompute_old_logp=rl.recompute_old_logp,
       reference=bool(builders.make_kl(config)[1]))
+  train_flops = step_flops()  # model FLOPs, for MFU
   train, _ = _compile("train_step", step, args, {}, mesh,
-                      sharding.TRAIN_RULES, train_flops / chips)
+                      sharding.TRAIN_RULES,
+                      step_flops(remat=config.model.remat) / chips)
 
   fn, args, kwargs = _abstract_sampler(config, mesh, graphdef, params, rows)
   sampler, compiled = _compile("sampler", fn, args, kwargs, mesh,
@@ -409,11 +469,9 @@ def compile_run(config: mlc.ConfigDict, topology: str,
   train_t = roofline.roofline_seconds(train.bound_flops,
                                       train.bytes_accessed, chip)
   decode_t = roofline.roofline_seconds(decode.bound_flops,
-                                       decode.bytes_accessed, chip)
-  sample_weights = jax.tree.leaves(
-      (args[1], [v for name, v in args[0].items() if name != "layers"]))
-  smallest = min(sharding.per_device_bytes(w) for w in sample_weights
-                 if len(w.shape) >= 2)
+                                       decode.hbm_bytes, chip)
+  smallest = smallest_matmul_weight(
+      (args[1], {k: v for k, v in args[0].items() if k != "layers"}))
   return AotReport(
       topology=topology, chip=chip.name, num_chips=chips,
       hbm_bytes=chip.hbm_bytes,
@@ -433,7 +491,11 @@ def compile_run(config: mlc.ConfigDict, topology: str,
       decode_ideal_bytes=ideal, loop_collectives=collectives,
       smallest_weight_bytes=smallest,
       levers=dict(num_microbatches=rl.num_microbatches, prompts_per_step=p,
-                  dtype=config.model.dtype))
+                  dtype=config.model.dtype,
+                  param_dtype=config.model.param_dtype,
+                  remat=config.model.remat,
+                  logits_chunk_size=config.model.logits_chunk_size,
+                  adam_mu_dtype=rl.adam_mu_dtype))
 
 
 def _gib(n: float) -> str:
@@ -457,8 +519,16 @@ def check_fits(report: AotReport) -> list[str]:
                   " (mesh.fsdp=-1, mesh.data=1)")
     if lv.get("dtype") != "bfloat16":
       todo.append("use a bf16 model (model.dtype=bfloat16)")
-    todo.append("rematerialise layers in the backward pass, or use a slice"
-                " with more or larger chips")
+    if not lv.get("logits_chunk_size"):
+      todo.append("score log-probs in blocks of positions"
+                  " (model.logits_chunk_size=32)")
+    if not lv.get("remat"):
+      todo.append("rematerialise layers in the backward pass"
+                  " (model.remat=True)")
+    if lv.get("param_dtype") == "float32" and not lv.get("adam_mu_dtype"):
+      todo.append("keep AdamW's first moment in bfloat16"
+                  " (rl.adam_mu_dtype=bfloat16)")
+    todo.append("or use a slice with more or larger chips")
     advice.append(
         f"train step needs {_gib(report.train.peak_bytes)} per chip, HBM is"
         f" {_gib(hbm)} ({report.chip}): " + "; ".join(todo))
@@ -481,7 +551,7 @@ def format_report(r: AotReport) -> str:
       f"shape: {r.shape}",
       f"{'program':<12}{'args':>11}{'outputs':>11}{'temps':>11}"
       f"{'peak/chip':>11}{'GFLOP/chip':>12}{'analytic':>12}{'GB acc.':>9}"
-      f"{'compile s':>10}",
+      f"{'GB HBM':>9}{'compile s':>10}",
   ]
   for p in (r.train, r.sampler, r.decode):
     note = "" if p.cost_complete else (
@@ -494,7 +564,7 @@ def format_report(r: AotReport) -> str:
         f"{p.name:<12}{_gib(p.argument_bytes):>11}{_gib(p.output_bytes):>11}"
         f"{_gib(p.temp_bytes):>11}{_gib(p.peak_bytes):>11}"
         f"{p.flops / 1e9:12.2f}{analytic}{p.bytes_accessed / 1e9:9.2f}"
-        f"{p.compile_seconds:10.1f}{note}")
+        f"{p.hbm_bytes / 1e9:9.2f}{p.compile_seconds:10.1f}{note}")
   lines += [
       f"train state resident while sampling: {_gib(r.train_state_bytes)}"
       f" per chip; sampler total {_gib(r.sampler_resident_bytes)}",
@@ -503,9 +573,10 @@ def format_report(r: AotReport) -> str:
       f" MFU <= {r.mfu_bound:.1%}",
       "decode step: not compiled (out of HBM)" if r.decode.error else
       f"decode step: roofline bound {r.decode_seconds_bound * 1e6:.3g} us,"
-      f" <= {r.decode_tokens_per_second_bound:,.0f} tokens/s; bytes"
-      f" accessed {r.decode_bytes_ratio:.2f}x the weights + KV cache"
-      f" ({_gib(r.decode_ideal_bytes)} per chip)",
+      f" <= {r.decode_tokens_per_second_bound:,.0f} tokens/s; HBM"
+      f" traffic {r.decode_bytes_ratio:.2f}x the weights + KV cache"
+      f" ({_gib(r.decode_ideal_bytes)} per chip; XLA's bytes accessed"
+      f" {r.decode_xla_bytes_ratio:.2f}x)",
       f"collectives in the decode loop: {len(r.loop_collectives)}"
       f" ({len(r.weight_sized)} weight-sized, threshold"
       f" {r.smallest_weight_bytes:,} bytes)",
@@ -518,9 +589,9 @@ def format_report(r: AotReport) -> str:
 
 TABLE_HEADER = (
     "| model | slice | mesh | fits | train GiB/chip | sampler+state GiB/chip"
-    " | train bound (s) | MFU bound | decode bound (tok/s) | decode bytes /"
-    " ideal | weight-sized loop collectives |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|")
+    " | train bound (s) | MFU bound | decode bound (tok/s) | decode HBM /"
+    " ideal | XLA bytes / ideal | weight-sized loop collectives |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def table_row(r: AotReport) -> str:
@@ -536,11 +607,13 @@ def table_row(r: AotReport) -> str:
     cells += ["-", "-"]
   else:
     cells += [f"{r.train_seconds_bound:.2f}", f"{r.mfu_bound:.0%}"]
-  if r.sampler.error or r.decode.error:
+  if r.decode.error:
     cells += ["-", "-", "-"]
   else:
     cells += [f"{r.decode_tokens_per_second_bound:,.0f}",
-              f"{r.decode_bytes_ratio:.2f}", str(len(r.weight_sized))]
+              f"{r.decode_bytes_ratio:.2f}",
+              f"{r.decode_xla_bytes_ratio:.2f}"]
+  cells.append("-" if r.sampler.error else str(len(r.weight_sized)))
   return "| " + " | ".join(cells) + " |"
 
 

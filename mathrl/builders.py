@@ -415,7 +415,17 @@ def make_optimizer(
       end_fraction=section.lr_end_fraction,
       weight_decay=section.weight_decay,
       max_grad_norm=section.max_grad_norm,
+      mu_dtype=_mu_dtype(section.adam_mu_dtype),
   )
+
+
+def _mu_dtype(name: str):
+  """`adam_mu_dtype`: "" (the parameters' dtype) or a name in _DTYPES."""
+  if name and name not in _DTYPES:
+    raise ConfigError(
+        f"adam_mu_dtype={name!r}; use '' (the parameter dtype) or one of"
+        f" {sorted(_DTYPES)}")
+  return _DTYPES[name] if name else None
 
 
 def make_reward_set(config: mlc.ConfigDict) -> rewards.RewardSet:

@@ -3,10 +3,12 @@
   text = jax.jit(f).lower(...).compile().as_text()
   hlo.loop_collectives(text)    # collectives executed inside while loops
   hlo.loop_trip_counts(text)    # known trip counts of the while loops
+  hlo.hbm_traffic(text)         # bytes the program moves to/from HBM
 
 Used by `mathrl.aot` to check that the sampler's decode loop moves no
-weights between chips, and to know when XLA's cost analysis (which counts a
-loop body once) is incomplete.
+weights between chips, to know when XLA's cost analysis (which counts a
+loop body once) is incomplete, and to count a decode step's HBM traffic
+without the on-chip (VMEM) reads XLA's cost analysis adds.
 """
 
 import dataclasses
@@ -119,3 +121,191 @@ def loop_trip_counts(hlo: str) -> list[int]:
         if limits and "direction=LT" in body:
           counts.append(max(int(n) for n in limits))
   return counts
+
+
+_SKIP_OPS = frozenset((
+    "parameter", "constant", "tuple", "get-tuple-element", "bitcast",
+    "after-all", "partition-id", "replica-id", "while", "conditional",
+    "call", "opt-barrier", "copy-done", "slice-done", "iota"))
+_SLICING_OPS = frozenset(("slice", "dynamic-slice", "gather"))
+_EXECUTED = re.compile(
+    r"(?:body|condition|branch_computations|true_computation|"
+    r"false_computation)=\{?%?([\w.\-]+(?:,\s*%?[\w.\-]+)*)\}?")
+
+
+@dataclasses.dataclass
+class Instruction:
+  """One parsed HLO instruction: `name = type op(operands), attributes`."""
+
+  name: str
+  type: str
+  op: str
+  operands: list[str]
+  attributes: str
+  args: str = ""
+  """The text between the op's parentheses."""
+
+
+def _matching(text: str, start: int) -> int:
+  """Index just past the bracket that closes the one at `text[start]`."""
+  depth = 0
+  for i in range(start, len(text)):
+    depth += text[i] in "({"
+    depth -= text[i] in ")}"
+    if depth == 0:
+      return i + 1
+  return len(text)
+
+
+def parse_instruction(line: str) -> Instruction | None:
+  """Splits an instruction line of optimized HLO text (None if it is not)."""
+  m = re.match(r"(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*", line)
+  if not m:
+    return None
+  rest = line[m.end():]
+  end = _matching(rest, 0) if rest.startswith("(") else rest.find(" ")
+  type_, rest = rest[:end], rest[end:].lstrip()
+  op = re.match(r"([a-z][\w\-]*)\(", rest)
+  if not op:
+    return None
+  close = _matching(rest, op.end() - 1)
+  args = rest[op.end():close - 1]
+  operands = re.findall(r"%([\w.\-]+)", args)
+  return Instruction(m.group(1), type_, op.group(1), operands,
+                     rest[close:], args)
+
+
+def _arrays(type_: str) -> list[tuple[int, bool]]:
+  """(bytes, in HBM) of each array of a type; layouts with S(n), n > 0,
+  live in another memory space (on TPU: VMEM, SMEM, ...)."""
+  out = []
+  for m in re.finditer(r"\b([a-z]+\d*)\[([\d,]*)\](\{[^}]*\})?", type_):
+    if m.group(1) not in _DTYPE_BYTES:
+      continue
+    size = math.prod(int(d) for d in m.group(2).split(",") if d)
+    space = re.search(r"S\((\d+)\)", m.group(3) or "")
+    out.append((size * _DTYPE_BYTES[m.group(1)],
+                not space or space.group(1) == "0"))
+  return out
+
+
+def _hbm(type_: str) -> int:
+  return sum(b for b, in_hbm in _arrays(type_) if in_hbm)
+
+
+
+def _fused_parameters(fused: list[Instruction]) -> dict[int, str]:
+  """{parameter number: instruction name} of a fused computation."""
+  return {int(i.args): i.name for i in fused if i.op == "parameter"}
+
+
+def _in_place_update(fused: list[Instruction]) -> tuple[str, int] | None:
+  """(buffer parameter, update bytes) when the fusion's root is a
+  dynamic-update-slice of one of its parameters (updated in place)."""
+  by_name = {i.name: i for i in fused}
+  root = fused[-1] if fused else None
+  if root is None or root.op != "dynamic-update-slice":
+    return None
+  buf = by_name.get(root.operands[0])
+  while buf is not None and buf.op == "bitcast":
+    buf = by_name.get(buf.operands[0])
+  update = by_name.get(root.operands[1])
+  if buf is None or buf.op != "parameter" or update is None:
+    return None
+  return buf.name, sum(b for b, _ in _arrays(update.type))
+
+
+def _fusion_traffic(inst: Instruction, types: dict[str, str],
+                    fused: list[Instruction]) -> int:
+  """HBM bytes one fusion kernel reads and writes.
+
+  An operand that the fusion only slices (slice, dynamic-slice or gather
+  of it) costs the slices; the buffer that a root dynamic-update-slice
+  updates in place costs nothing to read, and the write is the update.
+  """
+  params = _fused_parameters(fused)
+  in_place = _in_place_update(fused)
+  users: dict[str, list[Instruction]] = {}
+  for i in fused:
+    for o in i.operands:
+      users.setdefault(o, []).append(i)
+  total = 0
+  for pos, operand in enumerate(inst.operands):
+    full = _hbm(types.get(operand, ""))
+    param = params.get(pos)
+    if not full or (in_place and param == in_place[0]):
+      continue
+    uses = users.get(param, []) if param else []
+    if uses and all(u.op in _SLICING_OPS and u.operands[0] == param
+                    for u in uses):
+      full = min(full, sum(_arrays(u.type)[0][0] for u in uses))
+    total += full
+  out = _hbm(inst.type)
+  return total + (min(out, in_place[1]) if in_place and out else out)
+
+
+def _async_copy_traffic(inst: Instruction) -> int:
+  """copy-start (dst, src, ctx) / slice-start ((src), dst, ctx): the bytes
+  moved, counted on each side that is in HBM."""
+  arrays = _arrays(inst.type)
+  if inst.op == "copy-start":
+    (dst, dst_hbm), (_, src_hbm) = arrays[0], arrays[1]
+  else:
+    (_, src_hbm), (dst, dst_hbm) = arrays[0], arrays[1]
+  return dst * (int(src_hbm) + int(dst_hbm))
+
+
+def instruction_traffic(inst: Instruction, types: dict[str, str],
+                        comps: dict[str, list[Instruction]]) -> int:
+  """HBM bytes one top-level instruction of a chip's program moves."""
+  if inst.op in _SKIP_OPS or inst.op.endswith("-done"):
+    return 0
+  if inst.op == "custom-call" and "ConcatBitcast" in inst.attributes:
+    return 0  # joins the slices of a sliced prefetch: no data moves
+  if inst.op in ("copy-start", "slice-start"):
+    return _async_copy_traffic(inst)
+  if inst.op == "fusion":
+    callee = re.search(r"calls=%?([\w.\-]+)", inst.attributes)
+    return _fusion_traffic(inst, types, comps.get(
+        callee.group(1) if callee else "", []))
+  if inst.op == "dynamic-update-slice":
+    update = sum(b for b, _ in _arrays(types.get(inst.operands[1], "")))
+    return update * (int(bool(_hbm(types.get(inst.operands[1], ""))))
+                     + int(bool(_hbm(inst.type))))
+  return sum(_hbm(types.get(o, "")) for o in inst.operands) + _hbm(
+      inst.type)
+
+
+def hbm_traffic(hlo: str) -> int:
+  """Bytes one chip's optimized program moves to and from HBM, estimated.
+
+  XLA's `cost_analysis()["bytes accessed"]` counts every operand and
+  result of every instruction, whatever memory it is in. On TPU, XLA
+  prefetches weights and cache blocks from HBM into on-chip VMEM (async
+  `slice-start`s joined by `ConcatBitcast`, `copy-start`s), and the cost
+  analysis then counts a prefetched array several times: the slices'
+  source operand, the slices, the join, and every read from VMEM. This
+  count keeps only HBM: each top-level instruction of the executed
+  computations (the entry, while bodies and conditions, conditional
+  branches; a loop body once) moves the HBM-resident (no `S(n)`, n > 0,
+  in the layout) operands it reads and results it writes; an async copy
+  moves its bytes once per HBM side; a fusion reads only the slices it
+  takes of an operand and writes only the update of a buffer it updates
+  in place (see `_fusion_traffic`).
+  """
+  comps = {name: [i for i in map(parse_instruction, lines) if i]
+           for name, lines in _computations(hlo).items()}
+  entry = next((l for l in hlo.splitlines() if l.startswith("ENTRY")), "")
+  todo = [_COMPUTATION.match(entry.strip()).group(1)] if entry else []
+  seen, total = set(), 0
+  while todo:
+    name = todo.pop()
+    if name in seen or name not in comps:
+      continue
+    seen.add(name)
+    types = {i.name: i.type for i in comps[name]}
+    for inst in comps[name]:
+      for group in _EXECUTED.findall(inst.attributes):
+        todo += [n.strip().lstrip("%") for n in group.split(",")]
+      total += instruction_traffic(inst, types, comps)
+  return total

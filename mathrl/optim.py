@@ -58,6 +58,7 @@ def adamw(
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     max_grad_norm: float | None = 1.0,
+    mu_dtype=None,
 ) -> optax.GradientTransformation:
   """θ ← θ − η_s·(m̂/(√v̂ + ε) + λθ), after clipping ‖g‖₂ to `max_grad_norm`.
 
@@ -74,6 +75,9 @@ def adamw(
     eps: Adam epsilon.
     weight_decay: decoupled weight decay λ.
     max_grad_norm: clip the global gradient norm to this; None disables.
+    mu_dtype: storage dtype of the first moment m (None: the parameters');
+      the second moment v always keeps the parameters' dtype (see
+      `configlib`'s rl.adam_mu_dtype for why).
 
   Returns:
     An optax GradientTransformation.
@@ -88,6 +92,7 @@ def adamw(
   if max_grad_norm is not None:
     parts.append(optax.clip_by_global_norm(max_grad_norm))
   parts.append(
-      optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+      optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+                  mu_dtype=mu_dtype)
   )
   return optax.chain(*parts)

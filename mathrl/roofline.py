@@ -143,21 +143,24 @@ def train_step_flops(cfg: config_lib.ModelConfig, *, num_prompts: int,
                      group_size: int, prompt_len: int, completion_len: int,
                      share_prompts: bool, ppo_epochs: int = 1,
                      recompute_old_logp: bool = False,
-                     reference: bool = False) -> float:
-  """FLOPs of one RL step: (3·epochs + old + ref) × one forward pass.
+                     reference: bool = False, remat: bool = False) -> float:
+  """FLOPs of one RL step: ((3 + remat)·epochs + old + ref) × one forward.
 
   Every epoch runs a forward and a backward pass (backward ≈ 2 × forward:
   one matmul for the input gradient and one for the weight gradient per
   forward matmul; Kaplan et al. 2020, arXiv:2001.08361, §2.1, the "6N"
-  rule), over the whole batch split in minibatches. Recomputing the
-  behaviour policy's log-probs and scoring under a reference policy add
-  one forward each.
+  rule), over the whole batch split in minibatches; rematerialised layers
+  run their forward once more in the backward pass (counted as one more
+  forward of the whole model). Recomputing the behaviour policy's
+  log-probs and scoring under a reference policy add one forward each.
+  MFU counts the model FLOPs, i.e. this with remat=False.
   """
   one = policy_forward_flops(
       cfg, num_prompts=num_prompts, group_size=group_size,
       prompt_len=prompt_len, completion_len=completion_len,
       share_prompts=share_prompts)
-  return one * (3 * ppo_epochs + int(recompute_old_logp) + int(reference))
+  return one * ((3 + int(remat)) * ppo_epochs + int(recompute_old_logp)
+                + int(reference))
 
 
 def decode_step_flops(cfg: config_lib.ModelConfig, *, batch: int,

@@ -90,14 +90,22 @@ class _LeaderOnly:
     pass
 
 
+def in_dtype(params, dtype):
+  """The floating-point leaves of `params` cast to `dtype` (others kept)."""
+  return jax.tree.map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
+      else x, params)
+
+
 class Run:
   """Everything a run builds once from its config.
 
   Sharding: training steps run inside `training()` (the mesh and
   `sharding.TRAIN_RULES`, so the model's `shard(...)` constraints act);
   rollouts and evaluations sample with `sampling_model(params)`, whose
-  weights are resharded to `sharding.SAMPLE_RULES` (no FSDP on weights) by
-  one jitted call per rollout phase, then decode under the sampling rules
+  weights are resharded to `sharding.SAMPLE_RULES` (no FSDP on weights) and
+  cast to the compute dtype (`model.dtype`) by one jitted call per rollout
+  phase, then decode under the sampling rules
   (`sampling.generate(..., mesh=run.mesh)`), so no decode step all-gathers
   weights. Measured cost of that reshard: benchmarks/RESULTS.md
   (benchmarks/reshard.py).
@@ -126,9 +134,12 @@ class Run:
         self.mesh, jax.sharding.PartitionSpec())
     self.sample_shardings = sharding.logical_to_sharding(
         self.init_params, self.mesh, sharding.SAMPLE_RULES)
-    # One compiled all-gather of the FSDP shards (per parameter tree shape).
-    self._to_sampling = jax.jit(lambda p: p,
-                                out_shardings=self.sample_shardings)
+    # One compiled all-gather of the FSDP shards (per parameter tree shape),
+    # to the compute dtype: the sampler reads bf16, not float32 master,
+    # weights (half the memory and HBM traffic per decode step).
+    self._to_sampling = jax.jit(
+        functools.partial(in_dtype, dtype=builders.model_dtype(config)),
+        out_shardings=self.sample_shardings)
     self.writer = _LeaderOnly()
     if distributed.is_leader():  # metrics and files: process 0 only
       self.writer = metrics_lib.MetricWriter(

@@ -71,3 +71,29 @@ def test_builders_optimizer_with_fewer_steps_than_warmup_updates():
   np.testing.assert_allclose(updates["w"], [0.0, 0.0], atol=1e-7)
   updates, state = tx.update(grads, state, params)
   np.testing.assert_allclose(updates["w"], [-0.05, 0.05], atol=1e-6)
+
+
+def test_bfloat16_first_moment_only_and_the_same_first_steps():
+  from mathrl import builders, configlib  # pylint: disable=g-import-not-at-top
+  c = configlib.base_config()
+  c.rl.learning_rate, c.rl.warmup_steps = 0.1, 0
+  c.rl.adam_mu_dtype = "bfloat16"
+  params = {"w": jnp.zeros(2)}
+  grads = {"w": jnp.array([0.3, -0.7])}
+  low = builders.make_optimizer(c.rl, total_steps=10)
+  c.rl.adam_mu_dtype = ""
+  full = builders.make_optimizer(c.rl, total_steps=10)
+  s_low, s_full = low.init(params), full.init(params)
+  adam = lambda s: next(x for x in s[1] if hasattr(x, "mu"))
+  assert adam(s_low).mu["w"].dtype == jnp.bfloat16
+  assert adam(s_low).nu["w"].dtype == jnp.float32  # v stays float32
+  assert adam(s_full).mu["w"].dtype == jnp.float32
+  # Equivalence: with m stored in bfloat16 the updates match the float32
+  # optimizer's to bfloat16 precision (Adam's first steps are ≈ -η·sign(g)).
+  for _ in range(2):
+    u_low, s_low = low.update(grads, s_low, params)
+    u_full, s_full = full.update(grads, s_full, params)
+  np.testing.assert_allclose(u_low["w"], u_full["w"], rtol=1e-2)
+  c.rl.adam_mu_dtype = "float16"
+  with pytest.raises(builders.ConfigError, match="adam_mu_dtype"):
+    builders.make_optimizer(c.rl, total_steps=10)
