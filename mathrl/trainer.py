@@ -89,7 +89,8 @@ class Run:
   `sharding.TRAIN_RULES`, so the model's `shard(...)` constraints act);
   rollouts and evaluations sample with `sampling_model(params)`, whose
   weights are resharded to `sharding.SAMPLE_RULES` (no FSDP on weights) by
-  one jitted call per rollout phase, then decode under the sampling rules
+  one jitted call per rollout phase (none when the training layout is
+  already the sampling one), then decode under the sampling rules
   (`sampling.generate(..., mesh=run.mesh)`), so no decode step all-gathers
   weights. Measured cost of that reshard: benchmarks/RESULTS.md
   (benchmarks/reshard.py).
@@ -155,7 +156,15 @@ class Run:
     return contextlib.nullcontext()
 
   def sampling_model(self, params) -> nnx.Module:
-    """The policy with `params` resharded once to the sampling shardings."""
+    """The policy with `params` resharded once to the sampling shardings.
+
+    Parameters already laid out that way (one device, or a mesh without
+    FSDP or tensor sharding of weights) are used as they are: the jitted
+    reshard would copy every weight (on a data-parallel mesh of CPU
+    devices, one more replica per device of host memory).
+    """
+    if _laid_out_as(params, self.sample_shardings):
+      return self.model(params)
     return self.model(self._to_sampling(params))
 
   def evaluate(self, params, samples_path: str | None = None,
@@ -184,6 +193,14 @@ class Run:
 
   def close(self):
     self.writer.close()
+
+
+def _laid_out_as(params, shardings) -> bool:
+  """Whether every array of `params` already has its sharding there."""
+  arrays, targets = jax.tree.leaves(params), jax.tree.leaves(shardings)
+  return len(arrays) == len(targets) and all(
+      isinstance(x, jax.Array) and x.sharding.is_equivalent_to(t, x.ndim)
+      for x, t in zip(arrays, targets))
 
 
 def _preempted(run: Run, ckpt, where: str) -> None:
