@@ -715,7 +715,7 @@ def evaluate_source(
 
   `select_prompts` chooses the records and buckets; batches hold
   max(1, batch_size // G) prompts (so about `batch_size` completions per
-  sampler call); metrics are `metrics_from_rows`' plus `num_requested`
+  sampler call), or every prompt when there are fewer; metrics are `metrics_from_rows`' plus `num_requested`
   (records asked for) and `num_skipped` (prompts longer than
   `max_prompt_length`, not evaluated).
 
@@ -741,7 +741,9 @@ def evaluate_source(
         f"{max_prompt_length}; raise it"
     )
   g = protocol.num_samples
-  per_batch = max(1, batch_size // g)
+  # No more prompts per sampler call than there are: a quick look at 4
+  # problems compiles and decodes 4·G rows, not batch_size.
+  per_batch = min(max(1, batch_size // g), len(chosen.records))
   batches = pipeline.PromptIterator(
       list(chosen.records), tokenizer=tokenizer, template=template,
       prompts_per_batch=per_batch, group_size=g, buckets=chosen.buckets,

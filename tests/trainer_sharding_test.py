@@ -63,6 +63,9 @@ def _two_rl_steps(workdir, mesh):
     with run.training():
       for step in range(2):
         sample_params = run.sampling_model(state.params)
+        same = all(a is b for a, b in zip(
+            jax.tree.leaves(nnx.state(sample_params)),
+            jax.tree.leaves(state.params)))
         sample_sh = jax.tree.map(lambda x: x.sharding, nnx.state(
             sample_params))
         state, row = trainer._rl_step(
@@ -77,6 +80,7 @@ def _two_rl_steps(workdir, mesh):
                 step_compiles=step_fn._cache_size(),
                 sampler_sizes=sampler_sizes,
                 reshard_compiles=run._to_sampling._cache_size(),
+                sampled_on_train_buffers=same,
                 sample_sh=sample_sh, train_sh=setup.state_sh.params,
                 sample_rules_sh=run.sample_shardings,
                 constraints=_constraints(run, setup, args[0]))
@@ -135,7 +139,10 @@ def test_sharded_rl_steps_equal_one_device(runs, name):
 def test_train_step_compiles_once_and_sampler_not_per_step(runs, name):
   run = runs[name]
   assert run["step_compiles"] == 1
-  assert run["reshard_compiles"] == 1  # once per rollout phase, one compile
+  # Once per rollout phase, one compile; on one device the training
+  # layout is the sampling one: no reshard, the weights are not copied.
+  assert run["reshard_compiles"] == (0 if name == "one_device" else 1)
+  assert run["sampled_on_train_buffers"] == (name == "one_device")
   # Step 2 samples the same bucket as step 1: no new sampler compile.
   first, second = run["sampler_sizes"]
   assert second == first

