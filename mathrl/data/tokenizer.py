@@ -91,7 +91,8 @@ def from_gguf(path: str | os.PathLike[str]):
   # transformers' GGUF reader: both import PyTorch (about half a GiB of
   # resident memory), which nothing here uses.
   import gguf  # pylint: disable=g-import-not-at-top
-  from transformers.integrations.gguf import gguf_tokenizer_mapping as gtm  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from transformers.integrations.gguf import gguf_tokenizer_mapping as gtm
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"GGUF file {path} does not exist.")
@@ -103,7 +104,8 @@ def from_gguf(path: str | os.PathLike[str]):
           if f"tokenizer.{key}" in meta}
       for g, renames in gtm.GGUF_TOKENIZER_MAPPING.items()}
   tok_dict, config = group["tokenizer"], group["tokenizer_config"]
-  for name, key in gtm._SPECIAL_TOKENS.items():  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  for name, key in gtm._SPECIAL_TOKENS.items():
     token_id = meta.get(f"tokenizer.ggml.{key}")
     config[name] = (tok_dict["tokens"][token_id] if token_id is not None
                     else None)
