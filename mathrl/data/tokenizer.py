@@ -86,11 +86,33 @@ def from_gguf(path: str | os.PathLike[str]):
     A transformers fast tokenizer (bos/eos/pad/unk ids from the GGUF
     metadata, `chat_template` from `tokenizer.chat_template`).
   """
+  # Reads the metadata with `gguf` and builds the tokenizer with
+  # transformers' GGUF converter, but not through `AutoTokenizer` or
+  # transformers' GGUF reader: both import PyTorch (about half a GiB of
+  # resident memory), which nothing here uses.
+  import gguf  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from transformers.integrations.gguf import gguf_tokenizer_mapping as gtm
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"GGUF file {path} does not exist.")
-  return transformers.AutoTokenizer.from_pretrained(
-      str(path.parent), gguf_file=path.name)
+  fields = gguf.GGUFReader(str(path)).fields
+  meta = {key: field.contents() for key, field in fields.items()
+          if key.startswith("tokenizer.")}
+  group = {
+      g: {name: meta[f"tokenizer.{key}"] for key, name in renames.items()
+          if f"tokenizer.{key}" in meta}
+      for g, renames in gtm.GGUF_TOKENIZER_MAPPING.items()}
+  tok_dict, config = group["tokenizer"], group["tokenizer_config"]
+  # pylint: disable-next=protected-access
+  for name, key in gtm._SPECIAL_TOKENS.items():
+    token_id = meta.get(f"tokenizer.ggml.{key}")
+    config[name] = (tok_dict["tokens"][token_id] if token_id is not None
+                    else None)
+  arch = fields["general.architecture"].contents()
+  backend, extra = gtm.convert_gguf_tokenizer(arch, tok_dict)
+  return transformers.PreTrainedTokenizerFast(
+      tokenizer_object=backend, **config, **extra)
 
 
 def load(name_or_path: str | os.PathLike[str]):
