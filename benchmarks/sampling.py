@@ -58,17 +58,25 @@ def _median_time(fn, repeats):
   return statistics.median(times)
 
 
-def cpu_comparison(args):
+def _load_both(args, torch_threads: int):
+  """The tokenizer, prompts and the checkpoint as a mathrl model and a torch model."""
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
 
-  torch.set_num_threads(os.cpu_count())
+  torch.set_num_threads(torch_threads)
   tok = transformers.AutoTokenizer.from_pretrained(args.model)
   tokens, mask = _prompts(tok, args.rows)
   model = models.from_pretrained(args.model, dtype=jnp.float32)
   hf = transformers.AutoModelForCausalLM.from_pretrained(
       args.model, dtype=torch.float32)
   hf.eval()
+  return tok, tokens, mask, model, hf
+
+
+def cpu_comparison(args):
+  import torch  # pylint: disable=g-import-not-at-top
+
+  tok, tokens, mask, model, hf = _load_both(args, os.cpu_count())
   no_eos = (model.config.vocab_size + 1,)  # never sampled: full length
 
   results = {}
@@ -119,15 +127,9 @@ def ragged_comparison(args):
   including the stop token).
   """
   import torch  # pylint: disable=g-import-not-at-top
-  import transformers  # pylint: disable=g-import-not-at-top
 
-  torch.set_num_threads(args.torch_threads or os.cpu_count())
-  tok = transformers.AutoTokenizer.from_pretrained(args.model)
-  tokens, mask = _prompts(tok, args.rows)
-  model = models.from_pretrained(args.model, dtype=jnp.float32)
-  hf = transformers.AutoModelForCausalLM.from_pretrained(
-      args.model, dtype=torch.float32)
-  hf.eval()
+  tok, tokens, mask, model, hf = _load_both(
+      args, args.torch_threads or os.cpu_count())
   v = model.config.vocab_size
   stops = tuple(range(3, v, round(1 / args.stop_fraction)))
   counts = {}
