@@ -8,8 +8,10 @@ each panel draws one line per group: the mean over its seeds at every step
 logged by all of them, with the band from the lowest to the highest seed.
 Panels: reward, test (held-out evaluation) accuracy, validation accuracy,
 entropy, response length, KL and clip fraction against the RL step; a
-panel no run logged is left out. Groups are labelled by the config fields
-in which they differ (or the workdir's name when only one group).
+panel no run logged is left out. Groups are labelled by their workdirs'
+name without the seed suffix (`grpo_seed0`, `grpo_seed1` -> `grpo`, as
+`mathrl.sweep` names them) when that names every group apart, otherwise by
+the config fields in which they differ.
 
 The table (markdown, printed and optionally written) gives per group the
 number of seeds, test accuracy at the start and end of RL, their
@@ -23,6 +25,7 @@ from collections.abc import Mapping, Sequence
 import dataclasses
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -82,6 +85,23 @@ def load_run(workdir: str) -> RunData:
   return RunData(workdir, tuple(metrics_lib.read_jsonl(path)), config)
 
 
+# A workdir name's seed suffix, as sweeps write it: `_seed3`, `_s3`, `-seed3`.
+_SEED_SUFFIX = re.compile(r"[_-](?:seed|s)\d+$")
+
+
+def _stem(run: RunData) -> str:
+  return _SEED_SUFFIX.sub("", os.path.basename(os.path.normpath(run.workdir)))
+
+
+def _name_labels(groups: Sequence[list[RunData]]) -> list[str] | None:
+  """Each group's common workdir stem, or None if stems do not tell apart."""
+  stems = [{_stem(run) for run in group} for group in groups]
+  if any(len(s) != 1 for s in stems):
+    return None
+  labels = [next(iter(s)) for s in stems]
+  return labels if len(set(labels)) == len(labels) else None
+
+
 def group_runs(runs: Sequence[RunData]) -> dict[str, list[RunData]]:
   """{label: runs} for runs whose configs differ only in IGNORED_FIELDS."""
   keyed: dict[str, list[RunData]] = {}
@@ -91,10 +111,9 @@ def group_runs(runs: Sequence[RunData]) -> dict[str, list[RunData]]:
     text = json.dumps(key, sort_keys=True, default=str)
     keyed.setdefault(text, []).append(run)
     keys[text] = key
-  if len(keyed) == 1:
-    (text,) = keyed
-    name = os.path.basename(os.path.normpath(keyed[text][0].workdir))
-    return {name: keyed[text]}
+  named = _name_labels(list(keyed.values()))
+  if named is not None:
+    return dict(zip(named, keyed.values()))
   fields = sorted({f for key in keys.values() for f in key
                    if len({json.dumps(k.get(f), default=str)
                            for k in keys.values()}) > 1})
@@ -193,6 +212,14 @@ def _levels(groups: Mapping[str, Sequence[RunData]]) -> list[str]:
   return sorted(keys, key=lambda k: int(k.rpartition("_")[2]))
 
 
+def _rl_seconds(run: RunData) -> float:
+  """Seconds of the run's RL steps; a step logged again after a resume
+  (the steps since the last checkpoint are redone) counts once, as redone."""
+  last = {r["step"]: r.get("step_seconds") or 0.0 for r in run.rows
+          if r["stage"] == "rl"}
+  return sum(last.values())
+
+
 def summary_table(groups: Mapping[str, Sequence[RunData]]) -> str:
   """A markdown table of final numbers per group, with 95% intervals."""
   levels = _levels(groups)
@@ -219,8 +246,7 @@ def summary_table(groups: Mapping[str, Sequence[RunData]]) -> str:
     for key in levels:
       ends = [_ends(run, key)[1] for run in runs]
       cells.append(_cell(runs, [r and r[key] for r in ends], ends, key))
-    seconds = [sum(r.get("step_seconds") or 0.0 for r in run.rows
-                   if r["stage"] == "rl") for run in runs]
+    seconds = [_rl_seconds(run) for run in runs]
     cells.append(f"{np.mean(seconds):.0f}")
     lines.append("| " + " | ".join(cells) + " |")
   note = ("Intervals: one seed, 95% over the evaluated problems (Wilson or"

@@ -50,16 +50,40 @@ def workdirs(tmp_path):
 
 def test_runs_group_by_config_minus_seed(workdirs):
   groups = plot.group_runs([plot.load_run(w) for w in workdirs])
-  # Seeds and the per-run tfds_dir do not split a group; the label names
-  # the field in which the groups differ.
-  assert {k: len(v) for k, v in groups.items()} == {
-      "rl.advantage=grpo": 2, "rl.advantage=dgpo": 1}
-  steps, mean, low, high = plot.group_curve(groups["rl.advantage=grpo"],
-                                            "reward_mean")
+  # Seeds and the per-run tfds_dir do not split a group; the label is the
+  # workdirs' name without the seed suffix (grpo_s0, grpo_s1 -> grpo).
+  assert {k: len(v) for k, v in groups.items()} == {"grpo": 2, "dgpo": 1}
+  steps, mean, low, high = plot.group_curve(groups["grpo"], "reward_mean")
   # Seed 0: 0.1 s, seed 1: 1 + 0.1 s -> mean 0.5 + 0.1 s, band ±0.5.
   np.testing.assert_array_equal(steps, [1, 2, 3, 4])
   np.testing.assert_allclose(mean, 0.5 + 0.1 * steps)
   np.testing.assert_allclose(high - low, 1.0)
+
+
+def test_groups_named_by_config_fields_when_names_do_not_tell(tmp_path):
+  # Workdir names that do not separate the groups (run_a and run_b are
+  # two seeds of one method, run_c another method):
+  # the label names the config field in which the groups differ.
+  dirs = [_workdir(tmp_path, "run_a", seed=0, advantage="grpo",
+                   end_accuracy=0.5),
+          _workdir(tmp_path, "run_b", seed=1, advantage="grpo",
+                   end_accuracy=0.5),
+          _workdir(tmp_path, "run_c", seed=0, advantage="dgpo",
+                   end_accuracy=0.5)]
+  groups = plot.group_runs([plot.load_run(w) for w in dirs])
+  assert {k: len(v) for k, v in groups.items()} == {
+      "rl.advantage=grpo": 2, "rl.advantage=dgpo": 1}
+
+
+def test_rl_seconds_count_a_resumed_step_once(tmp_path):
+  path = _workdir(tmp_path, "grpo_s0", seed=0, advantage="grpo",
+                  end_accuracy=0.5)
+  # A resume from the step-2 checkpoint redoes steps 3 and 4 (3 s each):
+  # 2 s + 2 s + 3 s + 3 s = 10 s, not 4 x 2 + 2 x 3 = 14 s.
+  with metrics.MetricWriter(path, use_tensorboard=False) as writer:
+    for step in (3, 4):
+      writer.write(step, {"step_seconds": 3.0}, stage="rl")
+  assert plot._rl_seconds(plot.load_run(path)) == 10.0
 
 
 def test_plot_writes_a_png_with_one_line_per_group(workdirs, tmp_path):
@@ -95,10 +119,10 @@ def test_cli_writes_png_and_markdown_table(workdirs, tmp_path, capsys):
   rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in lines[2:4]}
   # grpo, 2 seeds: end 0.5 and 0.7 -> 60.0 ± 12.706 * 0.1414 / sqrt(2)
   # = 60.0 ± 127.1 points (two seeds say little); change 0 and 0.2.
-  assert rows["rl.advantage=grpo"][1] == "2"
-  assert rows["rl.advantage=grpo"][3] == "60.0 [-67.1, 187.1]"
+  assert rows["grpo"][1] == "2"
+  assert rows["grpo"][3] == "60.0 [-67.1, 187.1]"
   # dgpo, 1 seed: its own interval over problems from the metrics.
-  assert rows["rl.advantage=dgpo"][3] == "60.0 [40.0, 70.0]"
-  assert rows["rl.advantage=dgpo"][5] == "45.0"  # last validation accuracy
-  assert rows["rl.advantage=dgpo"][7] == "8 |"  # 4 steps x 2 s
+  assert rows["dgpo"][3] == "60.0 [40.0, 70.0]"
+  assert rows["dgpo"][5] == "45.0"  # last validation accuracy
+  assert rows["dgpo"][7] == "8 |"  # 4 steps x 2 s
   assert capsys.readouterr().out.startswith("| run |")
