@@ -16,8 +16,8 @@ def get_config(arg=None):
   c.rl.advantage = "bnpo"
   c.rl.advantage_kwargs.min_value = 0.0
   c.rl.advantage_kwargs.max_value = 1.0
-  # run.sh: clip 0.2 / 0.28, dual clip 10, seq-mean-token-sum, no KL.
-  c.rl.loss_kwargs.clip_low = 0.2
+  # run.sh: clip 0.2 (the base ppo_clip's) / 0.28, dual clip 10,
+  # seq-mean-token-sum, no KL.
   c.rl.loss_kwargs.clip_high = 0.28
   c.rl.loss_kwargs.dual_clip = 10.0
   c.rl.aggregation = "seq_mean_token_sum"

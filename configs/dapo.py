@@ -11,8 +11,8 @@ from mathrl import configlib
 def get_config(arg=None):
   del arg
   c = configlib.base_config()
-  # Paper: decoupled clip, eps_low 0.2, eps_high 0.28; verl recipe dual clip 10.
-  c.rl.loss_kwargs.clip_low = 0.2
+  # Paper: decoupled clip, eps_low 0.2 (the base ppo_clip's), eps_high 0.28;
+  # verl recipe dual clip 10.
   c.rl.loss_kwargs.clip_high = 0.28
   c.rl.loss_kwargs.dual_clip = 10.0
   # verl recipe: train batch 512 prompts, mini-batch 32 (16 updates per rollout

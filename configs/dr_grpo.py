@@ -17,7 +17,5 @@ def get_config(arg=None):
   # Paper: sum over tokens / constant; the constant is the max response length.
   c.rl.aggregation = "seq_mean_token_sum_norm"
   c.rl.aggregation_kwargs.loss_scale_factor = c.sampling.max_new_tokens
-  # Paper: PPO clip 0.2 kept, no KL term.
-  c.rl.loss_kwargs.clip_low = 0.2
-  c.rl.loss_kwargs.clip_high = 0.2
+  # Paper: PPO clip 0.2 kept (the base ppo_clip's), no KL term (the base's).
   return c

@@ -47,9 +47,8 @@ def get_config(arg=None):
   # The chat template adds a ~30-token system turn: prompts of these
   # problems plus the \boxed{} instruction fit in 128 tokens.
   c.data.buckets = (96, 128)
-  # Start from the checkpoint: no SFT stage.
+  # Start from the checkpoint: no SFT stage; the base's 60 RL steps.
   c.sft.steps = 0
-  c.rl.steps = 60
   # P 4 (G 8 is the base's).
   c.rl.prompts_per_step = 4
   # 60 updates must move a 135M model: a larger rate than the 1e-6 of

@@ -5,8 +5,7 @@ Subpackages are imported on first use so that `import mathrl` stays cheap:
 `mathrl.rewards`, `mathrl.data`, `mathrl.sharding`.
 """
 
-import importlib
-
+from mathrl import lazy_modules
 from mathrl import tpu_env
 
 # Before any backend loads: no TPU runtime start-up or metadata queries on
@@ -27,12 +26,5 @@ _SUBMODULES = (
     "types",
 )
 
-
-def __getattr__(name):
-  if name in _SUBMODULES:
-    return importlib.import_module(f"mathrl.{name}")
-  raise AttributeError(f"module 'mathrl' has no attribute {name!r}")
-
-
-def __dir__():
-  return sorted(list(globals()) + list(_SUBMODULES))
+__getattr__, __dir__ = lazy_modules.attributes(
+    __name__, _SUBMODULES, globals())

@@ -454,20 +454,16 @@ def evaluate(
     tokenizer: Any,
     batches: Iterable[pipeline.PromptBatch],
     *,
-    method: Any,
-    max_new_tokens: int,
-    eos_ids: Sequence[int],
-    rng: jax.Array,
-    batch_size: int | None = None,
-    score_fn: EqualFn | None = None,
-    mesh: jax.sharding.Mesh | None = None,
     answer_equal_fn: EqualFn | None = None,
     ks: Sequence[int] = (1,),
     samples_path: str | None = None,
+    **options: Any,
 ) -> dict[str, float]:
   """Samples, scores and summarises a held-out set.
 
-  Args: as `generate_rows` and `metrics_from_rows`, plus
+  Args: model, tokenizer, batches and the keyword-only **options (method,
+  max_new_tokens, eos_ids, rng, batch_size, score_fn, mesh) as
+  `generate_rows`; answer_equal_fn and ks as `metrics_from_rows`; and
     samples_path: if given, every sample is written there as JSON Lines.
 
   Returns:
@@ -476,11 +472,7 @@ def evaluate(
     `rewards.verify.grading_metrics`; zeros with a custom `score_fn`).
   """
   grading_before = rewards.default_verifier().stats()
-  samples = generate_rows(
-      model, tokenizer, batches, method=method,
-      max_new_tokens=max_new_tokens, eos_ids=eos_ids, rng=rng,
-      batch_size=batch_size, score_fn=score_fn, mesh=mesh,
-  )
+  samples = generate_rows(model, tokenizer, batches, **options)
   grading = distributed.sum_over_processes(rewards.verify.grading_metrics(
       rewards.default_verifier().stats(), grading_before))
   if samples_path is not None and distributed.is_leader():

@@ -59,19 +59,12 @@ TRAIN_RULES: Rules = (
     ("layers", None),
 )
 
-# Sampling: no FSDP on weights (they are only tensor-sharded and replicated
-# over data+fsdp), so a decode step never all-gathers weights per token.
-SAMPLE_RULES: Rules = (
-    ("batch", ("data", "fsdp")),
-    ("length", None),
-    ("embed", None),
-    ("mlp", "tensor"),
-    ("heads", "tensor"),
-    ("kv_heads", "tensor"),
-    ("head_dim", None),
-    ("vocab", "tensor"),
-    ("layers", None),
-)
+# Sampling: TRAIN_RULES without FSDP on weights ("embed" replicated; weights
+# are only tensor-sharded and replicated over data+fsdp), so a decode step
+# never all-gathers weights per token.
+SAMPLE_RULES: Rules = tuple(
+    (axis, None if axis == "embed" else mesh_axes)
+    for axis, mesh_axes in TRAIN_RULES)
 
 _active_rules: list[Rules] = []
 

@@ -219,6 +219,17 @@ def combine_rewards(
   return jnp.einsum("pgk,k->pg", rewards, weights_K)
 
 
+def _center_by(statistic) -> base.AdvantageTransform:
+  """A_pg = x_pg − statistic(x_p) over each group's valid samples."""
+
+  def fn(values, *, mask, **extra):
+    del extra
+    values = _as_values(values)
+    return _masked_output(values - statistic(values, mask), mask)
+
+  return base.stateless(fn)
+
+
 def center_by_group_mean() -> base.AdvantageTransform:
   """A_pg = x_pg − mean_g x_pg, Dr. GRPO (arXiv 2503.20783).
 
@@ -228,13 +239,7 @@ def center_by_group_mean() -> base.AdvantageTransform:
   Returns:
     A stateless AdvantageTransform: [P, G(, K)] → same shape.
   """
-
-  def fn(values, *, mask, **extra):
-    del extra
-    values = _as_values(values)
-    return _masked_output(values - group_mean(values, mask), mask)
-
-  return base.stateless(fn)
+  return _center_by(group_mean)
 
 
 def center_by_group_median() -> base.AdvantageTransform:
@@ -243,13 +248,7 @@ def center_by_group_median() -> base.AdvantageTransform:
   Returns:
     A stateless AdvantageTransform: [P, G(, K)] → same shape.
   """
-
-  def fn(values, *, mask, **extra):
-    del extra
-    values = _as_values(values)
-    return _masked_output(values - group_median(values, mask), mask)
-
-  return base.stateless(fn)
+  return _center_by(group_median)
 
 
 def leave_one_out_baseline() -> base.AdvantageTransform:
@@ -278,6 +277,17 @@ def leave_one_out_baseline() -> base.AdvantageTransform:
   return base.stateless(fn)
 
 
+def _scale_by(scale, eps) -> base.AdvantageTransform:
+  """A_pg = x_pg / (scale(x_p) + eps) over each group's valid samples."""
+
+  def fn(values, *, mask, **extra):
+    del extra
+    values = _as_values(values)
+    return _masked_output(values / (scale(values, mask) + eps), mask)
+
+  return base.stateless(fn)
+
+
 def scale_by_group_std(
     eps: float = 1e-6, ddof: int = 1
 ) -> base.AdvantageTransform:
@@ -294,14 +304,7 @@ def scale_by_group_std(
   Returns:
     A stateless AdvantageTransform: [P, G(, K)] → same shape.
   """
-
-  def fn(values, *, mask, **extra):
-    del extra
-    values = _as_values(values)
-    scale = group_std(values, mask, ddof=ddof) + eps
-    return _masked_output(values / scale, mask)
-
-  return base.stateless(fn)
+  return _scale_by(lambda values, mask: group_std(values, mask, ddof=ddof), eps)
 
 
 def scale_by_group_mad(
@@ -326,14 +329,8 @@ def scale_by_group_mad(
         f"scale_by_group_mad: statistic must be one of {_MAD_STATISTICS},"
         f" got {statistic!r}."
     )
-
-  def fn(values, *, mask, **extra):
-    del extra
-    values = _as_values(values)
-    scale = group_mad(values, mask, statistic) + eps
-    return _masked_output(values / scale, mask)
-
-  return base.stateless(fn)
+  return _scale_by(
+      lambda values, mask: group_mad(values, mask, statistic), eps)
 
 
 def _token_weights(values, mask_PG, extra, weight_by_length):

@@ -12,7 +12,7 @@ Submodules (imported on first use, so `import mathrl.data` stays cheap):
   mqr_augment    the MQR run (--mode=augment)
 """
 
-import importlib
+from mathrl import lazy_modules
 
 _SUBMODULES = (
     "benchmarks",
@@ -26,12 +26,5 @@ _SUBMODULES = (
     "tfds_builders",
 )
 
-
-def __getattr__(name):
-  if name in _SUBMODULES:
-    return importlib.import_module(f"mathrl.data.{name}")
-  raise AttributeError(f"module 'mathrl.data' has no attribute {name!r}")
-
-
-def __dir__():
-  return sorted(list(globals()) + list(_SUBMODULES))
+__getattr__, __dir__ = lazy_modules.attributes(
+    __name__, _SUBMODULES, globals())

@@ -74,12 +74,50 @@ class Benchmark:
   citation: str
 
 
-def _record(raw: records.RawLine, source: str, difficulty: str = "",
-            **fields: str) -> dict[str, str]:
-  """Builds a canonical record; `answer` must be non-empty."""
-  if not fields["answer"].strip():
-    raise records.RecordError(f"{raw.where('answer')}: empty gold answer")
-  return {"source": source, "difficulty": difficulty, **fields}
+# Reads one canonical field from a raw line.
+Field = Callable[[records.RawLine], str]
+
+
+def _text(key: str) -> Field:
+  """The string field `key`."""
+  return lambda raw: raw.get(key, str)
+
+
+def _id(key: str = "id", types: type | tuple[type, ...] = int) -> Field:
+  """The id field `key` (of `types`) as a string."""
+  return lambda raw: str(raw.get(key, types))
+
+
+def _empty(raw: records.RawLine) -> str:
+  """A field the file does not have."""
+  del raw
+  return ""
+
+
+def _normaliser(
+    source: str,
+    *,
+    answer: Field,
+    id: Field,  # pylint: disable=redefined-builtin
+    question: Field = _text("problem"),
+    solution: Field = _text("solution"),
+    difficulty: Field = _empty,
+) -> Callable[[records.RawLine], dict[str, str]]:
+  """The normaliser of one benchmark: each canonical field by its reader.
+
+  A record's `answer` must be non-empty; a bad line raises
+  `records.RecordError` naming the file, line and field.
+  """
+
+  def normalise(raw: records.RawLine) -> dict[str, str]:
+    fields = {"difficulty": difficulty(raw), "question": question(raw),
+              "answer": answer(raw), "solution": solution(raw),
+              "id": id(raw)}
+    if not fields["answer"].strip():
+      raise records.RecordError(f"{raw.where('answer')}: empty gold answer")
+    return {"source": source, **fields}
+
+  return normalise
 
 
 def _math_level(raw: records.RawLine) -> str:
@@ -90,27 +128,26 @@ def _math_level(raw: records.RawLine) -> str:
   return level if level.isdigit() else ""
 
 
-def _gsm8k(raw: records.RawLine) -> dict[str, str]:
+def _gsm8k_answer(raw: records.RawLine) -> str:
+  """The text after the solution's `####`, thousands separators removed."""
   solution = raw.get("answer", str)
   if "####" not in solution:
     raise records.RecordError(
         f"{raw.where('answer')}: no '####' final-answer marker in the GSM8K "
         "solution"
     )
-  answer = solution.rsplit("####", 1)[1].strip().replace(",", "")
+  return solution.rsplit("####", 1)[1].strip().replace(",", "")
+
+
+def _gsm8k_id(raw: records.RawLine) -> str:
+  """GSM8K has no ids: "<split>-<line index>"."""
   split = os.path.basename(raw.path).split(".")[0]
-  return _record(
-      raw,
-      "gsm8k",
-      question=raw.get("question", str),
-      answer=answer,
-      solution=solution,
-      id=f"{split}-{raw.line - 1}",
-  )
+  return f"{split}-{raw.line - 1}"
 
 
-def _boxed_answer(raw: records.RawLine, solution: str) -> str:
-  answer = extract.last_boxed(solution)
+def _boxed_answer(raw: records.RawLine) -> str:
+  """The last \\boxed{} of the `solution` (MATH, Minerva Math)."""
+  answer = extract.last_boxed(raw.get("solution", str))
   if answer is None:
     raise records.RecordError(
         f"{raw.where('solution')}: no complete \\boxed{{...}} to take the "
@@ -119,64 +156,10 @@ def _boxed_answer(raw: records.RawLine, solution: str) -> str:
   return answer
 
 
-def _boxed_solution(
-    source: str, level: Callable[[records.RawLine], str] | None = None
-) -> Callable[[records.RawLine], dict[str, str]]:
-  """The normaliser of a file of `problem`, `solution` (gold answer in its
-  last \\boxed{}) and `idx` (MATH, Minerva Math); `level` reads the record's
-  difficulty when the benchmark has one."""
-
-  def normalise(raw: records.RawLine) -> dict[str, str]:
-    solution = raw.get("solution", str)
-    return _record(
-        raw,
-        source,
-        difficulty=level(raw) if level else "",
-        question=raw.get("problem", str),
-        answer=_boxed_answer(raw, solution),
-        solution=solution,
-        id=str(raw.get("idx", int)),
-    )
-
-  return normalise
-
-
-def _math500(raw: records.RawLine) -> dict[str, str]:
-  return _record(
-      raw,
-      "math500",
-      difficulty=_math_level(raw),
-      question=raw.get("problem", str),
-      answer=raw.get("answer", str),
-      solution=raw.get("solution", str),
-      id=raw.get("unique_id", str),
-  )
-
-
-def _aime24(raw: records.RawLine) -> dict[str, str]:
-  # Answers keep AIME zero padding ("025"): graders compare numerically.
-  return _record(
-      raw,
-      "aime24",
-      question=raw.get("problem", str),
-      answer=raw.get("answer", str).strip(),
-      solution=raw.get("solution", str),
-      id=str(raw.get("id", int)),
-  )
-
-
-def _aime25(raw: records.RawLine) -> dict[str, str]:
+def _aime25_question(raw: records.RawLine) -> str:
   # Two source records wrote `\frac` with one JSON backslash, which decodes
   # to a form feed + "rac"; restore the intended backslash-f.
-  question = raw.get("problem", str).replace("\x0c", "\\f")
-  return _record(
-      raw,
-      "aime25",
-      question=question,
-      answer=str(raw.get("answer", (int, str))).strip(),
-      solution="",
-      id=str(raw.get("id", (int, str))),
-  )
+  return raw.get("problem", str).replace("\x0c", "\\f")
 
 
 def _number_text(value: int | float) -> str:
@@ -186,34 +169,20 @@ def _number_text(value: int | float) -> str:
   return str(value)
 
 
-def _amc23(raw: records.RawLine) -> dict[str, str]:
-  return _record(
-      raw,
-      "amc23",
-      question=raw.get("problem", str),
-      answer=_number_text(raw.get("answer", (int, float))),
-      solution="",
-      id=str(raw.get("id", int)),
-  )
-
-
-def _olympiadbench(raw: records.RawLine) -> dict[str, str]:
+def _olympiadbench_answer(raw: records.RawLine) -> str:
   finals = raw.get("final_answer", list)
   if not finals or not isinstance(finals[0], str):
     raise records.RecordError(
         f"{raw.where('final_answer')}: expected a non-empty list of strings"
     )
-  steps = raw.get("solution", list)
-  return _record(
-      raw,
-      "olympiadbench",
-      question=raw.get("question", str),
-      # Math-mode `$` only delimit: "$69$,$84$" -> "69,84" (Qwen2.5-Math's
-      # `.strip("$")` would keep the inner ones of 21 multi-answer records).
-      answer=finals[0].replace("$", "").strip(),
-      solution="\n\n".join(str(s) for s in steps),
-      id=str(raw.get("id", int)),
-  )
+  # Math-mode `$` only delimit: "$69$,$84$" -> "69,84" (Qwen2.5-Math's
+  # `.strip("$")` would keep the inner ones of 21 multi-answer records).
+  return finals[0].replace("$", "").strip()
+
+
+def _olympiadbench_solution(raw: records.RawLine) -> str:
+  """The solution's list of steps, one paragraph each."""
+  return "\n\n".join(str(s) for s in raw.get("solution", list))
 
 
 # sha256 and record count of each canonical file (shared/data/*/SOURCE.md).
@@ -285,50 +254,60 @@ _URLS: dict[tuple[str, str], str] = {
 
 def _benchmark(
     name: str,
-    normalise: Callable[[records.RawLine], dict[str, str]],
     citation: str,
     splits: tuple[str, ...] = ("test",),
+    **fields: Field,
 ) -> Benchmark:
+  """A benchmark whose records `_normaliser(name, **fields)` reads."""
   return Benchmark(
       name=name,
       splits={
           s: Split(f"{s}.jsonl", _URLS[name, s], *_CHECKSUMS[name, s])
           for s in splits
       },
-      normalise=normalise,
+      normalise=_normaliser(name, **fields),
       citation=citation,
   )
 
 
+# Each benchmark's fields: the question and gold answer, the worked solution
+# ("" when the file has none), the id and the difficulty level.
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (
         _benchmark(
-            "gsm8k",
-            _gsm8k,
-            "Cobbe et al. 2021, arXiv:2110.14168",
-            splits=("train", "test"),
-        ),
+            "gsm8k", "Cobbe et al. 2021, arXiv:2110.14168",
+            splits=("train", "test"), question=_text("question"),
+            answer=_gsm8k_answer, solution=_text("answer"), id=_gsm8k_id),
         _benchmark(
             "math500",
-            _math500,
             "Lightman et al. 2023, arXiv:2305.20050 (a subset of MATH test)",
-        ),
-        _benchmark("math", _boxed_solution("math", level=_math_level),
-                   "Hendrycks et al. 2021, arXiv:2103.03874"),
-        _benchmark("aime24", _aime24, "AIME 2024 I and II (MAA)"),
-        _benchmark("aime25", _aime25, "AIME 2025 I and II (MAA)"),
-        _benchmark("amc23", _amc23, "AMC 12A and 12B 2023 (MAA)"),
+            answer=_text("answer"), id=_text("unique_id"),
+            difficulty=_math_level),
+        _benchmark(
+            "math", "Hendrycks et al. 2021, arXiv:2103.03874",
+            answer=_boxed_answer, id=_id("idx"), difficulty=_math_level),
+        # Answers keep AIME zero padding ("025"): graders compare numerically.
+        _benchmark(
+            "aime24", "AIME 2024 I and II (MAA)",
+            answer=lambda raw: raw.get("answer", str).strip(), id=_id()),
+        _benchmark(
+            "aime25", "AIME 2025 I and II (MAA)", question=_aime25_question,
+            answer=lambda raw: str(raw.get("answer", (int, str))).strip(),
+            solution=_empty, id=_id(types=(int, str))),
+        _benchmark(
+            "amc23", "AMC 12A and 12B 2023 (MAA)",
+            answer=lambda raw: _number_text(raw.get("answer", (int, float))),
+            solution=_empty, id=_id()),
         _benchmark(
             "minerva_math",
-            _boxed_solution("minerva_math"),
             "Lewkowycz et al. 2022, arXiv:2206.14858 (MIT OCW problems)",
-        ),
+            answer=_boxed_answer, id=_id("idx")),
         _benchmark(
             "olympiadbench",
-            _olympiadbench,
             "He et al. 2024, arXiv:2402.14008 (OE_TO_maths_en_COMP)",
-        ),
+            question=_text("question"), answer=_olympiadbench_answer,
+            solution=_olympiadbench_solution, id=_id()),
     )
 }
 

@@ -34,6 +34,13 @@ def _divide(total, count):
   return jnp.where(count > 0, total / jnp.where(count > 0, count, 1.0), 0.0)
 
 
+def _sequences(mask_BT, num_sequences):
+  """The global `num_sequences`, else the local count of non-empty rows."""
+  if num_sequences is not None:
+    return num_sequences
+  return jnp.sum(jnp.sum(mask_BT, axis=-1) > 0)
+
+
 def counts(mask_BT: jax.Array) -> tuple[jax.Array, jax.Array]:
   """(num_tokens, num_sequences) = (Σ m, #{i: Σ_t m_i,t > 0}).
 
@@ -95,8 +102,7 @@ def seq_mean_token_mean(
   values_BT, mask_BT = _masked(values_BT, mask_BT)
   len_B = jnp.sum(mask_BT, axis=-1)
   per_seq_B = _divide(jnp.sum(values_BT, axis=-1), len_B)
-  count = jnp.sum(len_B > 0) if num_sequences is None else num_sequences
-  return _divide(jnp.sum(per_seq_B), count)
+  return _divide(jnp.sum(per_seq_B), _sequences(mask_BT, num_sequences))
 
 
 def seq_mean_token_sum(
@@ -118,12 +124,7 @@ def seq_mean_token_sum(
     Scalar float32.
   """
   values_BT, mask_BT = _masked(values_BT, mask_BT)
-  count = (
-      jnp.sum(jnp.sum(mask_BT, axis=-1) > 0)
-      if num_sequences is None
-      else num_sequences
-  )
-  return _divide(jnp.sum(values_BT), count)
+  return _divide(jnp.sum(values_BT), _sequences(mask_BT, num_sequences))
 
 
 def seq_mean_token_sum_norm(

@@ -13,6 +13,12 @@ from mathrl.losses import surrogates
 from mathrl.losses import token_weighting as tw
 
 
+def _ppo_clip(name, clip_low, clip_high, dual_clip=None):
+  """`surrogates.ppo_clip`, a bad clip reported under the preset's `name`."""
+  clipping.check_clip(name, clip_low, clip_high, dual_clip)
+  return surrogates.ppo_clip(clip_low, clip_high, dual_clip)
+
+
 def forking_tokens(
     top_fraction: float = 0.2,
     clip_low: float = 0.2,
@@ -36,9 +42,8 @@ def forking_tokens(
   Returns:
     A PolicyLoss; metrics add `kept_frac` and the clip fractions.
   """
-  clipping.check_clip("forking_tokens", clip_low, clip_high, dual_clip)
   return tw.weighted(
-      surrogates.ppo_clip(clip_low, clip_high, dual_clip),
+      _ppo_clip("forking_tokens", clip_low, clip_high, dual_clip),
       tw.forking_tokens(top_fraction, normalize_by_kept),
       name="forking_tokens")
 
@@ -66,9 +71,8 @@ def clip_cov(
   Returns:
     A PolicyLoss; metrics add `cov_clip_frac`, `kept_frac`, clip fractions.
   """
-  clipping.check_clip("clip_cov", clip_low, clip_high)
   return tw.weighted(
-      surrogates.ppo_clip(clip_low, clip_high),
+      _ppo_clip("clip_cov", clip_low, clip_high),
       tw.clip_cov(clip_cov_ratio, clip_cov_lb, clip_cov_ub), name="clip_cov")
 
 
@@ -116,7 +120,6 @@ def steer(
   Returns:
     A PolicyLoss; metrics add `weight_mean` and clip fractions.
   """
-  clipping.check_clip("steer", clip_low, clip_high, dual_clip)
   return tw.weighted(
-      surrogates.ppo_clip(clip_low, clip_high, dual_clip),
+      _ppo_clip("steer", clip_low, clip_high, dual_clip),
       tw.steer(lambda_min, lambda_max, linear), name="steer")

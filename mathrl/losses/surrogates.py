@@ -14,6 +14,14 @@ from mathrl.losses import base
 from mathrl.losses import clipping
 
 
+def _clipped(name, fn, clip_low, clip_high, **hparams):
+  """`base.make` of a clipped surrogate whose bounds (and any `dual_clip`)
+  are checked first, errors naming the loss."""
+  clipping.check_clip(name, clip_low, clip_high, hparams.get("dual_clip"))
+  return base.make(name, fn, clip_low=clip_low, clip_high=clip_high,
+                   **hparams)
+
+
 def _ppo_clip(inputs, *, clip_low, clip_high, dual_clip):
   ratio_BT = jnp.exp(base.log_ratio(inputs))
   res = clipping.clipped_surrogate(
@@ -49,14 +57,8 @@ def ppo_clip(
   Returns:
     A PolicyLoss; metrics add clip_frac_low/high, clip_frac, dual_clip_frac.
   """
-  clipping.check_clip("ppo_clip", clip_low, clip_high, dual_clip)
-  return base.make(
-      "ppo_clip",
-      _ppo_clip,
-      clip_low=clip_low,
-      clip_high=clip_high,
-      dual_clip=dual_clip,
-  )
+  return _clipped("ppo_clip", _ppo_clip, clip_low, clip_high,
+                  dual_clip=dual_clip)
 
 
 def _ppo_unclipped(inputs):
@@ -137,16 +139,8 @@ def gppo(
   Returns:
     A PolicyLoss.
   """
-  clipping.check_clip("gppo", clip_low, clip_high, dual_clip)
-  return base.make(
-      "gppo",
-      _gppo,
-      clip_low=clip_low,
-      clip_high=clip_high,
-      dual_clip=dual_clip,
-      beta1=beta1,
-      beta2=beta2,
-  )
+  return _clipped("gppo", _gppo, clip_low, clip_high, dual_clip=dual_clip,
+                  beta1=beta1, beta2=beta2)
 
 
 def _gspo(inputs, *, clip_low, clip_high):
@@ -187,8 +181,7 @@ def gspo(clip_low: float = 3e-4, clip_high: float = 4e-4) -> base.PolicyLoss:
   Returns:
     A PolicyLoss; metrics add clip fractions and `seq_ratio_mean`.
   """
-  clipping.check_clip("gspo", clip_low, clip_high)
-  return base.make("gspo", _gspo, clip_low=clip_low, clip_high=clip_high)
+  return _clipped("gspo", _gspo, clip_low, clip_high)
 
 
 def _cispo(inputs, *, clip_low, clip_high):
@@ -221,8 +214,7 @@ def cispo(
   Returns:
     A PolicyLoss; clip fractions count weights that were clipped.
   """
-  clipping.check_clip("cispo", clip_low, clip_high)
-  return base.make("cispo", _cispo, clip_low=clip_low, clip_high=clip_high)
+  return _clipped("cispo", _cispo, clip_low, clip_high)
 
 
 def _geo_mean(inputs, *, clip_low, clip_high):
@@ -269,10 +261,7 @@ def geo_mean(clip_low: float = 0.4, clip_high: float = 0.4) -> base.PolicyLoss:
   Returns:
     A PolicyLoss; clip fractions count tokens whose d left the range.
   """
-  clipping.check_clip("geo_mean", clip_low, clip_high)
-  return base.make(
-      "geo_mean", _geo_mean, clip_low=clip_low, clip_high=clip_high
-  )
+  return _clipped("geo_mean", _geo_mean, clip_low, clip_high)
 
 
 def _sapo(inputs, *, tau_pos, tau_neg):

@@ -68,26 +68,19 @@ def is_gguf(path: str | os.PathLike[str]) -> bool:
 def load(
     name_or_path: str | os.PathLike[str],
     dtype: Any = jnp.float32,
-    *,
-    param_dtype: Any = None,
-    remat: bool = False,
-    mesh=None,
-    rules=None,
+    **options: Any,
 ):
   """A Transformer from a CHECKPOINTS name, a .gguf file or an HF folder.
 
   Args:
     name_or_path: see `checkpoint_path`.
     dtype: compute dtype.
-    param_dtype: parameter storage dtype; None: `dtype`.
-    remat: rematerialise decoder layers in the backward pass.
-    mesh: place parameters on this mesh (default: the first device).
-    rules: logical-to-mesh rules with `mesh` (default TRAIN_RULES).
+    **options: keyword-only `convert.from_tensors` options (param_dtype,
+      remat, mesh, rules), documented there.
 
   Returns:
     The `mathrl.models.Transformer`.
   """
   path = checkpoint_path(name_or_path)
   loader = gguf_import.from_gguf if is_gguf(path) else convert.from_pretrained
-  return loader(path, dtype, param_dtype=param_dtype, remat=remat,
-                mesh=mesh, rules=rules)
+  return loader(path, dtype, **options)

@@ -257,24 +257,15 @@ def _check_tensors(config, tensors, per_layer_shapes):
 
 
 def from_pretrained(
-    path: str | os.PathLike[str],
-    dtype: Any = jnp.float32,
-    *,
-    param_dtype: Any = None,
-    remat: bool = False,
-    mesh: jax.sharding.Mesh | None = None,
-    rules: sharding.Rules | None = None,
+    path: str | os.PathLike[str], dtype: Any = jnp.float32, **options: Any
 ) -> transformer.Transformer:
   """Loads a Hugging Face Qwen2/Qwen2.5/Qwen3/Llama-3 folder into a Transformer.
 
   Args:
     path: local folder with config.json and *.safetensors.
     dtype: compute dtype (matmuls and activations).
-    param_dtype: storage dtype of the parameters (tensors are cast on
-      load); None: `dtype`.
-    remat: rematerialise decoder layers in the backward pass.
-    mesh: place parameters on this mesh (default: the first device).
-    rules: logical-to-mesh rules with `mesh` (default TRAIN_RULES).
+    **options: keyword-only `from_tensors` options (param_dtype, remat,
+      mesh, rules), documented there.
 
   Returns:
     The model, every parameter in its sharding.
@@ -292,8 +283,7 @@ def from_pretrained(
     handles = {f: stack.enter_context(safetensors.safe_open(
         f, framework="numpy")) for f in sorted(set(files.values()))}
     tensors = {n: handles[f].get_slice(n) for n, f in files.items()}
-    return from_tensors(config, tensors, dtype, param_dtype=param_dtype,
-                        remat=remat, mesh=mesh, rules=rules)
+    return from_tensors(config, tensors, dtype, **options)
 
 
 def from_tensors(
@@ -313,14 +303,15 @@ def from_tensors(
     tensors: HF tensor name -> a safetensors slice handle or an array-like
       (numpy indexing and `.shape`); only the blocks each device needs are
       indexed.
-    dtype: compute dtype.
-    param_dtype: parameter storage dtype; None: `dtype`.
+    dtype: compute dtype (matmuls and activations).
+    param_dtype: storage dtype of the parameters (tensors are cast on
+      load); None: `dtype`.
     remat: rematerialise decoder layers in the backward pass.
     mesh: place parameters on this mesh (default: the first device).
     rules: logical-to-mesh rules with `mesh` (default TRAIN_RULES).
 
   Returns:
-    The model.
+    The model, every parameter in its sharding.
   """
   param_dtype = dtype if param_dtype is None else param_dtype
   abstract = nnx.eval_shape(lambda: transformer.Transformer(

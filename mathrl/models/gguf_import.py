@@ -215,13 +215,7 @@ def read_gguf(
 
 
 def from_gguf(
-    path: str | os.PathLike[str],
-    dtype: Any = jnp.float32,
-    *,
-    param_dtype: Any = None,
-    remat: bool = False,
-    mesh=None,
-    rules=None,
+    path: str | os.PathLike[str], dtype: Any = jnp.float32, **options: Any
 ):
   """Loads a llama.cpp GGUF file (llama/qwen2/qwen3) into a Transformer.
 
@@ -231,18 +225,14 @@ def from_gguf(
   Args:
     path: the .gguf file.
     dtype: compute dtype.
-    param_dtype: parameter storage dtype; None: `dtype`.
-    remat: rematerialise decoder layers in the backward pass.
-    mesh: place parameters on this mesh (default: the first device).
-    rules: logical-to-mesh rules with `mesh` (default TRAIN_RULES).
+    **options: keyword-only `convert.from_tensors` options (param_dtype,
+      remat, mesh, rules), documented there.
 
   Returns:
     The `mathrl.models.Transformer`.
   """
   config, tensors = read_gguf(path)
-  return convert.from_tensors(config, tensors, dtype,
-                              param_dtype=param_dtype, remat=remat,
-                              mesh=mesh, rules=rules)
+  return convert.from_tensors(config, tensors, dtype, **options)
 
 
 def write_hf_folder(
