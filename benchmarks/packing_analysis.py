@@ -56,7 +56,15 @@ def first_fit_decreasing(sizes, capacity):
 
 
 def layouts(p_B, c_B, group_size, cap, width=None):
-  """{layout: (positions, real positions, logit positions, pairs)}."""
+  """{layout: (positions, real positions, logit positions, pairs)}.
+
+  Args:
+    p_B: prompt lengths, rows p·G .. p·G + G − 1 share a prompt.
+    c_B: completion lengths (stop token included), at most `cap`.
+    group_size: G.
+    cap: T, the completion width of the unpacked layouts.
+    width: the padded prompt length L (None: the longest prompt).
+  """
   b = len(c_B)
   g = group_size
   num_p = b // g
@@ -109,8 +117,9 @@ def main():
   if a.model in presets.PRESETS:
     cfg = presets.get(a.model)
   else:
-    path = checkpoints.checkpoint_path(a.model)
-    cfg = gguf_import.read_config(gguf_import._reader(path))  # pylint: disable=protected-access
+    import gguf  # pylint: disable=g-import-not-at-top
+    cfg = gguf_import.read_config(
+        gguf.GGUFReader(checkpoints.checkpoint_path(a.model)))
   p_B = np.asarray(d["prompt_lengths"])
   c_B = np.asarray(d["completion_lengths"])
   cap = d["max_new_tokens"]
