@@ -3,9 +3,10 @@
 The workload of `benchmarks/peers/workload.py`, which TRL's GRPOTrainer
 (`peers/trl_step.py`) and Tunix's GRPOLearner (`peers/tunix_step.py`) run
 too: synthetic addition prompts, reward 1 when the first integer of the
-completion is the sum, P prompts × G samples, `max_new` new tokens,
-temperature 1, lr 1e-5, KL β = 0.04 (k3), fp32, CPU. A step is generation
-+ reward + update (reference and old log-probs included); the median of
+completion is the sum, P prompts × G samples, `max_new` new tokens
+(`--stop_ids`: lengths that vary, see workload.py), temperature 1, lr
+1e-5, KL β = 0.04 (k3), fp32, CPU. A step is generation + reward +
+update (reference and old log-probs included); the median of
 the steps after the first (which compiles) is printed as `median_step_s`,
 with the medians of its generation and update parts.
 `benchmarks/peers/compare.py` runs this and the peers in one run.
@@ -60,6 +61,8 @@ def main():
   p.add_argument("--prompts", type=int, default=8)
   p.add_argument("--G", type=int, default=8)
   p.add_argument("--max_new", type=int, default=32)
+  p.add_argument("--stop_ids", type=int, default=0,
+                 help="stop tokens besides EOS (workload.stop_ids)")
   p.add_argument("--share_prompts", action=argparse.BooleanOptionalAction,
                  default=True, help="run each group's prompt once in the"
                  " update's forward passes (rl.share_prompts)")
@@ -105,9 +108,10 @@ def main():
       [("correctness", first_integer_reward, 1.0)])
   sampler = rollout_lib.Sampler(
       method=sampling.Temperature(1.0), max_new_tokens=a.max_new,
-      eos_ids=(tok.eos_token_id,))
+      eos_ids=tuple(workload.stop_ids(len(tok), a.stop_ids,
+                                      tok.eos_token_id)))
 
-  times, generate_s, update_s = [], [], []
+  times, generate_s, update_s, lengths = [], [], [], []
   for step in range(a.steps):
     t0 = time.perf_counter()
     batch, _, info = rollout_lib.collect(
@@ -121,12 +125,13 @@ def main():
     times.append(time.perf_counter() - t0)
     generate_s.append(info["generate_seconds"])
     update_s.append(time.perf_counter() - t1)
+    lengths.append(info["generated_length_mean"])
     print(f"step {step}: {times[-1]:.3f}s reward {info['accuracy']:.3f}"
           f" (generate {info['generate_seconds']:.3f}s,"
           f" reward {info['reward_seconds']:.3f}s)", flush=True)
   print("median_generate_s", round(statistics.median(generate_s[1:]), 4))
   print("median_update_s", round(statistics.median(update_s[1:]), 4))
-  workload.report(times)
+  workload.report(times, statistics.mean(lengths))
 
 
 if __name__ == "__main__":

@@ -62,12 +62,31 @@ def test_summary_ratios_are_same_round():
 
 def test_commands_skip_peers_without_a_python():
   args = compare.argparse.Namespace(
-      model="/tmp/m", steps=4, prompts=2, G=2, max_new=8, mathrl_args=[],
+      model="/tmp/m", steps=4, prompts=2, G=2, max_new=8, stop_ids=1,
+      mathrl_args=[],
       trl_python=None, tunix_python="/venv/bin/python", torch_threads=1)
   argv = compare.commands(args)
   assert sorted(argv) == ["mathrl", "tunix"]
   assert argv["tunix"][0] == "/venv/bin/python"
   assert argv["tunix"][2:] == ["/tmp/m", "--steps", "4", "--prompts", "2",
-                               "--G", "2", "--max_new", "8"]
+                               "--G", "2", "--max_new", "8",
+                               "--stop_ids", "1"]
   assert argv["mathrl"][1].endswith(os.path.join("benchmarks",
                                                  "grpo_step.py"))
+
+
+def test_stop_ids_spread_over_the_vocabulary():
+  # step (512 - 3) // 3 = 169: ids 3 + 169 - 1 = 171 and 3 + 338 - 1 = 340.
+  assert workload.stop_ids(512, 2, eos_id=1) == [1, 171, 340]
+  assert workload.stop_ids(512, 0, eos_id=1) == [1]
+  with pytest.raises(ValueError, match="--stop_ids"):
+    workload.stop_ids(512, 510, eos_id=1)
+
+
+def test_summary_mean_completion_tokens():
+  runs = {"mathrl": [{"median_step_s": 1.0, "mean_completion_tokens": 100.0},
+                     {"median_step_s": 1.0, "mean_completion_tokens": 110.0}],
+          "tunix": [{"median_step_s": 2.0}, {"median_step_s": 2.0}]}
+  out = compare.summarise(runs)
+  assert out["mathrl"]["mean_completion_tokens"] == 105.0  # (100 + 110) / 2
+  assert "mean_completion_tokens" not in out["tunix"]

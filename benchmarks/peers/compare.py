@@ -3,6 +3,9 @@
   python benchmarks/peers/compare.py --model /tmp/tinyqwen \\
       --trl_python /tmp/trl/bin/python --tunix_python /tmp/tunix/bin/python \\
       --rounds 3 --steps 6
+  # completion lengths that vary as in real RL:
+  python benchmarks/peers/compare.py --model /tmp/tinyqwen ... \\
+      --max_new 128 --stop_ids 1
 
 Each round runs every system once, each in its own process (mathrl with
 this interpreter, each peer with the Python of its virtual environment),
@@ -31,7 +34,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 def commands(a):
   """{system: argv} of the systems to run (a peer without a Python is off)."""
   shape = ["--steps", str(a.steps), "--prompts", str(a.prompts), "--G",
-           str(a.G), "--max_new", str(a.max_new)]
+           str(a.G), "--max_new", str(a.max_new), "--stop_ids",
+           str(a.stop_ids)]
   out = {"mathrl": [sys.executable, os.path.join(ROOT, "benchmarks",
                                                  "grpo_step.py"),
                     "--model", a.model] + shape + a.mathrl_args}
@@ -55,7 +59,8 @@ def run_one(name, argv, log):
   if proc.returncode:
     raise RuntimeError(f"{name} failed (exit {proc.returncode}); the last"
                        f" lines of its output:\n{proc.stderr[-2000:]}")
-  found = dict(re.findall(r"^(\w+_s) ([\d.]+)$", proc.stdout, re.M))
+  found = dict(re.findall(r"^(\w+_s|mean_completion_tokens) ([\d.]+)$",
+                         proc.stdout, re.M))
   if "median_step_s" not in found:
     raise RuntimeError(f"{name} printed no median_step_s:\n{proc.stdout}")
   result = {k: float(v) for k, v in found.items()}
@@ -85,6 +90,9 @@ def main():
   p.add_argument("--prompts", type=int, default=8)
   p.add_argument("--G", type=int, default=8)
   p.add_argument("--max_new", type=int, default=32)
+  p.add_argument("--stop_ids", type=int, default=0,
+                 help="stop tokens besides EOS: lengths that vary"
+                 " (workload.stop_ids)")
   p.add_argument("--torch_threads", type=int, default=1,
                  help="TRL's torch threads (1 avoids OpenMP spin-waiting"
                  " on an oversubscribed machine; 0: torch's default)")
@@ -125,6 +133,11 @@ def summarise(results):
     vals = [r[key] for r in results["mathrl"] if key in r]
     if vals:
       out["mathrl"][key] = round(statistics.median(vals), 4)
+  for n, rs in results.items():
+    vals = [r["mean_completion_tokens"] for r in rs
+            if "mean_completion_tokens" in r]
+    if vals:
+      out[n]["mean_completion_tokens"] = round(statistics.mean(vals), 2)
   for n in step:
     if n != "mathrl":
       ratios = [t / m for t, m in zip(step[n], step["mathrl"])]

@@ -72,12 +72,21 @@ def main():
       logging_steps=1, report_to=[], save_strategy="no",
       dataloader_num_workers=0)
   timer = StepTimer()
-  trainer = trl.GRPOTrainer(model=a.model, reward_funcs=reward, args=config,
+  model = transformers.AutoModelForCausalLM.from_pretrained(
+      a.model, dtype=torch.float32)
+  # TRL stops a row, and ends its completion mask, at any of the
+  # generation config's EOS ids.
+  model.generation_config.eos_token_id = workload.stop_ids(
+      model.config.vocab_size, a.stop_ids, model.config.eos_token_id)
+  trainer = trl.GRPOTrainer(model=model, reward_funcs=reward, args=config,
                             train_dataset=data, callbacks=[timer])
   trainer.train()
   print(f"trl {trl.__version__}, torch {torch.__version__},"
         f" {torch.get_num_threads()} threads")
-  workload.report(timer.seconds)
+  lengths = [h["completions/mean_length"] for h in trainer.state.log_history
+             if "completions/mean_length" in h]
+  workload.report(timer.seconds,
+                  sum(lengths) / len(lengths) if lengths else None)
 
 
 if __name__ == "__main__":

@@ -113,7 +113,8 @@ def main():
   rollout_config = base_rollout.RolloutConfig(
       max_tokens_to_generate=a.max_new, max_prompt_length=max_prompt_len,
       kv_cache_size=max_prompt_len + a.max_new, temperature=1.0, top_p=1.0,
-      top_k=None)
+      top_k=None, eos_tokens=workload.stop_ids(
+          len(tok), a.stop_ids, tok.eos_token_id))
   learner, actor = build_learner(a, tok, rollout_config)
   stamps = []
 

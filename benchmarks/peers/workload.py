@@ -6,6 +6,15 @@ when the first integer of the completion is x + y, P prompts × G samples,
 over the run, gradient norm clipped to 1, KL β = 0.04 with the k3
 estimator, token-mean loss, one update per batch, fp32 on CPU.
 
+`--stop_ids N` adds N stop tokens besides EOS (ids spread evenly over the
+vocabulary, `stop_ids`). The random checkpoint's next-token distribution
+is nearly uniform, so each decoding step then ends a row with probability
+about (N + 1) / V: completion lengths vary as in real RL, some rows stop
+early and many run to `max_new`. Every system samples from the same
+checkpoint with the same stop set, so their lengths have the same
+distribution (not the same per-row values: each system has its own random
+numbers); each prints the mean completion length it trained on.
+
 Imported by mathrl's `benchmarks/grpo_step.py` and by the peer scripts in
 this folder, which run in their own virtual environments (no mathrl, no
 numpy needed here).
@@ -50,12 +59,32 @@ def add_arguments(parser) -> None:
   parser.add_argument("--prompts", type=int, default=8)
   parser.add_argument("--G", type=int, default=8)
   parser.add_argument("--max_new", type=int, default=32)
+  parser.add_argument("--stop_ids", type=int, default=0,
+                      help="stop tokens besides EOS (see stop_ids)")
 
 
-def report(step_seconds) -> None:
-  """Prints the per-step times and their median after the first step."""
+def stop_ids(vocab_size: int, num: int, eos_id: int) -> list[int]:
+  """[eos_id] and `num` more ids spread evenly over the vocabulary.
+
+  Ids below 3 (the checkpoint's special tokens) are not used. Example:
+  stop_ids(512, 2, 1) = [1, 171, 340].
+  """
+  if num < 0 or num > vocab_size - 3:
+    raise ValueError(f"--stop_ids must be in [0, {vocab_size - 3}], got {num}")
+  step = (vocab_size - 3) // (num + 1) if num else 0
+  return [eos_id] + [3 + step * (i + 1) - 1 for i in range(num)]
+
+
+def report(step_seconds, mean_completion_tokens=None) -> None:
+  """Prints the per-step times and their median after the first step.
+
+  `mean_completion_tokens`: the mean completion length (stop token
+  included) over the steps' samples, printed when known.
+  """
   if len(step_seconds) < 2:
     raise ValueError("need at least 2 steps (--steps): the first compiles")
+  if mean_completion_tokens is not None:
+    print("mean_completion_tokens", round(mean_completion_tokens, 2))
   print("step_seconds", [round(t, 3) for t in step_seconds])
   print("median_step_s", round(statistics.median(step_seconds[1:]), 4),
         flush=True)
