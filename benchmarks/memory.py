@@ -15,6 +15,16 @@ and rollout it is given), which excludes the compiler's memory.
   python benchmarks/memory.py                      # before vs after, table
   python benchmarks/memory.py --one --chunk 32 --remat --no-share_prompts
 
+The reference copy is the trainer's (`train_step.reference_params`: its
+floats in the compute dtype, which the forward reads anyway);
+`--ref_dtype=param` keeps it in the parameters' dtype instead.
+`--adam_mu_dtype=bfloat16` stores AdamW's first moment in bfloat16
+(`rl.adam_mu_dtype`). With `--dtype bfloat16 --param_dtype float32` both
+halve a float32 copy of the parameters:
+
+  python benchmarks/memory.py --one --chunk 32 --remat --no-share_prompts \
+      --dtype bfloat16 [--ref_dtype param] [--adam_mu_dtype bfloat16]
+
 "before": the default settings (rl.share_prompts on, full [B, T, V]
 logits, no remat). "after": --chunk 32 (log-probs over blocks of 32
 positions), --remat, and --no-share_prompts (the scanned forward; the
@@ -65,8 +75,14 @@ def one(args) -> dict:
       rewards_PG=jnp.asarray(rng.integers(0, 2, (p, g)), jnp.float32),
       valid_PG=jnp.ones((p, g)), progress=jnp.float32(0.0))
   graphdef, params = nnx.split(model)
-  ref_params = jax.tree.map(jnp.copy, params)
-  opt = optim.adamw(learning_rate=1e-6, total_steps=10)
+  # The trainer's reference copy (compute-dtype floats), or with
+  # --ref_dtype=param one in the parameters' own dtype.
+  ref_params = (train_step_lib.reference_params(params, dtypes[args.dtype])
+                if args.ref_dtype == "compute"
+                else jax.tree.map(jnp.copy, params))
+  opt = optim.adamw(learning_rate=1e-6, total_steps=10,
+                    mu_dtype=(dtypes[args.adam_mu_dtype]
+                              if args.adam_mu_dtype else None))
   adv_tx = advantages.grpo()
   step = jax.jit(train_step_lib.make_train_step(
       graphdef, opt, adv_tx, policy_loss=losses.ppo_clip(),
@@ -91,6 +107,8 @@ def one(args) -> dict:
       compile_s=compile_s, rss_after_compile_gib=rss_compile,
       xla_temp_gib=temp,
       dtype=args.dtype, param_dtype=args.param_dtype, chunk=args.chunk,
+      ref_dtype=str(jax.tree.leaves(ref_params)[0].dtype),
+      adam_mu_dtype=args.adam_mu_dtype or args.param_dtype,
       share_prompts=args.share_prompts,
       remat=args.remat, P=p, G=g, T=t, prompt_len=int(tokens_PL.shape[1]),
       peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
@@ -113,6 +131,13 @@ def main():
   ap.add_argument("--new", type=int, default=128)
   ap.add_argument("--dtype", default="float32")
   ap.add_argument("--param_dtype", default="float32")
+  ap.add_argument("--ref_dtype", choices=("compute", "param"),
+                  default="compute",
+                  help="reference copy stored in the compute dtype (as the"
+                  " trainer does) or in the parameters' dtype")
+  ap.add_argument("--adam_mu_dtype", default="",
+                  choices=("", "float32", "bfloat16"),
+                  help="AdamW first moment's dtype ('' = the parameters')")
   ap.add_argument("--chunk", type=int, default=0)
   ap.add_argument("--remat", action=argparse.BooleanOptionalAction,
                   default=False)
@@ -124,7 +149,8 @@ def main():
     return
   shape = ["--prompts", str(args.prompts), "--G", str(args.G), "--new",
            str(args.new), "--dtype", args.dtype, "--param_dtype",
-           args.param_dtype]
+           args.param_dtype, "--ref_dtype", args.ref_dtype,
+           "--adam_mu_dtype", args.adam_mu_dtype]
   rows = {}
   for label, flags in SETTINGS.items():
     out = subprocess.run(
