@@ -7,10 +7,11 @@ vocabulary 49,152). The rollout is fixed (chat-templated questions, random
 completion tokens, every mask 1), so only the update is measured: the
 log-probs of the policy and reference, the gradient and AdamW. Each
 setting runs in its own process (peak RSS is per process: model load,
-compilation and two steps); the second step's wall time is reported, and
-XLA's own count of the step's temporary buffers (`memory_analysis()`:
-activations, logits, gradients; without the parameters, optimizer state
-and rollout it is given), which excludes the compiler's memory.
+compilation and `--steps` steps, 2 by default); the last step's wall time
+is reported, and XLA's own count of the step's temporary buffers
+(`memory_analysis()`: activations, logits, gradients; without the
+parameters, optimizer state and rollout it is given), which excludes the
+compiler's memory.
 
   python benchmarks/memory.py                      # before vs after, table
   python benchmarks/memory.py --one --chunk 32 --remat --no-share_prompts
@@ -98,7 +99,7 @@ def one(args) -> dict:
   rss_compile = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   temp = compiled.memory_analysis().temp_size_in_bytes / 2**30
   times = []
-  for _ in range(2):
+  for _ in range(args.steps):
     t0 = time.perf_counter()
     state, metrics = compiled(state, rollout, ref_params)
     jax.block_until_ready(metrics)
@@ -110,7 +111,8 @@ def one(args) -> dict:
       ref_dtype=str(jax.tree.leaves(ref_params)[0].dtype),
       adam_mu_dtype=args.adam_mu_dtype or args.param_dtype,
       share_prompts=args.share_prompts,
-      remat=args.remat, P=p, G=g, T=t, prompt_len=int(tokens_PL.shape[1]),
+      remat=args.remat, steps=args.steps, P=p, G=g, T=t,
+      prompt_len=int(tokens_PL.shape[1]),
       peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
       step_s=times[-1], kl=float(metrics["kl"]),
       loss=float(metrics["loss"]))
@@ -138,6 +140,8 @@ def main():
   ap.add_argument("--adam_mu_dtype", default="",
                   choices=("", "float32", "bfloat16"),
                   help="AdamW first moment's dtype ('' = the parameters')")
+  ap.add_argument("--steps", type=int, default=2,
+                  help="steps run after compiling (the last one is timed)")
   ap.add_argument("--chunk", type=int, default=0)
   ap.add_argument("--remat", action=argparse.BooleanOptionalAction,
                   default=False)
