@@ -44,6 +44,15 @@ import time
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
+def _rss_now() -> float:
+  """The process's resident set now, GiB (Linux's /proc; NaN elsewhere)."""
+  try:
+    with open("/proc/self/statm") as f:
+      return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+  except OSError:
+    return float("nan")
+
+
 def one(args) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -56,6 +65,7 @@ def one(args) -> dict:
 
   dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
   name = "smollm2-135m-instruct"
+  rss = {"imported": _rss_now()}
   tok = tokenizer_lib.load(name)
   model = models.load(name, dtype=dtypes[args.dtype],
                       param_dtype=dtypes[args.param_dtype], remat=args.remat)
@@ -76,6 +86,7 @@ def one(args) -> dict:
       rewards_PG=jnp.asarray(rng.integers(0, 2, (p, g)), jnp.float32),
       valid_PG=jnp.ones((p, g)), progress=jnp.float32(0.0))
   graphdef, params = nnx.split(model)
+  rss["model_loaded"] = _rss_now()
   # The trainer's reference copy (compute-dtype floats), or with
   # --ref_dtype=param one in the parameters' own dtype.
   ref_params = (train_step_lib.reference_params(params, dtypes[args.dtype])
@@ -93,20 +104,29 @@ def one(args) -> dict:
   state = train_step_lib.init_train_state(
       params, opt, adv_tx.init(jnp.zeros((p, g))),
       jax.random.key_data(jax.random.key(0)))
+  jax.block_until_ready((state, ref_params))
+  rss["state_built"] = _rss_now()
   t0 = time.perf_counter()
   compiled = step.lower(state, rollout, ref_params).compile()
   compile_s = time.perf_counter() - t0
+  rss["compiled"] = _rss_now()
   rss_compile = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-  temp = compiled.memory_analysis().temp_size_in_bytes / 2**30
+  analysis = compiled.memory_analysis()
+  temp = analysis.temp_size_in_bytes / 2**30
   times = []
-  for _ in range(args.steps):
+  for i in range(args.steps):
     t0 = time.perf_counter()
     state, metrics = compiled(state, rollout, ref_params)
-    jax.block_until_ready(metrics)
+    jax.block_until_ready((state, metrics))
     times.append(time.perf_counter() - t0)
+    rss[f"step_{i + 1}"] = _rss_now()
   return dict(
       compile_s=compile_s, rss_after_compile_gib=rss_compile,
       xla_temp_gib=temp,
+      xla_argument_gib=analysis.argument_size_in_bytes / 2**30,
+      xla_output_gib=analysis.output_size_in_bytes / 2**30,
+      xla_alias_gib=analysis.alias_size_in_bytes / 2**30,
+      rss_now_gib={k: round(v, 3) for k, v in rss.items()},
       dtype=args.dtype, param_dtype=args.param_dtype, chunk=args.chunk,
       ref_dtype=str(jax.tree.leaves(ref_params)[0].dtype),
       adam_mu_dtype=args.adam_mu_dtype or args.param_dtype,
