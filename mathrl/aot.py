@@ -258,9 +258,9 @@ def _abstract_train_step(config, mesh, graphdef, params):
   abstract_state = _with_shardings(state, state_sh)
   ref = None
   if parts.needs_reference:  # the trainer's copy: compute-dtype floats
-    ref = _with_shardings(jax.eval_shape(functools.partial(
-        train_step_lib.reference_params,
-        compute_dtype=builders.model_dtype(c)), state.params),
+    to_ref = functools.partial(train_step_lib.reference_params,
+                               compute_dtype=builders.model_dtype(c))
+    ref = _with_shardings(jax.eval_shape(to_ref, state.params),
                           state_sh.params)
   return jitted, (abstract_state, rollout, ref), abstract_state
 
