@@ -7,13 +7,24 @@ vocabulary 49,152). The rollout is fixed (chat-templated questions, random
 completion tokens, every mask 1), so only the update is measured: the
 log-probs of the policy and reference, the gradient and AdamW. Each
 setting runs in its own process (peak RSS is per process: model load,
-compilation and two steps); the second step's wall time is reported, and
-XLA's own count of the step's temporary buffers (`memory_analysis()`:
-activations, logits, gradients; without the parameters, optimizer state
-and rollout it is given), which excludes the compiler's memory.
+compilation and `--steps` steps, 2 by default); the last step's wall time
+is reported, and XLA's own count of the step's temporary buffers
+(`memory_analysis()`: activations, logits, gradients; without the
+parameters, optimizer state and rollout it is given), which excludes the
+compiler's memory.
 
   python benchmarks/memory.py                      # before vs after, table
   python benchmarks/memory.py --one --chunk 32 --remat --no-share_prompts
+
+The reference copy is the trainer's (`train_step.reference_params`: its
+floats in the compute dtype, which the forward reads anyway);
+`--ref_dtype=param` keeps it in the parameters' dtype instead.
+`--adam_mu_dtype=bfloat16` stores AdamW's first moment in bfloat16
+(`rl.adam_mu_dtype`). With `--dtype bfloat16 --param_dtype float32` both
+halve a float32 copy of the parameters:
+
+  python benchmarks/memory.py --one --chunk 32 --remat --no-share_prompts \
+      --dtype bfloat16 [--ref_dtype param] [--adam_mu_dtype bfloat16]
 
 "before": the default settings (rl.share_prompts on, full [B, T, V]
 logits, no remat). "after": --chunk 32 (log-probs over blocks of 32
@@ -33,6 +44,15 @@ import time
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
+def _rss_now() -> float:
+  """The process's resident set now, GiB (Linux's /proc; NaN elsewhere)."""
+  try:
+    with open("/proc/self/statm") as f:
+      return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+  except OSError:
+    return float("nan")
+
+
 def one(args) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -45,6 +65,7 @@ def one(args) -> dict:
 
   dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
   name = "smollm2-135m-instruct"
+  rss = {"imported": _rss_now()}
   tok = tokenizer_lib.load(name)
   model = models.load(name, dtype=dtypes[args.dtype],
                       param_dtype=dtypes[args.param_dtype], remat=args.remat)
@@ -65,8 +86,15 @@ def one(args) -> dict:
       rewards_PG=jnp.asarray(rng.integers(0, 2, (p, g)), jnp.float32),
       valid_PG=jnp.ones((p, g)), progress=jnp.float32(0.0))
   graphdef, params = nnx.split(model)
-  ref_params = jax.tree.map(jnp.copy, params)
-  opt = optim.adamw(learning_rate=1e-6, total_steps=10)
+  rss["model_loaded"] = _rss_now()
+  # The trainer's reference copy (compute-dtype floats), or with
+  # --ref_dtype=param one in the parameters' own dtype.
+  ref_params = (train_step_lib.reference_params(params, dtypes[args.dtype])
+                if args.ref_dtype == "compute"
+                else jax.tree.map(jnp.copy, params))
+  opt = optim.adamw(learning_rate=1e-6, total_steps=10,
+                    mu_dtype=(dtypes[args.adam_mu_dtype]
+                              if args.adam_mu_dtype else None))
   adv_tx = advantages.grpo()
   step = jax.jit(train_step_lib.make_train_step(
       graphdef, opt, adv_tx, policy_loss=losses.ppo_clip(),
@@ -76,23 +104,35 @@ def one(args) -> dict:
   state = train_step_lib.init_train_state(
       params, opt, adv_tx.init(jnp.zeros((p, g))),
       jax.random.key_data(jax.random.key(0)))
+  jax.block_until_ready((state, ref_params))
+  rss["state_built"] = _rss_now()
   t0 = time.perf_counter()
   compiled = step.lower(state, rollout, ref_params).compile()
   compile_s = time.perf_counter() - t0
+  rss["compiled"] = _rss_now()
   rss_compile = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-  temp = compiled.memory_analysis().temp_size_in_bytes / 2**30
+  analysis = compiled.memory_analysis()
+  temp = analysis.temp_size_in_bytes / 2**30
   times = []
-  for _ in range(2):
+  for i in range(args.steps):
     t0 = time.perf_counter()
     state, metrics = compiled(state, rollout, ref_params)
-    jax.block_until_ready(metrics)
+    jax.block_until_ready((state, metrics))
     times.append(time.perf_counter() - t0)
+    rss[f"step_{i + 1}"] = _rss_now()
   return dict(
       compile_s=compile_s, rss_after_compile_gib=rss_compile,
       xla_temp_gib=temp,
+      xla_argument_gib=analysis.argument_size_in_bytes / 2**30,
+      xla_output_gib=analysis.output_size_in_bytes / 2**30,
+      xla_alias_gib=analysis.alias_size_in_bytes / 2**30,
+      rss_now_gib={k: round(v, 3) for k, v in rss.items()},
       dtype=args.dtype, param_dtype=args.param_dtype, chunk=args.chunk,
+      ref_dtype=str(jax.tree.leaves(ref_params)[0].dtype),
+      adam_mu_dtype=args.adam_mu_dtype or args.param_dtype,
       share_prompts=args.share_prompts,
-      remat=args.remat, P=p, G=g, T=t, prompt_len=int(tokens_PL.shape[1]),
+      remat=args.remat, steps=args.steps, P=p, G=g, T=t,
+      prompt_len=int(tokens_PL.shape[1]),
       peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
       step_s=times[-1], kl=float(metrics["kl"]),
       loss=float(metrics["loss"]))
@@ -113,6 +153,15 @@ def main():
   ap.add_argument("--new", type=int, default=128)
   ap.add_argument("--dtype", default="float32")
   ap.add_argument("--param_dtype", default="float32")
+  ap.add_argument("--ref_dtype", choices=("compute", "param"),
+                  default="compute",
+                  help="reference copy stored in the compute dtype (as the"
+                  " trainer does) or in the parameters' dtype")
+  ap.add_argument("--adam_mu_dtype", default="",
+                  choices=("", "float32", "bfloat16"),
+                  help="AdamW first moment's dtype ('' = the parameters')")
+  ap.add_argument("--steps", type=int, default=2,
+                  help="steps run after compiling (the last one is timed)")
   ap.add_argument("--chunk", type=int, default=0)
   ap.add_argument("--remat", action=argparse.BooleanOptionalAction,
                   default=False)
@@ -124,7 +173,8 @@ def main():
     return
   shape = ["--prompts", str(args.prompts), "--G", str(args.G), "--new",
            str(args.new), "--dtype", args.dtype, "--param_dtype",
-           args.param_dtype]
+           args.param_dtype, "--ref_dtype", args.ref_dtype,
+           "--adam_mu_dtype", args.adam_mu_dtype]
   rows = {}
   for label, flags in SETTINGS.items():
     out = subprocess.run(

@@ -256,7 +256,12 @@ def _abstract_train_step(config, mesh, graphdef, params):
       valid_PG=_batch_input((p, g), jnp.float32, mesh, rules),
       progress=jax.ShapeDtypeStruct((), jnp.float32, sharding=replicated))
   abstract_state = _with_shardings(state, state_sh)
-  ref = abstract_state.params if parts.needs_reference else None
+  ref = None
+  if parts.needs_reference:  # the trainer's copy: compute-dtype floats
+    to_ref = functools.partial(train_step_lib.reference_params,
+                               compute_dtype=builders.model_dtype(c))
+    ref = _with_shardings(jax.eval_shape(to_ref, state.params),
+                          state_sh.params)
   return jitted, (abstract_state, rollout, ref), abstract_state
 
 

@@ -92,6 +92,11 @@ def base_config() -> mlc.ConfigDict:
   # transient bfloat16 copy of the weights when dtype is bfloat16. bfloat16
   # storage loses every update smaller than ~2^-8 of a weight (at lr 1e-6
   # almost all of them): keep float32 master weights for RL fine-tuning.
+  # A run with a KL term (or reference rollouts) also keeps the reference
+  # policy's copy, stored in the narrower of param_dtype and dtype (its
+  # forward reads it cast to dtype anyway, so the log-probs are the same
+  # bit for bit): 2 more bytes per parameter when either is bfloat16, 4
+  # when both are float32.
   c.model.param_dtype = "float32"
   # Rematerialise each decoder layer in the backward pass (jax.checkpoint):
   # activation memory of one [B, S, D] residual per layer instead of every

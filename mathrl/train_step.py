@@ -83,6 +83,38 @@ def init_train_state(
   )
 
 
+def reference_params(params: Any, compute_dtype: Any) -> Any:
+  """θ_ref = cast_c(θ), as cast_c ∘ cast_c = cast_c; arXiv:1710.03740.
+
+  The reference policy's own copy of `params`, for `train_step(state,
+  rollout, ref_params)`. Every forward pass reads a parameter cast to the
+  compute dtype c (`model.dtype`; `models.transformer` casts each weight
+  where a layer reads it, as in mixed-precision training), and rounding
+  is idempotent, so storing a floating-point leaf already in the narrower
+  of its own dtype and c gives bit-identical reference log-probs (the KL
+  at step 1, policy = reference, stays exactly 0). With float32 master
+  weights and bfloat16 compute the copy costs 2 bytes per parameter
+  instead of 4; with float32 compute it is a float32 copy.
+
+  Args:
+    params: the policy parameters (float32 master weights or any other
+      `model.param_dtype`).
+    compute_dtype: the model's compute dtype (`model.dtype`).
+
+  Returns:
+    New buffers (never `params`' own: the train step donates the state's),
+    placed and sharded like `params`.
+  """
+  compute_dtype = jnp.dtype(compute_dtype)
+
+  def store(x):
+    narrower = (jnp.issubdtype(x.dtype, jnp.floating)
+                and compute_dtype.itemsize < jnp.dtype(x.dtype).itemsize)
+    return x.astype(compute_dtype) if narrower else jnp.copy(x)
+
+  return jax.tree.map(store, params)
+
+
 def state_shardings(
     state: TrainState, optimizer: optax.GradientTransformation,
     mesh: jax.sharding.Mesh, rules: sharding.Rules,

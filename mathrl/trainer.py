@@ -341,9 +341,12 @@ class RLSetup:
     self.state_sh = train_step_lib.state_shardings(
         state, parts.optimizer, self.run.mesh, sharding.TRAIN_RULES)
     state = jax.device_put(state, self.state_sh)
-    # The reference gets its own buffers: the step donates the state's.
-    ref = ({"params": jax.tree.map(jnp.copy, params)}
-           if parts.needs_reference else {})
+    # The reference gets its own buffers (the step donates the state's),
+    # in the compute dtype its forward reads anyway (bit-identical
+    # log-probs, half the memory with float32 weights and bfloat16
+    # compute). An older checkpoint's float32 reference is cast on restore.
+    ref = ({"params": train_step_lib.reference_params(
+        params, self.run.compute_dtype)} if parts.needs_reference else {})
     return {"state": state, "ref": ref}
 
   def step_fn(self):

@@ -257,7 +257,10 @@ def test_bf16_grpo_step_moves_every_fp32_weight_and_kl_is_zero(
       valid_PG=jnp.ones((p, g)), progress=jnp.float32(0.0))
   graphdef, params = nnx.split(model)
   step, state = _grpo_step(graphdef, params, p, g)
-  new_state, metrics = step(state, rollout, params)
+  # The trainer's reference copy: bf16, what the forward reads anyway.
+  ref = train_step_lib.reference_params(params, jnp.bfloat16)
+  assert {x.dtype for x in jax.tree.leaves(ref)} == {jnp.dtype("bfloat16")}
+  new_state, metrics = step(state, rollout, ref)
   # Policy == reference at step 1: the same code path gives the same
   # bf16 log-probs, so the k3 KL is exactly 0.
   assert float(metrics["kl"]) == 0.0
