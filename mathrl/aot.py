@@ -337,6 +337,7 @@ def smallest_matmul_weight(weights) -> int:
 
 def _abstract_decode_step(config, mesh, graphdef, params, rows):
   """(jitted decode step, abstract args, ideal bytes per chip)."""
+  rules = sharding.SAMPLE_RULES
   sample_params = _sample_params(params, mesh, builders.model_dtype(config))
 
   def split_blocks(prm):
@@ -358,11 +359,26 @@ def _abstract_decode_step(config, mesh, graphdef, params, rows):
   rng = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated)
   step = _decode_step_fn(graphdef, builders.make_sampling_method(config))
   jitted = jax.jit(step, donate_argnums=(2,))
-  weights = [v for name, v in sample_params.items() if name != "layers"]
-  weights += list(blocks)
-  ideal = (sharding.per_device_bytes(weights)
-           + sharding.per_device_bytes((state.cache.k, state.cache.v)))
+  embed = sample_params["embed"]
+  rows_D = _batch_input((rows, embed.shape[1]), embed.dtype, mesh, rules)
+  ideal = decode_ideal_bytes(sample_params, blocks, state.cache, rows_D)
   return jitted, (sample_params, blocks, state, rng), ideal
+
+
+def decode_ideal_bytes(sample_params, blocks, cache, rows_D) -> int:
+  """Per chip: the bytes one decode step must read from HBM.
+
+  Every weight once (the layers as the per-layer `blocks` the loop
+  slices), the KV cache, and the input embedding: whole when it is also
+  the output head (tied), else only the looked-up rows `rows_D` (this
+  chip's tokens; the gather reads nothing else of the table).
+  """
+  weights = [v for name, v in sample_params.items()
+             if name not in ("layers", "embed")]
+  tied = "lm_head" not in sample_params
+  embed = sample_params["embed"] if tied else rows_D
+  return sharding.per_device_bytes(
+      (weights, list(blocks), embed, cache.k, cache.v))
 
 
 _OOM = re.compile(r"memory required for ([\w ]+?) \(([\d.]+)([KMGT]?)\)"
