@@ -20,7 +20,8 @@ accessed (XLA's cost analysis) next to the analytic FLOP count
 (`mathrl.roofline`); the HBM traffic read from the optimized HLO
 (`hlo.hbm_traffic`; XLA's bytes accessed also count every read of the
 arrays it prefetched into on-chip VMEM), and a decode step's traffic over
-the ideal (the weights and KV cache it must read); the roofline lower
+the ideal (the weights and KV cache it must read; of an untied input
+embedding only the rows it looks up); the roofline lower
 bound on the step time (the decode step's from its HBM traffic), the
 implied upper bounds on MFU and on decode tokens/s; and the collectives
 inside the decode loop, none of which should move an array as large as a
@@ -123,7 +124,8 @@ class AotReport:
   decode_seconds_bound: float
   decode_tokens_per_second_bound: float
   decode_ideal_bytes: int
-  """Per chip: the weights plus the KV cache one decode step must read."""
+  """Per chip: the weights plus the KV cache one decode step must read
+  (the function `decode_ideal_bytes`)."""
   loop_collectives: list[hlo_lib.Collective]
   smallest_weight_bytes: int
   """Per chip, under the sampling rules: the threshold for `weight_sized`."""
@@ -590,8 +592,8 @@ def format_report(r: AotReport) -> str:
       "decode step: not compiled (out of HBM)" if r.decode.error else
       f"decode step: roofline bound {r.decode_seconds_bound * 1e6:.3g} us,"
       f" <= {r.decode_tokens_per_second_bound:,.0f} tokens/s; HBM"
-      f" traffic {r.decode_bytes_ratio:.2f}x the weights + KV cache"
-      f" ({_gib(r.decode_ideal_bytes)} per chip; XLA's bytes accessed"
+      f" traffic {r.decode_bytes_ratio:.2f}x the ideal (weights + KV cache,"
+      f" {_gib(r.decode_ideal_bytes)} per chip; XLA's bytes accessed"
       f" {r.decode_xla_bytes_ratio:.2f}x)",
       f"collectives in the decode loop: {len(r.loop_collectives)}"
       f" ({len(r.weight_sized)} weight-sized, threshold"
