@@ -20,7 +20,8 @@ accessed (XLA's cost analysis) next to the analytic FLOP count
 (`mathrl.roofline`); the HBM traffic read from the optimized HLO
 (`hlo.hbm_traffic`; XLA's bytes accessed also count every read of the
 arrays it prefetched into on-chip VMEM), and a decode step's traffic over
-the ideal (the weights and KV cache it must read); the roofline lower
+the ideal (the weights and KV cache it must read; of an untied input
+embedding only the rows it looks up); the roofline lower
 bound on the step time (the decode step's from its HBM traffic), the
 implied upper bounds on MFU and on decode tokens/s; and the collectives
 inside the decode loop, none of which should move an array as large as a
@@ -123,7 +124,8 @@ class AotReport:
   decode_seconds_bound: float
   decode_tokens_per_second_bound: float
   decode_ideal_bytes: int
-  """Per chip: the weights plus the KV cache one decode step must read."""
+  """Per chip: the weights plus the KV cache one decode step must read
+  (the function `decode_ideal_bytes`)."""
   loop_collectives: list[hlo_lib.Collective]
   smallest_weight_bytes: int
   """Per chip, under the sampling rules: the threshold for `weight_sized`."""
@@ -342,6 +344,7 @@ def smallest_matmul_weight(weights) -> int:
 
 def _abstract_decode_step(config, mesh, graphdef, params, rows):
   """(jitted decode step, abstract args, ideal bytes per chip)."""
+  rules = sharding.SAMPLE_RULES
   sample_params = _sample_params(params, mesh, builders.model_dtype(config))
 
   def split_blocks(prm):
@@ -363,11 +366,26 @@ def _abstract_decode_step(config, mesh, graphdef, params, rows):
   rng = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated)
   step = _decode_step_fn(graphdef, builders.make_sampling_method(config))
   jitted = jax.jit(step, donate_argnums=(2,))
-  weights = [v for name, v in sample_params.items() if name != "layers"]
-  weights += list(blocks)
-  ideal = (sharding.per_device_bytes(weights)
-           + sharding.per_device_bytes((state.cache.k, state.cache.v)))
+  embed = sample_params["embed"]
+  rows_D = _batch_input((rows, embed.shape[1]), embed.dtype, mesh, rules)
+  ideal = decode_ideal_bytes(sample_params, blocks, state.cache, rows_D)
   return jitted, (sample_params, blocks, state, rng), ideal
+
+
+def decode_ideal_bytes(sample_params, blocks, cache, rows_D) -> int:
+  """Per chip: the bytes one decode step must read from HBM.
+
+  Every weight once (the layers as the per-layer `blocks` the loop
+  slices), the KV cache, and the input embedding: whole when it is also
+  the output head (tied), else only the looked-up rows `rows_D` (this
+  chip's tokens; the gather reads nothing else of the table).
+  """
+  weights = [v for name, v in sample_params.items()
+             if name not in ("layers", "embed")]
+  tied = "lm_head" not in sample_params
+  embed = sample_params["embed"] if tied else rows_D
+  return sharding.per_device_bytes(
+      (weights, list(blocks), embed, cache.k, cache.v))
 
 
 _OOM = re.compile(r"memory required for ([\w ]+?) \(([\d.]+)([KMGT]?)\)"
@@ -579,8 +597,8 @@ def format_report(r: AotReport) -> str:
       "decode step: not compiled (out of HBM)" if r.decode.error else
       f"decode step: roofline bound {r.decode_seconds_bound * 1e6:.3g} us,"
       f" <= {r.decode_tokens_per_second_bound:,.0f} tokens/s; HBM"
-      f" traffic {r.decode_bytes_ratio:.2f}x the weights + KV cache"
-      f" ({_gib(r.decode_ideal_bytes)} per chip; XLA's bytes accessed"
+      f" traffic {r.decode_bytes_ratio:.2f}x the ideal (weights + KV cache,"
+      f" {_gib(r.decode_ideal_bytes)} per chip; XLA's bytes accessed"
       f" {r.decode_xla_bytes_ratio:.2f}x)",
       f"collectives in the decode loop: {len(r.loop_collectives)}"
       f" ({len(r.weight_sized)} weight-sized, threshold"
