@@ -419,13 +419,18 @@ class StepSpec:
           counts["num_sequences"], 1.0)
       penalty, reg_metrics = reg.penalty(method_state, out[2], mask_BT)
       loss = loss + rows_share * penalty
+    # Logged KL and entropy are token means whatever the loss aggregation
+    # (a token-sum aggregation would log them x response length), so runs
+    # of different methods plot on one scale.
+    token_mean = lambda x_BT: jnp.sum(x_BT * mask_BT) / jnp.maximum(
+        counts["num_tokens"], 1.0)
     if self.kl_coef > 0:
-      kl = agg(self.kl_estimator(logp_BT, rows.ref_logp_BT))
-      loss = loss + self.kl_coef * kl
-      metrics["kl"] = kl
+      kl_BT = self.kl_estimator(logp_BT, rows.ref_logp_BT)
+      loss = loss + self.kl_coef * agg(kl_BT)
+      metrics["kl"] = token_mean(kl_BT)
     if self.entropy_coef:
       loss = loss - self.entropy_coef * agg(entropy_BT)
-    metrics["entropy"] = agg(entropy_BT)
+    metrics["entropy"] = token_mean(entropy_BT)
     metrics["loss"] = loss
     # Per-micro metric means are weighted by this micro's token share.
     share = jnp.sum(mask_BT) / jnp.maximum(counts["num_tokens"], 1.0)

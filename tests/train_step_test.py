@@ -340,6 +340,39 @@ def test_declared_entropy_is_the_current_or_behaviour_policys(policy, which):
     assert gap > 1e-5
 
 
+def test_logged_kl_and_entropy_are_token_means_for_every_aggregation(
+    policy):
+  # The loss aggregation scales the loss (a token sum is ~length x a token
+  # mean), but the logged KL and entropy stay token means, so methods with
+  # different aggregations plot on one scale.
+  graphdef, params = policy
+  ref = jax.tree.map(lambda x: x * 1.01, params)  # KL > 0
+  r = _rollout()
+  logged = {}
+  for name in ("token_mean", "seq_mean_token_sum"):
+    step, state = _make(policy, aggregate=getattr(losses, name),
+                        kl_estimator=losses.kl_k3, kl_coef=0.04)
+    _, logged[name] = step(state, r, ref)
+  logp_BT, ent_BT = logprobs.completion_logprobs(
+      graphdef, params, r.prompt_tokens_BL, r.prompt_mask_BL,
+      r.completion_tokens_BT, r.completion_mask_BT)
+  ref_logp_BT, _ = logprobs.completion_logprobs(
+      graphdef, ref, r.prompt_tokens_BL, r.prompt_mask_BL,
+      r.completion_tokens_BT, r.completion_mask_BT)
+  mask_BT = r.completion_mask_BT
+  expect = {
+      "entropy": jnp.sum(ent_BT * mask_BT) / jnp.sum(mask_BT),
+      "kl": jnp.sum(losses.kl_k3(logp_BT, ref_logp_BT) * mask_BT)
+            / jnp.sum(mask_BT)}
+  assert float(expect["kl"]) > 1e-6
+  for name, metrics in logged.items():
+    for key, value in expect.items():
+      np.testing.assert_allclose(metrics[key], value, rtol=1e-4,
+                                 err_msg=f"{key} with {name}")
+  assert not np.isclose(logged["token_mean"]["loss"],
+                        logged["seq_mean_token_sum"]["loss"])
+
+
 def test_minibatch_without_tokens_is_skipped_not_applied(policy):
   # No valid sample (dynamic sampling kept no group): AdamW's weight decay
   # would still move θ; the update is skipped and counted as empty, not as
