@@ -291,3 +291,11 @@ def test_error_shape_disagrees_with_config(tiny_checkpoints, tmp_path):
   with pytest.raises(ValueError, match=(
       r"model\.layers\.0\.mlp\.gate_proj\.weight.*\(128, 64\).*\(96, 64\)")):
     models.from_pretrained(path)
+
+
+@pytest.mark.parametrize("loader", ["from_pretrained", "from_gguf", "load"])
+def test_loaders_name_a_misspelt_option_before_reading_anything(loader):
+  # The path does not exist: the option check runs before any I/O, and the
+  # error names the function the user called.
+  with pytest.raises(TypeError, match=rf"{loader}\(\).*\['param_dtyp'\]"):
+    getattr(models, loader)("/nonexistent/model", param_dtyp="float32")

@@ -81,6 +81,7 @@ def load(
   Returns:
     The `mathrl.models.Transformer`.
   """
+  convert.check_load_options(options, "load")
   path = checkpoint_path(name_or_path)
   loader = gguf_import.from_gguf if is_gguf(path) else convert.from_pretrained
   return loader(path, dtype, **options)

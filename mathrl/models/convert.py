@@ -276,6 +276,7 @@ def from_pretrained(
     ValueError: unsupported architecture, or a shape that disagrees with
       config.json (tensor named, both shapes given).
   """
+  check_load_options(options, "from_pretrained")
   folder = pathlib.Path(path)
   config = read_config(folder)
   files = _tensor_files(folder)
@@ -284,6 +285,20 @@ def from_pretrained(
         f, framework="numpy")) for f in sorted(set(files.values()))}
     tensors = {n: handles[f].get_slice(n) for n, f in files.items()}
     return from_tensors(config, tensors, dtype, **options)
+
+
+# The keyword-only options of `from_tensors`, which the public loaders
+# (`from_pretrained`, `from_gguf`, `checkpoints.load`) pass on.
+LOAD_OPTIONS = ("param_dtype", "remat", "mesh", "rules")
+
+
+def check_load_options(options: dict[str, Any], loader: str) -> None:
+  """A TypeError naming `loader` for an unknown option, before any I/O."""
+  unknown = sorted(set(options) - set(LOAD_OPTIONS))
+  if unknown:
+    raise TypeError(
+        f"{loader}() got unexpected keyword argument(s) {unknown}; the load"
+        f" options are {list(LOAD_OPTIONS)}")
 
 
 def from_tensors(

@@ -231,6 +231,7 @@ def from_gguf(
   Returns:
     The `mathrl.models.Transformer`.
   """
+  convert.check_load_options(options, "from_gguf")
   config, tensors = read_gguf(path)
   return convert.from_tensors(config, tensors, dtype, **options)
 
