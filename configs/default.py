@@ -10,13 +10,14 @@ accuracy per difficulty (number of operations) after SFT and after RL.
   python -m mathrl.main --config=configs/default.py --workdir=/tmp/run \\
       --config.rl.steps=10 --config.seed=1
 
-Measured on a 2-core CPU (experiments/2026-11-23_default_job, the
-2026-11-30 rerun): with the RL step chosen on the validation split (step
-400 for every seed), RL raises test greedy accuracy by +10.2, +11.7 and
-+12.1 points for seeds 0, 1, 2 (46.1 -> 56.2%, 52.0 -> 63.7%,
-52.0 -> 64.1%; mean +11.3). On an otherwise idle 2-core machine the
-whole job took 7m46s-8m31s (third round; the rerun shared its machine
-with other jobs, so its wall time measures nothing).
+Measured on a 2-core CPU (experiments/2026-11-23_default_job): with the
+RL step chosen on the validation split (step 400 for every seed), RL
+raises test greedy accuracy by +10.2, +11.7 and +12.1 points for seeds 0,
+1, 2 (46.1 -> 56.2%, 52.0 -> 63.7%, 52.0 -> 64.1%; mean +11.3). The whole
+job took 7m46s-8m31s on an otherwise idle 2-core Intel Xeon (AVX-512,
+AMX), timed with the code of commit 38894c6, whose sampler decodes every
+row to the end (the accuracy runs shared their machine with other jobs,
+so their wall times measure nothing).
 """
 
 from mathrl import configlib

