@@ -9,6 +9,7 @@ INSTALL_REQUIRES = [
     "ml_collections>=1.0",
     "absl-py>=2.0",
     "numpy>=1.26",
+    "scipy>=1.11",  # the t quantile of mathrl.stats (jax needs it too)
     "safetensors>=0.4",
     "transformers>=4.50",
     "tokenizers>=0.21",

@@ -1,8 +1,11 @@
-"""Confidence intervals for accuracies: Wilson binomial and bootstrap.
+"""Confidence intervals: accuracies over problems, numbers over seeds.
 
   lo, hi = stats.wilson_interval(successes=41, n=64)
   lo, hi = stats.bootstrap_interval(scores_N)          # per-problem scores
   lo, hi = stats.accuracy_interval(scores_N)           # picks one of the two
+  mean, lo, hi = stats.seed_interval(values_S)         # t over seeds
+  d, lo, hi = stats.paired_interval(values_S, base_S)  # same seeds
+  d, lo, hi = stats.welch_interval(values_A, base_B)   # independent seeds
 
 Every accuracy mathrl prints carries a 95% interval: Wilson's score
 interval when each problem scores 0 or 1 (greedy accuracy, maj@k), a
@@ -10,6 +13,11 @@ percentile bootstrap over problems when a problem's score is a fraction
 (avg@k, pass@k with k < n). Both treat the problems as the random draw,
 as benchmark reports do; they do not include the decoding's own noise
 beyond what the samples carry.
+
+Across training seeds (the spread that decides whether one method beats
+another) the t-intervals treat each seed's number as one draw; the
+difference to a baseline is paired when both ran the same seeds, Welch's
+otherwise.
 """
 
 from collections.abc import Sequence
@@ -110,20 +118,41 @@ def format_interval(value: float, low: float, high: float,
   return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
-# Student's t 0.975 quantiles for 1..30 degrees of freedom (two-sided 95%).
-_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262,
-          2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101,
-          2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052,
-          2.048, 2.045, 2.042)
+def t_quantile(df: float, level: float = 0.95) -> float:
+  """t_{(1+level)/2, df}: the two-sided Student t quantile, any real df > 0.
+
+  Student 1908, "The probable error of a mean", Biometrika 6(1); computed
+  by scipy's inverse t distribution (`scipy.special.stdtrit`), so that
+  Welch's fractional degrees of freedom need no table (t_{0.975, 2} =
+  4.3027, t_{0.975, 4} = 2.7764, t_{0.975, ∞} = 1.9600).
+
+  Args:
+    df: degrees of freedom (> 0, need not be an integer).
+    level: two-sided coverage (0.95).
+
+  Returns:
+    The quantile.
+  """
+  from scipy import special  # pylint: disable=g-import-not-at-top
+  if not df > 0:
+    raise ValueError(f"t_quantile needs df > 0, got {df}")
+  return float(special.stdtrit(df, (1.0 + level) / 2))
+
+
+def _values(values_S: Sequence[float], name: str) -> np.ndarray:
+  values_S = np.asarray(values_S, dtype=np.float64)
+  if values_S.ndim != 1 or not values_S.size:
+    raise ValueError(f"{name} needs a non-empty 1-D list, got shape"
+                     f" {values_S.shape}")
+  return values_S
 
 
 def seed_interval(values_S: Sequence[float]) -> tuple[float, float, float]:
   """mean ± t_{0.975, S-1} s / sqrt(S): the 95% t-interval over seeds.
 
   Student 1908, "The probable error of a mean", Biometrika 6(1). s is the
-  sample standard deviation (ddof=1) of the S seeds' values; above 30
-  degrees of freedom the normal quantile 1.96 is used. One seed has no
-  spread: its interval is (mean, mean, mean) and must not be read as
+  sample standard deviation (ddof=1) of the S seeds' values. One seed has
+  no spread: its interval is (mean, mean, mean) and must not be read as
   certainty.
 
   Args:
@@ -132,14 +161,71 @@ def seed_interval(values_S: Sequence[float]) -> tuple[float, float, float]:
   Returns:
     (mean, low, high).
   """
-  values_S = np.asarray(values_S, dtype=np.float64)
-  if values_S.ndim != 1 or not values_S.size:
-    raise ValueError(f"seed_interval needs a non-empty 1-D list, got shape"
-                     f" {values_S.shape}")
+  values_S = _values(values_S, "seed_interval")
   mean = float(values_S.mean())
   if values_S.size == 1:
     return mean, mean, mean
-  df = values_S.size - 1
-  t = _T_975[df - 1] if df <= len(_T_975) else Z_95
-  half = t * float(values_S.std(ddof=1)) / math.sqrt(values_S.size)
+  half = (t_quantile(values_S.size - 1) * float(values_S.std(ddof=1))
+          / math.sqrt(values_S.size))
   return mean, mean - half, mean + half
+
+
+def paired_interval(values_S: Sequence[float],
+                    baseline_S: Sequence[float]) -> tuple[float, float, float]:
+  """d̄ ± t_{0.975, S-1} s_d / sqrt(S), d_s = x_s - y_s: paired t-interval.
+
+  Student 1908, "The probable error of a mean", Biometrika 6(1), applied
+  to the per-seed differences: seed s of the method and seed s of the
+  baseline share what the seed fixes (start checkpoint, data order,
+  evaluation problems), so the differences cancel that shared noise and
+  the interval is narrower than the unpaired one when it matters.
+
+  Args:
+    values_S: [S] the method's value per seed.
+    baseline_S: [S] the baseline's value for the same seeds, same order.
+
+  Returns:
+    (mean difference, low, high); S = 1 gives a zero-width interval.
+  """
+  values_S = _values(values_S, "paired_interval")
+  baseline_S = _values(baseline_S, "paired_interval")
+  if values_S.shape != baseline_S.shape:
+    raise ValueError(
+        f"paired_interval needs one baseline value per seed, got"
+        f" {values_S.size} values and {baseline_S.size} baseline values")
+  return seed_interval(values_S - baseline_S)
+
+
+def welch_interval(values_A: Sequence[float],
+                   values_B: Sequence[float]) -> tuple[float, float, float]:
+  """x̄ - ȳ ± t_{0.975, ν} sqrt(a + b), a = s_x²/n_x, b = s_y²/n_y.
+
+  Welch 1947, "The generalization of 'Student's' problem when several
+  different population variances are involved", Biometrika 34(1-2);
+  ν = (a + b)² / (a²/(n_x - 1) + b²/(n_y - 1)) is the Welch-Satterthwaite
+  degrees of freedom (Satterthwaite 1946, Biometrics Bulletin 2(6)). For
+  two independent sets of seeds; paired seeds use `paired_interval`.
+  Zero spread in both gives a zero-width interval.
+
+  Args:
+    values_A: [A] one value per seed of the method, A >= 2.
+    values_B: [B] one value per seed of the baseline, B >= 2.
+
+  Returns:
+    (mean difference x̄ - ȳ, low, high).
+  """
+  values_A = _values(values_A, "welch_interval")
+  values_B = _values(values_B, "welch_interval")
+  if values_A.size < 2 or values_B.size < 2:
+    raise ValueError(
+        f"welch_interval needs >= 2 values on each side to estimate both"
+        f" variances, got {values_A.size} and {values_B.size}")
+  diff = float(values_A.mean() - values_B.mean())
+  a = float(values_A.var(ddof=1)) / values_A.size
+  b = float(values_B.var(ddof=1)) / values_B.size
+  if a + b == 0:
+    return diff, diff, diff
+  df = (a + b) ** 2 / (a * a / (values_A.size - 1)
+                       + b * b / (values_B.size - 1))
+  half = t_quantile(df) * math.sqrt(a + b)
+  return diff, diff - half, diff + half
