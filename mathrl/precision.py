@@ -44,9 +44,10 @@ def cast_floating(tree: Any, dtype: Any, *, narrow_only: bool = False,
     narrow_only: cast a floating leaf only where `dtype` takes fewer bytes
       than the leaf's own dtype, i.e. store it in the narrower of the two
       (never widen: bfloat16 weights stay bfloat16 under float32 compute).
-    copy: every array leaf not cast (its dtype kept) is copied into a new
+    copy: every array leaf that keeps its dtype is copied into a new
       buffer (`jnp.copy`), so the result shares no buffer with `tree`
-      (arrays that will be donated elsewhere). A cast always makes one.
+      (arrays that will be donated elsewhere); a cast makes one anyway.
+      Without it, such leaves are returned as they are.
 
   Returns:
     `tree`'s structure with the leaves cast (or kept, or copied).
@@ -54,8 +55,9 @@ def cast_floating(tree: Any, dtype: Any, *, narrow_only: bool = False,
   dtype = jnp.dtype(dtype)
 
   def one(x):
-    cast = is_floating(x) and (
-        not narrow_only or dtype.itemsize < jnp.dtype(x.dtype).itemsize)
+    own = jnp.dtype(x.dtype)
+    cast = is_floating(x) and own != dtype and (
+        not narrow_only or dtype.itemsize < own.itemsize)
     if isinstance(x, jax.ShapeDtypeStruct):
       return x.update(dtype=dtype) if cast else x
     if cast:

@@ -75,6 +75,12 @@ def test_copy_gives_new_buffers_for_the_leaves_it_keeps():
     assert kept[k].dtype == x.dtype
     assert kept[k].unsafe_buffer_pointer() != x.unsafe_buffer_pointer(), k
     np.testing.assert_array_equal(kept[k], x)
+  # The float32 leaf under a float32 target is kept, so copied, also
+  # without narrow_only; without copy it is the very same array.
+  w = tree["w"]
+  copied = precision.cast_floating(tree, jnp.float32, copy=True)["w"]
+  assert copied.unsafe_buffer_pointer() != w.unsafe_buffer_pointer()
+  assert precision.cast_floating(tree, jnp.float32)["w"] is w
 
 
 def test_shape_dtype_struct_keeps_its_sharding():
