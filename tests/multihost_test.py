@@ -77,7 +77,10 @@ def share_compilation_cache() -> bool:
   private functions of `jax._src.cache_key`.
 
   If JAX renames them or changes their arguments, nothing is changed
-  (with a warning): the test still runs, process 1 compiling.
+  (with a warning): the test still runs, process 1 compiling. Measured on
+  a 2-core x86-64 CPU with a warm suite cache, the whole test took 42 and
+  54 s with the override, 61 and 88 s without it, and 86 s with a fresh
+  cache directory of the workers' own (process 1 never writes to it).
 
   Returns:
     Whether the cache key was changed.
