@@ -48,6 +48,7 @@ from flax import nnx
 from mathrl import builders
 from mathrl import hlo as hlo_lib
 from mathrl import models
+from mathrl import precision
 from mathrl import roofline
 from mathrl import sampling
 from mathrl import sharding
@@ -270,10 +271,7 @@ def _abstract_train_step(config, mesh, graphdef, params):
 def _sample_params(params, mesh, dtype):
   """The sampler's copy of the weights: SAMPLE_RULES shardings, `dtype`
   floats (what `trainer.Run.sampling_model` gives the sampler)."""
-  params = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(
-          x.shape, dtype if jnp.issubdtype(x.dtype, jnp.floating)
-          else x.dtype), params)
+  params = precision.cast_floating(params, dtype)
   return _with_shardings(
       params, sharding.logical_to_sharding(params, mesh,
                                            sharding.SAMPLE_RULES))

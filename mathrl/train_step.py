@@ -40,6 +40,7 @@ from flax import nnx
 from flax import struct
 
 from mathrl import logprobs as logprobs_lib
+from mathrl import precision
 from mathrl import sharding
 from mathrl.updates import guarded_update  # pylint: disable=unused-import
 from mathrl.advantages import base as adv_base
@@ -105,14 +106,8 @@ def reference_params(params: Any, compute_dtype: Any) -> Any:
     New buffers (never `params`' own: the train step donates the state's),
     placed and sharded like `params`.
   """
-  compute_dtype = jnp.dtype(compute_dtype)
-
-  def store(x):
-    narrower = (jnp.issubdtype(x.dtype, jnp.floating)
-                and compute_dtype.itemsize < jnp.dtype(x.dtype).itemsize)
-    return x.astype(compute_dtype) if narrower else jnp.copy(x)
-
-  return jax.tree.map(store, params)
+  return precision.cast_floating(params, compute_dtype, narrow_only=True,
+                                copy=True)
 
 
 def state_shardings(

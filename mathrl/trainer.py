@@ -33,6 +33,7 @@ from mathrl import checkpoint
 from mathrl import distributed
 from mathrl import evaluation
 from mathrl import metrics as metrics_lib
+from mathrl import precision
 from mathrl import preemption
 from mathrl import rollout as rollout_lib
 from mathrl import sharding
@@ -91,10 +92,11 @@ class _LeaderOnly:
 
 
 def in_dtype(params, dtype):
-  """The floating-point leaves of `params` cast to `dtype` (others kept)."""
-  return jax.tree.map(
-      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
-      else x, params)
+  """The floating-point leaves of `params` cast to `dtype` (others kept).
+
+  The sampler's copy of the weights (`precision.cast_floating`).
+  """
+  return precision.cast_floating(params, dtype)
 
 
 class Run:
@@ -219,7 +221,7 @@ def _laid_out_as(params, shardings, dtype) -> bool:
   arrays, targets = jax.tree.leaves(params), jax.tree.leaves(shardings)
   return len(arrays) == len(targets) and all(
       isinstance(x, jax.Array) and x.sharding.is_equivalent_to(t, x.ndim)
-      and (x.dtype == dtype or not jnp.issubdtype(x.dtype, jnp.floating))
+      and (x.dtype == dtype or not precision.is_floating(x))
       for x, t in zip(arrays, targets))
 
 

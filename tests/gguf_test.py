@@ -4,7 +4,8 @@ Each test model is a random tiny Transformer saved as a Hugging Face folder
 and as a GGUF file laid out as llama.cpp's converter writes it (Llama q/k
 rows permuted for its interleaved RoPE, `output.weight` absent when the
 head is tied, Q8_0-quantized embedding for the untied one). Loading the
-GGUF must give the folder's logits.
+GGUF must give the folder's logits. The tokenizer of a metadata-only GGUF
+must equal transformers' own GGUF tokenizer loading.
 """
 
 import dataclasses
@@ -16,6 +17,7 @@ import pytest
 from flax import nnx
 
 from mathrl import models
+from mathrl.data import tokenizer as tokenizer_lib
 from mathrl.models import convert
 from mathrl.models import gguf_import
 
@@ -117,3 +119,45 @@ def test_unsupported_architecture_is_named(tmp_path):
     models.from_gguf(path)
   with pytest.raises(FileNotFoundError, match="does not exist"):
     models.from_gguf(tmp_path / "missing.gguf")
+
+
+def test_special_token_keys_are_the_gguf_spec_names():
+  import gguf  # pylint: disable=g-import-not-at-top
+  keys = gguf.Keys.Tokenizer
+  assert tokenizer_lib.GGUF_SPECIAL_TOKEN_KEYS == {
+      "bos_token": keys.BOS_ID, "eos_token": keys.EOS_ID,
+      "unk_token": keys.UNK_ID, "pad_token": keys.PAD_ID}
+
+
+def test_tokenizer_without_unk_and_pad_ids_equals_transformers(tmp_path):
+  """A GGUF naming only bos and eos: unk and pad stay None, as in
+  transformers' own GGUF tokenizer loading (metadata only, no tensors)."""
+  import gguf  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "tokenizer_only.gguf"
+  w = gguf.GGUFWriter(str(path), "llama")
+  w.add_block_count(1)
+  w.add_context_length(64)
+  w.add_embedding_length(8)
+  w.add_feed_forward_length(16)
+  w.add_head_count(2)
+  w.add_head_count_kv(1)
+  w.add_tokenizer_model("gpt2")
+  w.add_tokenizer_pre("default")
+  w.add_token_list(["<s>", "</s>", "a", "b", "ab", "Ġ", "Ġa"])
+  w.add_token_types([3, 3, 1, 1, 1, 1, 1])  # 3: control
+  w.add_token_merges(["a b", "Ġ a"])
+  w.add_bos_token_id(0)
+  w.add_eos_token_id(1)
+  w.write_header_to_file()
+  w.write_kv_data_to_file()
+  w.write_tensors_to_file()
+  w.close()
+  ours = tokenizer_lib.from_gguf(path)
+  reference = transformers.AutoTokenizer.from_pretrained(
+      str(tmp_path), gguf_file=path.name)
+  names = tuple(tokenizer_lib.GGUF_SPECIAL_TOKEN_KEYS)
+  assert [getattr(ours, n) for n in names] == ["<s>", "</s>", None, None]
+  assert [getattr(reference, n) for n in names] == ["<s>", "</s>", None, None]
+  # "ab a" -> "ab" (4), "Ġa" (6) with both merges.
+  assert ours("ab a").input_ids == reference("ab a").input_ids == [4, 6]

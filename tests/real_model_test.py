@@ -56,6 +56,14 @@ def tokenizer(gguf_path):
 
 
 @pytest.fixture(scope="session")
+def auto_tokenizer(gguf_path):
+  """transformers' own GGUF tokenizer loading of the same file."""
+  path = pathlib.Path(gguf_path)
+  return transformers.AutoTokenizer.from_pretrained(
+      str(path.parent), gguf_file=path.name)
+
+
+@pytest.fixture(scope="session")
 def hf_dir(gguf_path, tmp_path_factory):
   return gguf_import.write_hf_folder(
       gguf_path, tmp_path_factory.mktemp("smollm2_hf"))
@@ -180,10 +188,9 @@ def test_loading_the_named_checkpoint_does_not_import_torch(gguf_path):
   assert out.returncode == 0, out.stderr[-2000:]
 
 
-def test_tokenizer_equals_transformers_auto_tokenizer(gguf_path, tokenizer):
-  path = pathlib.Path(gguf_path)
-  reference = transformers.AutoTokenizer.from_pretrained(
-      str(path.parent), gguf_file=path.name)
+def test_tokenizer_equals_transformers_auto_tokenizer(tokenizer,
+                                                     auto_tokenizer):
+  reference = auto_tokenizer
   chat = [{"role": "user", "content": QUESTIONS[0]}]
   texts = ["Hello 123 world <|im_end|>  x\n", "h\u00e9llo  w\u00f6rld 12"]
   for tok in (tokenizer, reference):
@@ -201,6 +208,24 @@ def test_tokenizer_equals_transformers_auto_tokenizer(gguf_path, tokenizer):
     ids = tokenizer(text).input_ids
     assert ids == reference(text).input_ids
     assert tokenizer.decode(ids) == reference.decode(ids)
+
+
+def test_gguf_special_tokens_equal_transformers_and_the_metadata(
+    gguf_path, tokenizer, auto_tokenizer):
+  """`GGUF_SPECIAL_TOKEN_KEYS` against transformers' GGUF loading."""
+  import gguf  # pylint: disable=g-import-not-at-top
+  table = tokenizer_lib.GGUF_SPECIAL_TOKEN_KEYS
+  assert set(table) == {"bos_token", "eos_token", "unk_token", "pad_token"}
+  for name in table:
+    assert getattr(tokenizer, name) == getattr(auto_tokenizer, name), name
+  # The file's ids: bos 1, eos 2, unk 0, pad 2 (pad = eos).
+  fields = gguf.GGUFReader(gguf_path).fields
+  assert {name: int(fields[key].contents()) for name, key in table.items()
+          } == {"bos_token": 1, "eos_token": 2, "unk_token": 0,
+                "pad_token": 2}
+  assert [tokenizer.bos_token, tokenizer.eos_token, tokenizer.unk_token,
+          tokenizer.pad_token] == ["<|im_start|>", "<|im_end|>",
+                                   "<|endoftext|>", "<|im_end|>"]
 
 
 def test_named_checkpoint_without_its_package_names_the_pip_command(

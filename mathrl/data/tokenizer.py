@@ -26,6 +26,18 @@ import transformers
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 
+# The special tokens a GGUF file names by id, as transformers' GGUF loading
+# reads them: the tokenizer attribute -> the GGUF metadata key of its id
+# (the GGUF spec's `tokenizer.ggml.*` names, `gguf.Keys.Tokenizer.*_ID`).
+# A key the file lacks leaves that token None. The spec's other special
+# ids (sep, cls, mask, eot, fim...) are not read, as transformers does not.
+GGUF_SPECIAL_TOKEN_KEYS = {
+    "bos_token": "tokenizer.ggml.bos_token_id",
+    "eos_token": "tokenizer.ggml.eos_token_id",
+    "unk_token": "tokenizer.ggml.unknown_token_id",
+    "pad_token": "tokenizer.ggml.padding_token_id",
+}
+
 
 def train_bpe(
     texts: Iterable[str], *, vocab_size: int, path: str | None = None
@@ -83,8 +95,9 @@ def from_gguf(path: str | os.PathLike[str]):
     path: the .gguf file.
 
   Returns:
-    A transformers fast tokenizer (bos/eos/pad/unk ids from the GGUF
-    metadata, `chat_template` from `tokenizer.chat_template`).
+    A transformers fast tokenizer (bos/eos/pad/unk tokens from the ids
+    under `GGUF_SPECIAL_TOKEN_KEYS`, None where the file has no such id;
+    `chat_template` from `tokenizer.chat_template`).
   """
   # Reads the metadata with `gguf` and builds the tokenizer with
   # transformers' GGUF converter, but not through `AutoTokenizer` or
@@ -104,9 +117,8 @@ def from_gguf(path: str | os.PathLike[str]):
           if f"tokenizer.{key}" in meta}
       for g, renames in gtm.GGUF_TOKENIZER_MAPPING.items()}
   tok_dict, config = group["tokenizer"], group["tokenizer_config"]
-  # pylint: disable-next=protected-access
-  for name, key in gtm._SPECIAL_TOKENS.items():
-    token_id = meta.get(f"tokenizer.ggml.{key}")
+  for name, key in GGUF_SPECIAL_TOKEN_KEYS.items():
+    token_id = meta.get(key)
     config[name] = (tok_dict["tokens"][token_id] if token_id is not None
                     else None)
   arch = fields["general.architecture"].contents()
