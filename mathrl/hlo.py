@@ -4,6 +4,7 @@
   hlo.loop_collectives(text)    # collectives executed inside while loops
   hlo.loop_trip_counts(text)    # known trip counts of the while loops
   hlo.hbm_traffic(text)         # bytes the program moves to/from HBM
+  hlo.hbm_traffic_by_instruction(text)  # the same, per instruction
 
 Used by `mathrl.aot` to check that the sampler's decode loop moves no
 weights between chips, to know when XLA's cost analysis (which counts a
@@ -315,13 +316,34 @@ def hbm_traffic(hlo: str) -> int:
   cross-program prefetch is the next execution's read (see
   `_refill_prefetches`); a fusion reads only the slices it takes of an
   operand and writes only the update of a buffer it updates in place
-  (see `_fusion_traffic`).
+  (see `_fusion_traffic`). Sizes are logical (elements × dtype bytes):
+  the padding of an array's minor dimensions up to its layout's tile
+  (e.g. `T(8,128)`) is not counted.
+  """
+  return sum(t.bytes for t in hbm_traffic_by_instruction(hlo))
+
+
+@dataclasses.dataclass
+class Traffic:
+  """HBM bytes one executed top-level instruction moves (`hbm_traffic`)."""
+
+  computation: str
+  instruction: Instruction
+  bytes: int
+
+
+def hbm_traffic_by_instruction(hlo: str) -> list[Traffic]:
+  """`hbm_traffic`'s terms: every instruction that moves HBM bytes, with
+  its bytes, largest first (a loop body's instructions once).
+
+  E.g. the copies that write a buffer XLA updated in VMEM back to HBM
+  are the `copy-start`s whose first (destination) array has no `S(1)`.
   """
   comps = {name: [i for i in map(parse_instruction, lines) if i]
            for name, lines in _computations(hlo).items()}
   entry = next((l for l in hlo.splitlines() if l.startswith("ENTRY")), "")
   todo = [_COMPUTATION.match(entry.strip()).group(1)] if entry else []
-  seen, total = set(), 0
+  seen, found = set(), []
   while todo:
     name = todo.pop()
     if name in seen or name not in comps:
@@ -332,6 +354,8 @@ def hbm_traffic(hlo: str) -> int:
     for inst in comps[name]:
       for group in _EXECUTED.findall(inst.attributes):
         todo += [n.strip().lstrip("%") for n in group.split(",")]
-      if inst.name not in refills:
-        total += instruction_traffic(inst, types, comps)
-  return total
+      moved = 0 if inst.name in refills else instruction_traffic(
+          inst, types, comps)
+      if moved:
+        found.append(Traffic(name, inst, moved))
+  return sorted(found, key=lambda t: -t.bytes)

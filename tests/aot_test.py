@@ -211,6 +211,35 @@ def test_hbm_traffic_counts_prefetches_once_and_in_place_updates():
   assert hlo.hbm_traffic(text) == 34_188
 
 
+def test_hbm_traffic_by_instruction_shows_a_vmem_write_back():
+  # A cache buffer c (bf16 [8, 64], 1,024 bytes) updated in VMEM: copied
+  # in (1,024 read), one row written there from u in HBM (2·64 = 128
+  # read), reduced from VMEM into HBM (64·2 = 128 written, plus the
+  # 4-byte init value read), and copied back whole (1,024 written) for
+  # the program's output. Terms largest first; total 1,024 + 1,024 +
+  # 132 + 128 = 2,308, `hbm_traffic`.
+  text = "\n".join([
+      "ENTRY %main (c: bf16[8,64], u: bf16[1,64], i: s32[]) -> bf16[8,64] {",
+      "  %c = bf16[8,64]{1,0} parameter(0)",
+      "  %u = bf16[1,64]{1,0} parameter(1)",
+      "  %i = s32[] parameter(2)",
+      "  %z = s32[] constant(0)",
+      "  %in = (bf16[8,64]{1,0:S(1)}, bf16[8,64]{1,0}, u32[]{:S(2)})"
+      " copy-start(%c)",
+      "  %vc = bf16[8,64]{1,0:S(1)} copy-done(%in)",
+      "  %d = bf16[8,64]{1,0:S(1)} dynamic-update-slice(%vc, %u, %i, %z)",
+      "  %r = bf16[64]{0} reduce(%d, %z), dimensions={0}, to_apply=%add",
+      "  %out = (bf16[8,64]{1,0}, bf16[8,64]{1,0:S(1)}, u32[]{:S(2)})"
+      " copy-start(%d)",
+      "  ROOT %hc = bf16[8,64]{1,0} copy-done(%out)",
+      "}",
+  ])
+  terms = hlo.hbm_traffic_by_instruction(text)
+  assert [(t.instruction.name, t.bytes) for t in terms] == [
+      ("in", 1024), ("out", 1024), ("r", 132), ("d", 128)]
+  assert sum(t.bytes for t in terms) == hlo.hbm_traffic(text) == 2308
+
+
 def _prefetch_program(refill_used: bool) -> str:
   """A program that prefetches w across executions and copies it again."""
   return "\n".join([
