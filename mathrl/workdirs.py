@@ -1,0 +1,111 @@
+"""Run workdirs read back: their metric rows and config, grouped by config.
+
+  runs = [workdirs.load_run(w) for w in ("grpo_seed0", "grpo_seed1")]
+  groups = workdirs.group_runs(runs)        # {"grpo": [run, run]}
+  workdirs.curve(runs[0], "eval_accuracy")  # {RL step: value}
+
+Reads each workdir's metrics.jsonl and config.json (as `python -m
+mathrl.main` writes them). Runs whose configs are equal except for `seed`
+(and the paths in `IGNORED_FIELDS`) form a group. Groups are labelled by
+their workdirs' name without the seed suffix (`grpo_seed0`, `grpo_seed1`
+-> `grpo`, as `mathrl.sweep` names them) when that names every group
+apart, otherwise by the config fields in which they differ. `mathrl.plot`
+draws the groups' curves and `mathrl.tables` their final numbers.
+"""
+
+from collections.abc import Mapping, Sequence
+import dataclasses
+import json
+import os
+import re
+from typing import Any
+
+from mathrl import metrics as metrics_lib
+
+# Stages whose rows are RL-step curves (the "eval" row is step 0).
+CURVE_STAGES = ("rl", "eval")
+# Config fields that differ between runs without making them different
+# experiments.
+IGNORED_FIELDS = ("seed", "data.tfds_dir", "log.wandb_project")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunData:
+  """One workdir's rows and flattened config."""
+
+  workdir: str
+  rows: tuple[dict[str, Any], ...]
+  config: dict[str, Any]
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, Mapping):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[prefix + k] = v
+  return out
+
+
+def load_run(workdir: str) -> RunData:
+  """Reads WORKDIR/metrics.jsonl and WORKDIR/config.json (if present)."""
+  path = os.path.join(workdir, metrics_lib.METRICS_FILE)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f"{workdir} has no {metrics_lib.METRICS_FILE}; pass run workdirs"
+        " (folders written by `python -m mathrl.main`)")
+  config_path = os.path.join(workdir, "config.json")
+  config = {}
+  if os.path.isfile(config_path):
+    with open(config_path, encoding="utf-8") as f:
+      config = _flatten(json.load(f))
+  return RunData(workdir, tuple(metrics_lib.read_jsonl(path)), config)
+
+
+# A workdir name's seed suffix, as sweeps write it: `_seed3`, `_s3`, `-seed3`.
+_SEED_SUFFIX = re.compile(r"[_-](?:seed|s)\d+$")
+
+
+def run_name(run: RunData) -> str:
+  """The workdir's folder name (`grpo_seed0`)."""
+  return os.path.basename(os.path.normpath(run.workdir))
+
+
+def _name_labels(groups: Sequence[list[RunData]]) -> list[str] | None:
+  """Each group's common workdir stem, or None if stems do not tell apart."""
+  stems = [{_SEED_SUFFIX.sub("", run_name(run)) for run in group}
+           for group in groups]
+  if any(len(s) != 1 for s in stems):
+    return None
+  labels = [next(iter(s)) for s in stems]
+  return labels if len(set(labels)) == len(labels) else None
+
+
+def group_runs(runs: Sequence[RunData]) -> dict[str, list[RunData]]:
+  """{label: runs} for runs whose configs differ only in IGNORED_FIELDS."""
+  keyed: dict[str, list[RunData]] = {}
+  keys: dict[str, dict[str, Any]] = {}
+  for run in runs:
+    key = {k: v for k, v in run.config.items() if k not in IGNORED_FIELDS}
+    text = json.dumps(key, sort_keys=True, default=str)
+    keyed.setdefault(text, []).append(run)
+    keys[text] = key
+  named = _name_labels(list(keyed.values()))
+  if named is not None:
+    return dict(zip(named, keyed.values()))
+  fields = sorted({f for key in keys.values() for f in key
+                   if len({json.dumps(k.get(f), default=str)
+                           for k in keys.values()}) > 1})
+  return {
+      ", ".join(f"{f}={keys[text].get(f)}" for f in fields): group
+      for text, group in keyed.items()
+  }
+
+
+def curve(run: RunData, key: str) -> dict[int, float]:
+  """{RL step: value} of `key` in the run's curve stages."""
+  return {
+      int(row["step"]): float(row[key]) for row in run.rows
+      if row["stage"] in CURVE_STAGES and row.get(key) is not None
+  }
