@@ -91,14 +91,6 @@ class _LeaderOnly:
     pass
 
 
-def in_dtype(params, dtype):
-  """The floating-point leaves of `params` cast to `dtype` (others kept).
-
-  The sampler's copy of the weights (`precision.cast_floating`).
-  """
-  return precision.cast_floating(params, dtype)
-
-
 class Run:
   """Everything a run builds once from its config.
 
@@ -142,7 +134,7 @@ class Run:
     # weights (half the memory and HBM traffic per decode step).
     self.compute_dtype = jnp.dtype(builders.model_dtype(config))
     self._to_sampling = jax.jit(
-        functools.partial(in_dtype, dtype=self.compute_dtype),
+        functools.partial(precision.cast_floating, dtype=self.compute_dtype),
         out_shardings=self.sample_shardings)
     self.writer = _LeaderOnly()
     if distributed.is_leader():  # metrics and files: process 0 only

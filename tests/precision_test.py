@@ -1,8 +1,8 @@
 """mathrl.precision: one cast of a parameter tree's floats, real or abstract.
 
-The sampler's copy (`trainer.in_dtype`), the reference policy's copy
-(`train_step.reference_params`) and their abstract twins in `mathrl.aot`
-all go through `precision.cast_floating`; on arrays and on
+The sampler's copy (`trainer.Run.sampling_model`), the reference
+policy's copy (`train_step.reference_params`) and their abstract twins in
+`mathrl.aot` all go through `precision.cast_floating`; on arrays and on
 ShapeDtypeStructs it must give the same dtypes.
 """
 
@@ -90,3 +90,20 @@ def test_shape_dtype_struct_keeps_its_sharding():
   x = jax.ShapeDtypeStruct((4, 3), F32, sharding=sharded)
   y = precision.cast_floating({"x": x}, BF16, copy=True)["x"]
   assert (y.shape, y.dtype, y.sharding) == ((4, 3), BF16, sharded)
+
+
+def test_a_models_float32_master_weights_cast_once_to_bfloat16():
+  # The sampler's copy of a model's state (`trainer.Run` jits this cast):
+  # float32 master weights, bfloat16 compute -> bfloat16 leaves, each the
+  # float32 value rounded once.
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from mathrl import models  # pylint: disable=g-import-not-at-top
+  model = models.Transformer(models.presets.TINY, dtype=BF16,
+                             param_dtype=F32, rngs=nnx.Rngs(0))
+  params = nnx.state(model)
+  copy = precision.cast_floating(params, BF16)
+  leaves, copies = jax.tree.leaves(params), jax.tree.leaves(copy)
+  assert {x.dtype for x in leaves} == {F32}
+  assert {x.dtype for x in copies} == {BF16}
+  for x, y in zip(leaves, copies):
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(x.astype(BF16)))

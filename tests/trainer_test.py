@@ -170,23 +170,3 @@ def test_the_rollout_provides_what_the_method_declares(
   rows = [r for r in _rows(str(tmp_path)) if r["stage"] == "rl"]
   assert [r["step"] for r in rows] == [1, 2]
   assert all(np.isfinite(r["loss"]) and r["num_skipped"] == 0 for r in rows)
-
-
-def test_sampling_copy_is_in_the_compute_dtype():
-  # float32 master weights, bfloat16 compute: the sampler's copy holds
-  # bfloat16 weights (integer leaves untouched), the values rounded once.
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-  from mathrl import models  # pylint: disable=g-import-not-at-top
-  model = models.Transformer(models.presets.TINY, dtype=jnp.bfloat16,
-                             param_dtype=jnp.float32, rngs=nnx.Rngs(0))
-  params = nnx.state(model)
-  copy = trainer.in_dtype(params, jnp.bfloat16)
-  leaves, copies = jax.tree.leaves(params), jax.tree.leaves(copy)
-  assert {x.dtype for x in leaves} == {jnp.dtype(jnp.float32)}
-  assert {x.dtype for x in copies} == {jnp.dtype(jnp.bfloat16)}
-  for x, y in zip(leaves, copies):
-    np.testing.assert_array_equal(np.asarray(y), np.asarray(
-        x.astype(jnp.bfloat16)))
-  assert trainer.in_dtype({"ids": jnp.arange(3)}, jnp.bfloat16)[
-      "ids"].dtype == jnp.int32
