@@ -61,6 +61,20 @@ def sibling(config_file: str, name: str,
                    f"{name}.py"), arg)
 
 
+def flatten(config, prefix: str = "") -> dict:
+  """{"rl.steps": 400, ...}: a nested config's fields by dotted name.
+
+  `config` is a ConfigDict or the nested dict of a run's config.json.
+  """
+  out = {}
+  for key, value in config.items():
+    if hasattr(value, "items"):
+      out.update(flatten(value, f"{prefix}{key}."))
+    else:
+      out[prefix + key] = value
+  return out
+
+
 def base_config() -> mlc.ConfigDict:
   """The full set of fields every run config has, with the default job's values.
 

@@ -96,16 +96,6 @@ def seeds(points: Iterable[Overrides],
   return out
 
 
-def _flat(config, prefix: str = "") -> dict[str, Any]:
-  out = {}
-  for key, value in config.items():
-    if hasattr(value, "items"):
-      out.update(_flat(value, f"{prefix}{key}."))
-    else:
-      out[prefix + key] = value
-  return out
-
-
 def load_config(path: str):
   """`get_config(arg)` of a config file ("configs/x.py[:arg]")."""
   path, _, arg = path.partition(":")
@@ -131,8 +121,9 @@ def recipe_on_base(recipe: str, base: str) -> Overrides:
     A point: {"config": recipe, "name": the recipe's file name, **fields}.
   """
   from mathrl import configlib  # pylint: disable=g-import-not-at-top
-  default = _flat(configlib.base_config())
-  base_flat, recipe_flat = _flat(load_config(base)), _flat(load_config(recipe))
+  default = configlib.flatten(configlib.base_config())
+  base_flat = configlib.flatten(load_config(base))
+  recipe_flat = configlib.flatten(load_config(recipe))
   point: Overrides = {
       "config": recipe,
       "name": os.path.splitext(os.path.basename(recipe.partition(":")[0]))[0],

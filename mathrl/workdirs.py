@@ -13,13 +13,14 @@ apart, otherwise by the config fields in which they differ. `mathrl.plot`
 draws the groups' curves and `mathrl.tables` their final numbers.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 import dataclasses
 import json
 import os
 import re
 from typing import Any
 
+from mathrl import configlib
 from mathrl import metrics as metrics_lib
 
 # Stages whose rows are RL-step curves (the "eval" row is step 0).
@@ -38,16 +39,6 @@ class RunData:
   config: dict[str, Any]
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, Mapping):
-      out.update(_flatten(v, f"{prefix}{k}."))
-    else:
-      out[prefix + k] = v
-  return out
-
-
 def load_run(workdir: str) -> RunData:
   """Reads WORKDIR/metrics.jsonl and WORKDIR/config.json (if present)."""
   path = os.path.join(workdir, metrics_lib.METRICS_FILE)
@@ -59,7 +50,7 @@ def load_run(workdir: str) -> RunData:
   config = {}
   if os.path.isfile(config_path):
     with open(config_path, encoding="utf-8") as f:
-      config = _flatten(json.load(f))
+      config = configlib.flatten(json.load(f))
   return RunData(workdir, tuple(metrics_lib.read_jsonl(path)), config)
 
 
