@@ -38,8 +38,7 @@ Row = dict[str, Any] | None
 
 def _ends(run: RunData, key: str) -> tuple[Row, Row]:
   """(first, last) rows of the run's curve that hold `key`, or Nones."""
-  rows = sorted((r for r in run.rows if r["stage"] in workdirs.CURVE_STAGES
-                 and r.get(key) is not None), key=lambda r: r["step"])
+  rows = sorted(workdirs.curve_rows(run, key), key=lambda r: r["step"])
   return (rows[0], rows[-1]) if rows else (None, None)
 
 
@@ -107,8 +106,8 @@ def _val_chosen(run: RunData) -> tuple[int | None, Row]:
   if not steps:
     return None, None
   step = max(steps, key=lambda s: (valid[s], -s))
-  row = [r for r in run.rows if r["stage"] in workdirs.CURVE_STAGES
-         and r["step"] == step and r.get("eval_accuracy") is not None][-1]
+  row = [r for r in workdirs.curve_rows(run, "eval_accuracy")
+         if r["step"] == step][-1]
   return step, row
 
 

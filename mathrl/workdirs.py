@@ -94,9 +94,15 @@ def group_runs(runs: Sequence[RunData]) -> dict[str, list[RunData]]:
   }
 
 
+def curve_rows(run: RunData, key: str) -> list[dict[str, Any]]:
+  """The rows of the run's curve stages that hold `key`, in logged order."""
+  return [row for row in run.rows
+          if row["stage"] in CURVE_STAGES and row.get(key) is not None]
+
+
 def curve(run: RunData, key: str) -> dict[int, float]:
-  """{RL step: value} of `key` in the run's curve stages."""
-  return {
-      int(row["step"]): float(row[key]) for row in run.rows
-      if row["stage"] in CURVE_STAGES and row.get(key) is not None
-  }
+  """{RL step: value} of `key` in the run's curve stages.
+
+  A step logged again (after a resume) has its last value.
+  """
+  return {int(row["step"]): float(row[key]) for row in curve_rows(run, key)}
