@@ -64,10 +64,11 @@ def bootstrap_interval(
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
-  """Percentile bootstrap of mean(scores): [q_{α/2}, q_{1-α/2}] of resamples.
+  """[q_{α/2}, q_{1-α/2}] of x̄*_r, the means of R resamples of the scores.
 
-  Efron & Tibshirani 1993, "An Introduction to the Bootstrap", ch. 13:
-  draw N problems with replacement `num_resamples` times, take each
+  The percentile bootstrap of mean(scores), α = 1 - level; Efron &
+  Tibshirani 1993, "An Introduction to the Bootstrap", ch. 13: draw N
+  problems with replacement `num_resamples` times, take each
   draw's mean, and report the (1-level)/2 and (1+level)/2 quantiles
   (numpy's linear interpolation). Deterministic for a given seed.
 
@@ -96,7 +97,11 @@ def bootstrap_interval(
 
 
 def accuracy_interval(scores_N: Sequence[float]) -> tuple[float, float]:
-  """95% interval of mean(scores): Wilson if every score is 0/1, else bootstrap.
+  """[lo, hi] ∋ mean_n x_n at 95%: Wilson if all x_n are 0 or 1, else bootstrap.
+
+  Wilson's score interval (Wilson 1927, JASA 22(158); `wilson_interval`)
+  for 0/1 scores, the percentile bootstrap over problems (Efron &
+  Tibshirani 1993; `bootstrap_interval`) for fractional ones.
 
   Args:
     scores_N: [N] per-problem scores in [0, 1].
@@ -140,6 +145,7 @@ def t_quantile(df: float, level: float = 0.95) -> float:
 
 
 def _values(values_S: Sequence[float], name: str) -> np.ndarray:
+  """`values_S` as a float64 array; `name` says who needed it in errors."""
   values_S = np.asarray(values_S, dtype=np.float64)
   if values_S.ndim != 1 or not values_S.size:
     raise ValueError(f"{name} needs a non-empty 1-D list, got shape"

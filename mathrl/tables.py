@@ -74,6 +74,7 @@ def _level(key: str) -> str:
 
 
 def _levels(groups: Mapping[str, Sequence[RunData]]) -> list[str]:
+  """Every per-level test accuracy key any run logged, by level."""
   keys = {k for runs in groups.values() for run in runs for row in run.rows
           for k in row if k.startswith("eval_accuracy/difficulty_")}
   return sorted(keys, key=lambda k: int(_level(k)))
@@ -173,6 +174,12 @@ class _GroupNumbers:
     return _column(self.end_rows, "eval_accuracy")
 
   @property
+  def change(self) -> tuple[float | None, ...]:
+    """Δ_s = end_s - start_s: seed s's test accuracy gained by RL."""
+    return tuple(None if a is None or b is None else b - a
+                 for a, b in zip(self.start, self.end))
+
+  @property
   def chosen(self) -> tuple[float | None, ...]:
     return _column(self.chosen_rows, "eval_accuracy")
 
@@ -181,6 +188,7 @@ class _GroupNumbers:
 
 
 def _numbers(runs: Sequence[RunData], levels: Sequence[str]) -> _GroupNumbers:
+  """The rows each seed of the group gives the table."""
   starts, ends = zip(*(_ends(run, "eval_accuracy") for run in runs))
   steps, chosen = zip(*(_val_chosen(run) for run in runs))
   return _GroupNumbers(
@@ -193,8 +201,6 @@ def _row(label: str, runs: Sequence[RunData], levels: Sequence[str],
          base_numbers: _GroupNumbers | None,
          base_runs: Sequence[RunData]) -> list[str]:
   """The main table's cells of one group."""
-  change = [None if a is None or b is None else b - a
-            for a, b in zip(numbers.start, numbers.end)]
   valid = [next((r["validation_accuracy"] for r in reversed(run.rows)
                  if r.get("validation_accuracy") is not None), None)
            for run in runs]
@@ -209,7 +215,7 @@ def _row(label: str, runs: Sequence[RunData], levels: Sequence[str],
   if baseline is not None:
     cells.append("(baseline)" if label == baseline else _difference(
         numbers.end, runs, base_numbers.end, base_runs))
-  cells += [_cell(runs, change, [None] * len(runs), "change"),
+  cells += [_cell(runs, numbers.change, [None] * len(runs), "change"),
             _cell(runs, valid, [None] * len(runs), "validation"), chosen]
   for key in levels:
     cells.append(_cell(runs, numbers.level(key), numbers.level_rows[key],
@@ -219,6 +225,7 @@ def _row(label: str, runs: Sequence[RunData], levels: Sequence[str],
 
 
 def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list:
+  """The lines of a markdown table."""
   return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
           + ["| " + " | ".join(cells) + " |" for cells in rows])
 

@@ -42,6 +42,11 @@ def test_table_against_a_baseline(groups):
   # = 0.226696: -20.0 [-42.7, +2.7], includes 0, no mark.
   assert rows["dapo"][4] == "-20.0 [-42.7, +2.7] (Welch)"
   assert rows["gspo"][4] == "+2.0 (no CI)"  # 0.62 - mean 0.6, one seed
+  # Change, dgpo: end - start 0.5 per seed = [0.05, 0.16, 0.24], mean 0.15,
+  # s = 0.095394, half = 4.30265 * 0.095394 / sqrt(3) = 0.236972; gspo,
+  # one seed: 0.62 - 0.5, no interval logged for a change.
+  assert rows["dgpo"][5] == "15.0 [-8.7, 38.7]"
+  assert rows["gspo"][5] == "12.0"
   # Validation-chosen test accuracy. grpo: steps 2 (tie, earliest), 4, 4
   # -> [0.55, 0.6, 0.7], mean 0.616667, s = 0.076376,
   # half = 4.30265 * 0.076376 / sqrt(3) = 0.189729.
