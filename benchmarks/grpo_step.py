@@ -14,6 +14,11 @@ with the medians of its generation and update parts.
   python benchmarks/peers/make_checkpoint.py /tmp/tinyqwen
   python benchmarks/grpo_step.py --model /tmp/tinyqwen --prompts 8 --G 8 \\
       --max_new 32 --steps 6
+
+A real checkpoint at long completions needs the memory settings
+(`--chunk 32 --remat --no-share_prompts`, as `benchmarks/memory.py`'s
+"after" row): SmolLM2-135M at P = 4, G = 8, 256 new tokens asks XLA for
+27.6 GB with the defaults.
 """
 
 import argparse
@@ -66,6 +71,12 @@ def main():
   p.add_argument("--share_prompts", action=argparse.BooleanOptionalAction,
                  default=True, help="run each group's prompt once in the"
                  " update's forward passes (rl.share_prompts)")
+  p.add_argument("--chunk", type=int, default=0,
+                 help="log-probs over blocks of this many positions"
+                 " (model.logits_chunk_size; 0: all at once)")
+  p.add_argument("--remat", action=argparse.BooleanOptionalAction,
+                 default=False, help="rematerialise each decoder layer in"
+                 " the backward pass (model.remat)")
   a = p.parse_args()
 
   rows = [{"question": q, "answer": ans, "id": str(i)}
@@ -81,7 +92,7 @@ def main():
       group_size=a.G, buckets=(longest,), seed=0, shard_index=0,
       shard_count=1)
 
-  model = models.from_pretrained(a.model, dtype=jnp.float32)
+  model = models.from_pretrained(a.model, dtype=jnp.float32, remat=a.remat)
   graphdef, params = nnx.split(model)
   optimizer = optim.adamw(learning_rate=1e-5, total_steps=a.steps,
                           max_grad_norm=1.0)
@@ -97,7 +108,7 @@ def main():
       graphdef, optimizer, adv_tx, policy_loss=losses.ppo_clip(),
       aggregate=losses.token_mean, kl_estimator=losses.kl_k3, kl_coef=0.04,
       recompute_old_logp=False,  # one update per batch, as TRL's default
-      share_prompts=a.share_prompts,
+      share_prompts=a.share_prompts, logits_chunk_size=a.chunk or None,
   ), out_shardings=(state_sh, replicated), donate_argnums=0)
   state = train_step_lib.init_train_state(
       params, optimizer, adv_tx.init(jnp.zeros((a.prompts, a.G))),

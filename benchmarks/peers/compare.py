@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def commands(a):
            str(a.stop_ids)]
   out = {"mathrl": [sys.executable, os.path.join(ROOT, "benchmarks",
                                                  "grpo_step.py"),
-                    "--model", a.model] + shape + a.mathrl_args}
+                    "--model", a.model] + shape + mathrl_flags(a)}
   if a.trl_python:
     out["trl"] = [a.trl_python, os.path.join(HERE, "trl_step.py"), a.model,
                   "--torch_threads", str(a.torch_threads)] + shape
@@ -46,6 +47,11 @@ def commands(a):
     out["tunix"] = [a.tunix_python, os.path.join(HERE, "tunix_step.py"),
                     a.model] + shape
   return out
+
+
+def mathrl_flags(a) -> list[str]:
+  """--mathrl_args split like a shell would ("--chunk 32 --remat" is two)."""
+  return [flag for arg in a.mathrl_args for flag in shlex.split(arg)]
 
 
 def run_one(name, argv, log):
@@ -97,7 +103,8 @@ def main():
                  help="TRL's torch threads (1 avoids OpenMP spin-waiting"
                  " on an oversubscribed machine; 0: torch's default)")
   p.add_argument("--mathrl_args", nargs="*", default=[],
-                 help="extra flags for benchmarks/grpo_step.py")
+                 help="extra flags for benchmarks/grpo_step.py, e.g."
+                 " --mathrl_args='--chunk 32 --remat --no-share_prompts'")
   p.add_argument("--log", default="compare.log",
                  help="every process's full output goes here")
   p.add_argument("--json", help="also write the results here")
