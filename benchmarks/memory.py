@@ -53,23 +53,17 @@ def _rss_now() -> float:
     return float("nan")
 
 
-def one(args) -> dict:
-  import jax  # pylint: disable=g-import-not-at-top
+def _fixed_rollout(tok, p: int, g: int, t: int):
+  """(rollout, tokens_PL): P chat-templated questions × G random completions.
+
+  Completion tokens and 0/1 rewards come from numpy seed 0, every mask is 1;
+  tokens_PL are the P left-padded prompts.
+  """
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-  from mathrl import advantages, losses, models, optim  # pylint: disable=g-import-not-at-top,g-multiple-import
   from mathrl import train_step as train_step_lib  # pylint: disable=g-import-not-at-top
   from mathrl.data import prompts  # pylint: disable=g-import-not-at-top
-  from mathrl.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
 
-  dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-  name = "smollm2-135m-instruct"
-  rss = {"imported": _rss_now()}
-  tok = tokenizer_lib.load(name)
-  model = models.load(name, dtype=dtypes[args.dtype],
-                      param_dtype=dtypes[args.param_dtype], remat=args.remat)
-  p, g, t = args.prompts, args.G, args.new
   template = prompts.PromptTemplate(user="{question}")
   ids = [prompts.encode(prompts.render(
       f"Sam has {i + 3} pens and buys {2 * i + 5} more. How many pens?",
@@ -85,6 +79,25 @@ def one(args) -> dict:
       completion_mask_BT=jnp.ones((p * g, t), jnp.int32),
       rewards_PG=jnp.asarray(rng.integers(0, 2, (p, g)), jnp.float32),
       valid_PG=jnp.ones((p, g)), progress=jnp.float32(0.0))
+  return rollout, tokens_PL
+
+
+def one(args) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from mathrl import advantages, losses, models, optim  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from mathrl import train_step as train_step_lib  # pylint: disable=g-import-not-at-top
+  from mathrl.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+
+  dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+  name = "smollm2-135m-instruct"
+  rss = {"imported": _rss_now()}
+  tok = tokenizer_lib.load(name)
+  model = models.load(name, dtype=dtypes[args.dtype],
+                      param_dtype=dtypes[args.param_dtype], remat=args.remat)
+  p, g, t = args.prompts, args.G, args.new
+  rollout, tokens_PL = _fixed_rollout(tok, p, g, t)
   graphdef, params = nnx.split(model)
   rss["model_loaded"] = _rss_now()
   # The trainer's reference copy (compute-dtype floats), or with

@@ -79,11 +79,36 @@ def base_config() -> mlc.ConfigDict:
   """The full set of fields every run config has, with the default job's values.
 
   Recipe files start from this and override what their method changes.
+  Each section's fields, with their comments, are in the `_add_*_fields`
+  builders below, in the order they appear in the config.
   """
   c = mlc.ConfigDict()
   # Seed of everything random: initialisation, data order, sampling.
   c.seed = 0
+  _add_model_fields(c)
+  _add_tokenizer_fields(c)
+  _add_data_fields(c)
+  _add_mesh_fields(c)
+  _add_distributed_fields(c)
+  _add_sampling_fields(c)
+  _add_sft_fields(c)
+  _add_rl_fields(c)
+  _add_rl_objective_fields(c)
+  _add_rl_batch_selection_fields(c)
+  _add_rewards_fields(c)
+  _add_eval_fields(c)
+  _add_checkpoint_fields(c)
+  c.augment = _augment_config()
+  _add_log_fields(c)
+  return c
 
+
+def _add_model_fields(c: mlc.ConfigDict) -> None:
+  """c.model: the checkpoint, or the shapes of a model built from scratch.
+
+  Also the compute and storage dtypes, rematerialisation and the log-prob
+  block size.
+  """
   c.model = mlc.ConfigDict()
   # The checkpoint: a local Hugging Face folder (config.json +
   # *.safetensors), a llama.cpp .gguf file, or a named checkpoint
@@ -130,6 +155,9 @@ def base_config() -> mlc.ConfigDict:
   c.model.head_dim = 32
   c.model.tie_word_embeddings = True
 
+
+def _add_tokenizer_fields(c: mlc.ConfigDict) -> None:
+  """c.tokenizer: a tokenizer folder, or a BPE trained on the training data."""
   c.tokenizer = mlc.ConfigDict()
   # A local tokenizer folder. Empty: the model folder's tokenizer, or (with
   # no model folder) a byte-level BPE trained on the training data.
@@ -139,6 +167,12 @@ def base_config() -> mlc.ConfigDict:
   # Records of the training source used to train the BPE tokenizer.
   c.tokenizer.corpus_records = 4000
 
+
+def _add_data_fields(c: mlc.ConfigDict) -> None:
+  """c.data: the training and evaluation sources and the prompt format.
+
+  Also the synthetic task's sizes and the MQR rewrites mixed into RL.
+  """
   c.data = mlc.ConfigDict()
   # Training prompts: "synthetic" or a benchmark (gsm8k, math, ...).
   c.data.train = "synthetic"
@@ -200,18 +234,27 @@ def base_config() -> mlc.ConfigDict:
   # (configlib.apply_mqr_scaling).
   c.data.mqr.scale_prompts_per_step = False
 
+
+def _add_mesh_fields(c: mlc.ConfigDict) -> None:
+  """c.mesh: the device mesh's axis sizes."""
   c.mesh = mlc.ConfigDict()
   # Device mesh axis sizes; -1 takes the remaining devices.
   c.mesh.data = -1
   c.mesh.fsdp = 1
   c.mesh.tensor = 1
 
+
+def _add_distributed_fields(c: mlc.ConfigDict) -> None:
+  """c.distributed: multi-host start-up."""
   c.distributed = mlc.ConfigDict()
   # Multi-host start-up (jax.distributed.initialize); empty/0: one process.
   c.distributed.coordinator_address = ""
   c.distributed.num_processes = 0
   c.distributed.process_id = 0
 
+
+def _add_sampling_fields(c: mlc.ConfigDict) -> None:
+  """c.sampling: how the RL rollouts are sampled, and their length."""
   c.sampling = mlc.ConfigDict()
   # "greedy", "temperature", "top_k", "top_p" or "min_p".
   c.sampling.method = "temperature"
@@ -230,6 +273,9 @@ def base_config() -> mlc.ConfigDict:
   # samples are the same either way.
   c.sampling.compact = True
 
+
+def _add_sft_fields(c: mlc.ConfigDict) -> None:
+  """c.sft: the supervised warm-start, its optimizer and stop rule."""
   c.sft = mlc.ConfigDict()
   # Supervised warm-start on worked solutions; 0 skips it.
   c.sft.steps = 400
@@ -258,6 +304,9 @@ def base_config() -> mlc.ConfigDict:
   # Completion length of SFT targets (solution + EOS), in tokens.
   c.sft.max_completion_length = 48
 
+
+def _add_rl_fields(c: mlc.ConfigDict) -> None:
+  """c.rl, first part: steps, batch shape P × G, optimizer, update schedule."""
   c.rl = mlc.ConfigDict()
   # RL train steps (each: generate → reward → update); 0 skips RL.
   c.rl.steps = 60
@@ -287,6 +336,14 @@ def base_config() -> mlc.ConfigDict:
   # samples of a prompt share it): identical log-probs and gradients, about
   # half the FLOPs at the default job's shapes (L=72, T=48, G=8).
   c.rl.share_prompts = True
+
+
+def _add_rl_objective_fields(c: mlc.ConfigDict) -> None:
+  """c.rl, second part: the objective.
+
+  Advantage estimator, shaping, policy loss, token weighting, aggregation,
+  KL and entropy terms.
+  """
   # Advantage estimator: a name in mathrl.advantages.METHODS, and its
   # arguments.
   c.rl.advantage = "grpo"
@@ -316,6 +373,14 @@ def base_config() -> mlc.ConfigDict:
   c.rl.kl_coef = 0.0
   # Entropy bonus coefficient (0 = off).
   c.rl.entropy_coef = 0.0
+
+
+def _add_rl_batch_selection_fields(c: mlc.ConfigDict) -> None:
+  """c.rl, third part: which groups and prompts are trained on.
+
+  Dynamic sampling, VADE prompt selection, and the stop after non-finite
+  updates.
+  """
   # DAPO dynamic sampling: drop groups whose rewards are all equal and
   # refill from further generation rounds, at most `max_rounds` rounds.
   c.rl.dynamic_sampling = False
@@ -338,6 +403,9 @@ def base_config() -> mlc.ConfigDict:
   # Stop the run after this many non-finite updates in a row.
   c.rl.max_consecutive_skipped = 3
 
+
+def _add_rewards_fields(c: mlc.ConfigDict) -> None:
+  """c.rewards: reward components and their weights."""
   c.rewards = mlc.ConfigDict()
   # Reward components and weights: correctness (1 right / 0 wrong), format
   # (a \boxed{} answer is present), overlong (DAPO's penalty).
@@ -350,6 +418,9 @@ def base_config() -> mlc.ConfigDict:
   # of their weighted sum.
   c.rewards.multi = False
 
+
+def _add_eval_fields(c: mlc.ConfigDict) -> None:
+  """c.eval: held-out evaluation during RL and --mode=eval."""
   c.eval = mlc.ConfigDict()
   # Held-out greedy evaluation every this many RL steps (0: only at the
   # start and end of RL).
@@ -388,20 +459,23 @@ def base_config() -> mlc.ConfigDict:
   # data.local_dir when set (their test split).
   c.eval.benchmarks = ()
 
+
+def _add_checkpoint_fields(c: mlc.ConfigDict) -> None:
+  """c.checkpoint: how often checkpoints are saved, and how many kept."""
   c.checkpoint = mlc.ConfigDict()
   # Save every this many steps (SFT and RL), and keep the newest N.
   c.checkpoint.every_steps = 20
   c.checkpoint.max_to_keep = 2
 
-  c.augment = _augment_config()
 
+def _add_log_fields(c: mlc.ConfigDict) -> None:
+  """c.log: metrics rows, TensorBoard and Weights & Biases."""
   c.log = mlc.ConfigDict()
   # Write a metrics row every this many steps.
   c.log.every_steps = 1
   c.log.tensorboard = True
   # Weights & Biases project ("" = off).
   c.log.wandb_project = ""
-  return c
 
 
 def _backend_config(k: int | None = None) -> mlc.ConfigDict:

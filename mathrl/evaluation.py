@@ -290,26 +290,44 @@ def generate_rows(
     )
     # This process scores its block of the batch's prompts; every process
     # then holds every sample, in batch order.
-    mine = distributed.host_rows(num_prompts)
-    rows = slice(mine.start * g, mine.stop * g)
-    tokens_BT = distributed.to_host(out.tokens_BT)[rows]
-    mask_BT = distributed.to_host(out.mask_BT)[rows]
-    texts = prompts.decode_completions(tokenizer, tokens_BT, mask_BT)
-    golds = list(batch.answers_B)[rows]
-    verdicts = _score(texts, golds, score_fn)
-    lengths_B = mask_BT.sum(axis=-1)
-    local = []
-    for j, text in enumerate(texts):
-      b = rows.start + j
-      p = b // g
-      local.append(Sample(
-          id=batch.ids_P[p], index=b % g, prompt=batch.prompts_P[p],
-          completion=text, answer=rewards.extract_answer(text),
-          gold=golds[j], correct=bool(verdicts[j]), length=int(lengths_B[j]),
-          difficulty=_difficulty(batch.records_P[p]), benchmark=benchmark,
-      ))
+    local = _host_samples(batch, out, tokenizer, score_fn, benchmark)
     samples.extend(_gather_samples(local))
   return samples
+
+
+def _host_samples(
+    batch: pipeline.PromptBatch,
+    out: sampling.SamplingOutput,
+    tokenizer: Any,
+    score_fn: EqualFn | None,
+    benchmark: str,
+) -> list[Sample]:
+  """This process's block of `batch`'s samples, decoded and scored.
+
+  `out` holds the sampler's rows for the whole (possibly padded) batch;
+  only the rows of this process's prompts (`distributed.host_rows`) are
+  read, so padding rows past the batch's prompts are never decoded.
+  """
+  g = batch.group_size
+  mine = distributed.host_rows(len(batch.ids_P))
+  rows = slice(mine.start * g, mine.stop * g)
+  tokens_BT = distributed.to_host(out.tokens_BT)[rows]
+  mask_BT = distributed.to_host(out.mask_BT)[rows]
+  texts = prompts.decode_completions(tokenizer, tokens_BT, mask_BT)
+  golds = list(batch.answers_B)[rows]
+  verdicts = _score(texts, golds, score_fn)
+  lengths_B = mask_BT.sum(axis=-1)
+  local = []
+  for j, text in enumerate(texts):
+    b = rows.start + j
+    p = b // g
+    local.append(Sample(
+        id=batch.ids_P[p], index=b % g, prompt=batch.prompts_P[p],
+        completion=text, answer=rewards.extract_answer(text),
+        gold=golds[j], correct=bool(verdicts[j]), length=int(lengths_B[j]),
+        difficulty=_difficulty(batch.records_P[p]), benchmark=benchmark,
+    ))
+  return local
 
 
 def _gather_samples(local: list[Sample]) -> list[Sample]:

@@ -321,16 +321,34 @@ def collect(
   full = _concat(kept_parts + parts)
   rollout, full = _assemble(full, min(kept, num_prompts), num_prompts,
                             group_size, multi_reward, progress)
-  info.update(
+  info.update(_batch_metrics(
+      full, reward_set, correct=correct, samples=samples, kept=kept,
+      generated=generated, rounds=rounds, num_prompts=num_prompts,
+      generated_tokens=info["generated_tokens"]))
+  return rollout, full, info
+
+
+def _batch_metrics(
+    full: Scored, reward_set: rewards_lib.RewardSet, *, correct: int,
+    samples: int, kept: int, generated: int, rounds: int, num_prompts: int,
+    generated_tokens: float,
+) -> dict[str, float]:
+  """`collect`'s metrics besides the timings, from its round counts.
+
+  Accuracy and length over every generated sample; `kept` of `generated`
+  groups passed the filter in `rounds` rounds; the reward components and
+  grading counts of the assembled batch `full`.
+  """
+  info = dict(
       # Over every generated sample, filtered or not.
       accuracy=correct / max(samples, 1),
       dynamic_sampling_pass_rate=kept / max(generated, 1),
       dynamic_sampling_rounds=float(rounds),
       # Groups that take part in the update (0: the step is skipped).
       kept_groups=float(min(kept, num_prompts)),
-      generated_length_mean=info["generated_tokens"] / max(samples, 1),
+      generated_length_mean=generated_tokens / max(samples, 1),
   )
   info.update(reward_set.metrics(full.rewards_BK))
   # Unreadable golds, timeouts, ...: counted where each row was graded.
   info.update(distributed.sum_over_processes(reward_set.grading_metrics()))
-  return rollout, full, info
+  return info

@@ -592,21 +592,9 @@ def generate(
     raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
   if not eos_ids:
     raise ValueError("eos_ids is empty: give at least one stop id")
-  tokens, mask = prompt_tokens_BL, prompt_mask_BL
-  if buckets is not None:
-    tokens, mask = pad_to_bucket(tokens, mask, buckets, pad_id)
-  # Host arrays until placed: with a mesh over several processes each
-  # process places the rows its devices hold (`_place_on_mesh`).
-  tokens = np.asarray(tokens, np.int32)
-  mask = np.asarray(mask, np.int32)
-  if tokens.shape != mask.shape or tokens.ndim != 2:
-    raise ValueError(
-        f"prompt tokens {tokens.shape} and mask {mask.shape} must both be"
-        " [B, L]"
-    )
-  if num_samples > 1:
-    tokens = np.repeat(tokens, num_samples, axis=0)
-    mask = np.repeat(mask, num_samples, axis=0)
+  tokens, mask = _prompt_rows(prompt_tokens_BL, prompt_mask_BL,
+                              buckets=buckets, pad_id=pad_id,
+                              num_samples=num_samples)
   b, l = tokens.shape
   _check_cache_fits(model.config, b, l + max_new_tokens, model.dtype,
                     max_cache_bytes)
@@ -627,6 +615,38 @@ def generate(
     with jax.set_mesh(mesh), sharding.axis_rules(sharding.SAMPLE_RULES):
       out = run()
   return out if return_entropy else out.replace(entropy_BT=None)
+
+
+def _prompt_rows(
+    prompt_tokens_BL: Any,
+    prompt_mask_BL: Any,
+    *,
+    buckets: Sequence[int] | None,
+    pad_id: int,
+    num_samples: int,
+) -> tuple[np.ndarray, np.ndarray]:
+  """The sampler's int32 [B·G, L] prompt rows and mask, on the host.
+
+  Left-padded to the smallest bucket that fits (when `buckets` is given),
+  checked to be [B, L], and each prompt repeated G = `num_samples` times
+  (row p·G + g); arguments as `generate`.
+  """
+  tokens, mask = prompt_tokens_BL, prompt_mask_BL
+  if buckets is not None:
+    tokens, mask = pad_to_bucket(tokens, mask, buckets, pad_id)
+  # Host arrays until placed: with a mesh over several processes each
+  # process places the rows its devices hold (`_place_on_mesh`).
+  tokens = np.asarray(tokens, np.int32)
+  mask = np.asarray(mask, np.int32)
+  if tokens.shape != mask.shape or tokens.ndim != 2:
+    raise ValueError(
+        f"prompt tokens {tokens.shape} and mask {mask.shape} must both be"
+        " [B, L]"
+    )
+  if num_samples > 1:
+    tokens = np.repeat(tokens, num_samples, axis=0)
+    mask = np.repeat(mask, num_samples, axis=0)
+  return tokens, mask
 
 
 def _check_cache_fits(config, b: int, m: int, dtype, max_cache_bytes):

@@ -130,6 +130,52 @@ def block_shard(ds: grain.MapDataset, block: int, shard_index: int,
       lambda j: ds[(j // block) * span + first + j % block])
 
 
+def _check_batching(source: Any, prompts_per_batch: int, group_size: int,
+                    shard_index: int, shard_count: int) -> None:
+  """Raises ValueError for an empty source or an impossible batch or shard."""
+  if len(source) == 0:  # pylint: disable=g-explicit-length-test
+    raise ValueError(f"empty source {source!r}")
+  if prompts_per_batch < 1 or group_size < 1:
+    raise ValueError(
+        "prompts_per_batch and group_size must be >= 1, got "
+        f"{prompts_per_batch}, {group_size}"
+    )
+  if not 0 <= shard_index < shard_count:
+    raise ValueError(
+        f"need 0 <= shard_index < shard_count, got {shard_index}, "
+        f"{shard_count}"
+    )
+
+
+def _shard_records(
+    source: Any,
+    *,
+    prompts_per_batch: int,
+    seed: int,
+    shuffle: bool,
+    num_epochs: int | None,
+    shard_index: int,
+    shard_count: int,
+    drop_remainder: bool,
+) -> grain.MapDataset:
+  """This process's records in stream order (arguments as `prompt_dataset`).
+
+  Shuffled (and reshuffled every epoch), repeated `num_epochs` times, cut to
+  whole global batches when a finite multi-shard run drops its remainder,
+  then this shard's block of P of every global batch (`block_shard`).
+  """
+  ds = grain.MapDataset.source(source)
+  if shuffle:
+    ds = ds.shuffle(seed=seed)
+  ds = ds.repeat(num_epochs)
+  if num_epochs is not None and drop_remainder and shard_count > 1:
+    # Whole global batches only, so every process runs the same number of
+    # steps.
+    span = shard_count * prompts_per_batch
+    ds = ds[: len(ds) - len(ds) % span]
+  return block_shard(ds, prompts_per_batch, shard_index, shard_count)
+
+
 def prompt_dataset(
     source: Any,
     *,
@@ -180,30 +226,14 @@ def prompt_dataset(
   Returns:
     A grain IterDataset of PromptBatch.
   """
-  if len(source) == 0:  # pylint: disable=g-explicit-length-test
-    raise ValueError(f"empty source {source!r}")
-  if prompts_per_batch < 1 or group_size < 1:
-    raise ValueError(
-        "prompts_per_batch and group_size must be >= 1, got "
-        f"{prompts_per_batch}, {group_size}"
-    )
-  if not 0 <= shard_index < shard_count:
-    raise ValueError(
-        f"need 0 <= shard_index < shard_count, got {shard_index}, "
-        f"{shard_count}"
-    )
+  _check_batching(source, prompts_per_batch, group_size, shard_index,
+                  shard_count)
   pad_id = prompts.pad_id_of(tokenizer) if pad_id is None else pad_id
   max_len = max(buckets)
-  ds = grain.MapDataset.source(source)
-  if shuffle:
-    ds = ds.shuffle(seed=seed)
-  ds = ds.repeat(num_epochs)
-  if num_epochs is not None and drop_remainder and shard_count > 1:
-    # Whole global batches only, so every process runs the same number of
-    # steps.
-    span = shard_count * prompts_per_batch
-    ds = ds[: len(ds) - len(ds) % span]
-  ds = block_shard(ds, prompts_per_batch, shard_index, shard_count)
+  ds = _shard_records(
+      source, prompts_per_batch=prompts_per_batch, seed=seed,
+      shuffle=shuffle, num_epochs=num_epochs, shard_index=shard_index,
+      shard_count=shard_count, drop_remainder=drop_remainder)
   ds = ds.map(lambda record: _prepare(record, tokenizer, template))
   if drop_overlong:
     ds = ds.filter(lambda item: len(item["ids"]) <= max_len)

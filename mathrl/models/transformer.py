@@ -182,6 +182,45 @@ def _remat_block(run):
     return jax.checkpoint(pure)(state, x, kv)
   return remat_run
 
+def _rope_positions(mask_BS: jax.Array, cache: KVCache | None) -> jax.Array:
+  """p_bs = max(n_b + Σ_{s' ≤ s} mask_bs' − 1, 0); RoFormer arXiv:2104.09864.
+
+  RoPE positions that count only real tokens, so a left-padded row starts at
+  position 0 on its first real token; n_b is the cache's next_position_B (0
+  without a cache).
+  """
+  positions_BS = jnp.cumsum(mask_BS, axis=1) - 1
+  if cache is not None:
+    positions_BS = positions_BS + cache.next_position_B[:, None]
+  return jnp.maximum(positions_BS, 0)
+
+
+def _attention_mask(
+    mask_BS: jax.Array, cache: KVCache | None
+) -> tuple[jax.Array, jax.Array | None]:
+  """a_bst = [t ≤ i + s] ∧ real_bt (causal over real keys); arXiv:1706.03762.
+
+  Without a cache the keys are the S new tokens (T = S, i = 0, real_bt =
+  mask_BS). With one they are the M cache slots: i = cache.index, and
+  real_bt is cache.mask_BM with mask_BS written at slots [i, i + S).
+
+  Returns:
+    (mask_BST bool [B, S, T], slots_BM): slots_BM is the cache's updated
+    mask [B, M], None without a cache.
+  """
+  s = mask_BS.shape[1]
+  if cache is None:
+    causal_SS = jnp.tril(jnp.ones((s, s), jnp.bool_))
+    return causal_SS[None, :, :] & (mask_BS[:, None, :] > 0), None
+  index = cache.index
+  slots_BM = jax.lax.dynamic_update_slice(
+      cache.mask_BM, mask_BS.astype(cache.mask_BM.dtype), (0, index))
+  m = slots_BM.shape[1]
+  query_slot_S = index + jnp.arange(s)
+  causal_SM = jnp.arange(m)[None, :] <= query_slot_S[:, None]
+  return causal_SM[None, :, :] & (slots_BM[:, None, :] > 0), slots_BM
+
+
 class Transformer(nnx.Module):
   """Decoder-only LM: embed -> scanned blocks -> RMSNorm -> logits."""
 
@@ -300,22 +339,8 @@ class Transformer(nnx.Module):
     else:
       mask_BS = attention_mask_BS.astype(jnp.int32)
     if positions_BS is None:
-      positions_BS = jnp.cumsum(mask_BS, axis=1) - 1
-      if cache is not None:
-        positions_BS = positions_BS + cache.next_position_B[:, None]
-      positions_BS = jnp.maximum(positions_BS, 0)
-
-    if cache is None:
-      causal_SS = jnp.tril(jnp.ones((s, s), jnp.bool_))
-      mask_BST = causal_SS[None, :, :] & (mask_BS[:, None, :] > 0)
-    else:
-      index = cache.index
-      slots_BM = jax.lax.dynamic_update_slice(
-          cache.mask_BM, mask_BS.astype(cache.mask_BM.dtype), (0, index))
-      m = slots_BM.shape[1]
-      query_slot_S = index + jnp.arange(s)
-      causal_SM = jnp.arange(m)[None, :] <= query_slot_S[:, None]
-      mask_BST = causal_SM[None, :, :] & (slots_BM[:, None, :] > 0)
+      positions_BS = _rope_positions(mask_BS, cache)
+    mask_BST, slots_BM = _attention_mask(mask_BS, cache)
 
     c = self.config
     rope_BSH = layers.rope_cos_sin(
@@ -324,33 +349,58 @@ class Transformer(nnx.Module):
     x_BSD = self._compute(jnp.take(self.embed[...], tokens_BS, axis=0))
     x_BSD = sharding.shard(x_BSD, "batch", "length", "embed")
     if cache is None:
-      graphdef, layer_state = nnx.split(self.layers)
-
-      def body(x_BSD, state):
-        block = nnx.merge(graphdef, jax.tree.map(self._compute, state))
-        return block(x_BSD, rope_BSH, mask_BST)[0], None
-
-      if self.remat:
-        body = jax.checkpoint(body)
-      x_BSD, _ = jax.lax.scan(body, x_BSD, layer_state)
+      x_BSD = self._scanned_layers(x_BSD, rope_BSH, mask_BST)
     else:
-      new_k, new_v = [], []
-      run = lambda block, x, kv: block(x, rope_BSH, mask_BST, kv, index)
-      if self.remat:
-        run = _remat_block(run)
-      for i, block in enumerate(blocks or self.split_layers()):
-        x_BSD, (k, v) = run(block, x_BSD, (cache.k[i], cache.v[i]))
-        new_k.append(k)
-        new_v.append(v)
+      x_BSD, new_k, new_v = self._cached_layers(
+          x_BSD, rope_BSH, mask_BST, cache, blocks)
     hidden_BSD = self.final_norm(x_BSD[:, logits_start:])
     logits_BSV = hidden_BSD if return_hidden else self.logits(hidden_BSD)
     if cache is None:
       return logits_BSV
     new_cache = KVCache(
-        k=tuple(new_k), v=tuple(new_v), mask_BM=slots_BM, index=index + s,
+        k=new_k, v=new_v, mask_BM=slots_BM, index=cache.index + s,
         next_position_B=cache.next_position_B + jnp.sum(mask_BS, axis=1),
     )
     return logits_BSV, new_cache
+
+  def _scanned_layers(self, x_BSD, rope_BSH, mask_BST):
+    """x ← blockₗ(x) for l = 1..L; one block scanned over the stacked params.
+
+    The forward without a cache (see the module docstring); with `remat`
+    each layer is rematerialised in the backward pass.
+    """
+    graphdef, layer_state = nnx.split(self.layers)
+
+    def body(x_BSD, state):
+      block = nnx.merge(graphdef, jax.tree.map(self._compute, state))
+      return block(x_BSD, rope_BSH, mask_BST)[0], None
+
+    if self.remat:
+      body = jax.checkpoint(body)
+    x_BSD, _ = jax.lax.scan(body, x_BSD, layer_state)
+    return x_BSD
+
+  def _cached_layers(self, x_BSD, rope_BSH, mask_BST, cache, blocks):
+    """x ← blockₗ(x) for l = 1..L, unrolled, each writing its cache slots.
+
+    Each layer writes its S new keys and values at slots [cache.index,
+    cache.index + S) of its own buffers; `blocks` are the per-layer blocks
+    of `split_layers()` (None: sliced here).
+
+    Returns:
+      (x_BSD, k, v): the hidden states and every layer's updated key and
+      value buffers (tuples, as KVCache.k and .v).
+    """
+    index = cache.index
+    new_k, new_v = [], []
+    run = lambda block, x, kv: block(x, rope_BSH, mask_BST, kv, index)
+    if self.remat:
+      run = _remat_block(run)
+    for i, block in enumerate(blocks or self.split_layers()):
+      x_BSD, (k, v) = run(block, x_BSD, (cache.k[i], cache.v[i]))
+      new_k.append(k)
+      new_v.append(v)
+    return x_BSD, tuple(new_k), tuple(new_v)
 
 
   def logits(self, hidden_BSD: jax.Array) -> jax.Array:
