@@ -364,7 +364,7 @@ def hbm_traffic_by_instruction(hlo: str) -> list[Traffic]:
   return sorted(found, key=lambda t: -t.bytes)
 
 
-_LIVE_AT_PEAK = re.compile(r"^\s*([\w.\-]+)\{[\d,\s]*\}: (\d+) bytes")
+_LIVE_AT_PEAK = re.compile(r"^\s*([\w.\-]+)(\{[\d,\s]*\}): (\d+) bytes")
 
 
 def peak_live_buffers(live_range: str) -> list[tuple[str, int]]:
@@ -375,7 +375,8 @@ def peak_live_buffers(live_range: str) -> list[tuple[str, int]]:
   `*-live-range.txt`, next to the buffer assignment): every HLO value
   live at the instruction where the module's memory peaks, arguments
   (named after the jitted function's parameters, e.g. `state_params...`)
-  and temporaries (named after the instruction that writes them) alike.
+  and temporaries (named after the instruction that writes them) alike;
+  an element of a tuple-shaped value keeps its index (`while.3{7}`).
   """
   found, inside = [], False
   for line in live_range.splitlines():
@@ -386,5 +387,6 @@ def peak_live_buffers(live_range: str) -> list[tuple[str, int]]:
       m = _LIVE_AT_PEAK.match(line)
       if not m:
         break
-      found.append((m.group(1), int(m.group(2))))
+      name, index, size = m.groups()
+      found.append((name + ("" if index == "{}" else index), int(size)))
   return sorted(found, key=lambda x: -x[1])

@@ -105,7 +105,8 @@ def test_global_norm_clip_equals_optax(scale):
   # Leaves of norms 3·s and 4·s: ‖g‖ = 5·s. At s = 0.01 (‖g‖ = 0.05 < 1)
   # nothing changes, bit for bit; at s = 100 every leaf is scaled by
   # 1/500, as optax's division gives up to float32 rounding.
-  grads = {"a": jnp.array([3.0, 0.0]) * scale, "b": jnp.array([[4.0]]) * scale}
+  grads = {"a": jnp.array([3.0, 0.0]) * scale,
+           "b": jnp.array([[4.0]]) * scale}
   got, _ = optim.clip_by_global_norm(1.0).update(grads, ())
   want, _ = optax.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
   for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
