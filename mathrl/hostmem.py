@@ -3,9 +3,9 @@
 glibc's malloc keeps freed small and medium blocks in its heaps for reuse
 instead of returning them, so a process's resident set stays at its high
 mark after a burst of small allocations. XLA's compiler is such a burst:
-compiling the SmolLM2-135M GRPO step leaves about 0.23 GiB of freed
-memory resident (benchmarks/RESULTS.md), which the step's own buffers
-(large blocks, mapped and unmapped by themselves) never reuse.
+compiling the SmolLM2-135M GRPO step leaves about 0.2 GiB of freed memory
+resident (benchmarks/RESULTS.md), which the step's own buffers (large
+blocks, mapped and unmapped by themselves) never reuse.
 `malloc_trim(0)` (glibc >= 2.8, `man 3 malloc_trim`) returns the free
 pages of every heap, holes included; the environment settings
 (MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_, MALLOC_ARENA_MAX) only

@@ -56,8 +56,9 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
   `optax.clip_by_global_norm` but scaling every leaf by one scalar factor
   instead of selecting between g and g/‖g‖·c: XLA then fuses the scaling
   into the optimizer's element-wise update, where optax's division is
-  computed once into a full-size temporary (one more float32 copy of the
-  gradient at the update: 0.5 GiB for SmolLM2-135M, benchmarks/RESULTS.md).
+  computed once into a full-size temporary per leaf (up to one more
+  float32 copy of the gradient at the update: 0.5 GiB for SmolLM2-135M,
+  benchmarks/RESULTS.md).
   Below the threshold the factor is exactly 1; above it the result equals
   optax's up to float32 rounding.
 
