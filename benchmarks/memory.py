@@ -230,11 +230,15 @@ def main():
   shape = ["--prompts", str(args.prompts), "--G", str(args.G), "--new",
            str(args.new), "--dtype", args.dtype, "--param_dtype",
            args.param_dtype, "--ref_dtype", args.ref_dtype,
-           "--adam_mu_dtype", args.adam_mu_dtype]
+           "--adam_mu_dtype", args.adam_mu_dtype,
+           "--malloc_trim" if args.malloc_trim else "--no-malloc_trim",
+           "--cache_dir", args.cache_dir]
   rows = {}
   for label, flags in SETTINGS.items():
+    dump = ["--dump_to", os.path.join(args.dump_to, label)] if (
+        args.dump_to) else []
     out = subprocess.run(
-        [sys.executable, __file__, "--one", *shape, *flags, *rest],
+        [sys.executable, __file__, "--one", *shape, *dump, *flags, *rest],
         check=True, capture_output=True, text=True).stdout
     rows[label] = json.loads(out.strip().splitlines()[-1])
     print(label, json.dumps(rows[label]), flush=True)

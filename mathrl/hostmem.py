@@ -9,7 +9,9 @@ blocks, mapped and unmapped by themselves) never reuse.
 `malloc_trim(0)` (glibc >= 2.8, `man 3 malloc_trim`) returns the free
 pages of every heap, holes included; the environment settings
 (MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_, MALLOC_ARENA_MAX) only
-trim the top of a heap and did not lower it.
+trim the top of a heap and did not lower it. A warm JAX persistent
+compilation cache (`jax_compilation_cache_dir`) keeps the compiler out of
+the process altogether.
 
   compiled = jax.jit(step).lower(*args).compile()
   hostmem.release_free_memory()
