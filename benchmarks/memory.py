@@ -26,6 +26,13 @@ halve a float32 copy of the parameters:
   python benchmarks/memory.py --one --chunk 32 --remat --no-share_prompts \
       --dtype bfloat16 [--ref_dtype param] [--adam_mu_dtype bfloat16]
 
+Process and tracing options: `--malloc_trim` hands the memory glibc keeps
+after loading the model and after compiling back to the OS
+(`mathrl.hostmem.release_free_memory`); `--cache_dir DIR` uses JAX's
+persistent compilation cache (a second run loads the step instead of
+compiling it); `--dump_to DIR` dumps XLA's buffer assignment and adds the
+buffers live at the step's memory peak to the JSON (`xla_peak`).
+
 "before": the default settings (rl.share_prompts on, full [B, T, V]
 logits, no remat). "after": --chunk 32 (log-probs over blocks of 32
 positions), --remat, and --no-share_prompts (the scanned forward; the
@@ -51,6 +58,33 @@ def _rss_now() -> float:
       return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
   except OSError:
     return float("nan")
+
+
+def _xla_peak(dump_dir: str, hlo_text: str) -> dict:
+  """The train step's buffers live at its memory peak, from XLA's dump."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  from mathrl import hlo  # pylint: disable=g-import-not-at-top
+  live = sorted(glob.glob(os.path.join(dump_dir, "*-live-range.txt")),
+                key=os.path.getsize)[-1]  # the step: the largest module
+  with open(live) as f:
+    peak = hlo.peak_live_buffers(f.read())
+  with open(live.replace("-live-range.txt", "-buffer-assignment.txt")) as f:
+    shapes = dict(re.findall(
+        r"value: <\d+ (\S+)(?: \(phi\))? @\d+> \(size=\d+,offset=\d+\): "
+        r"(\S+)",
+        f.read()))
+  entry = hlo_text[hlo_text.index("\nENTRY"):]
+  params = set(re.findall(r"%(\S+) = \S+ parameter\(\d+\)", entry))
+  # Values the step computes (temporaries, and new parameters or moments
+  # written into donated buffers), apart from the arguments it was given.
+  computed = [(n, b) for n, b in peak if n not in params]
+  gib = lambda pairs: sum(b for _, b in pairs) / 2**30
+  return dict(
+      live_gib=gib(peak), arguments_gib=gib(peak) - gib(computed),
+      computed_gib=gib(computed),
+      largest_computed=[(n, shapes.get(n, "?"), round(b / 2**20, 1))
+                        for n, b in computed[:12]])
 
 
 def _fixed_rollout(tok, p: int, g: int, t: int):
@@ -83,13 +117,21 @@ def _fixed_rollout(tok, p: int, g: int, t: int):
 
 
 def one(args) -> dict:
+  if args.dump_to:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " "
+                               f"--xla_dump_to={args.dump_to}"
+                               " --xla_dump_hlo_as_text")
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
-  from mathrl import advantages, losses, models, optim  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from mathrl import advantages, hostmem, losses, models, optim  # pylint: disable=g-import-not-at-top,g-multiple-import
   from mathrl import train_step as train_step_lib  # pylint: disable=g-import-not-at-top
   from mathrl.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
 
+  if args.cache_dir:
+    jax.config.update("jax_compilation_cache_dir", args.cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  trim = hostmem.release_free_memory if args.malloc_trim else lambda: None
   dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
   name = "smollm2-135m-instruct"
   rss = {"imported": _rss_now()}
@@ -118,11 +160,14 @@ def one(args) -> dict:
       params, opt, adv_tx.init(jnp.zeros((p, g))),
       jax.random.key_data(jax.random.key(0)))
   jax.block_until_ready((state, ref_params))
+  trim()
   rss["state_built"] = _rss_now()
   t0 = time.perf_counter()
   compiled = step.lower(state, rollout, ref_params).compile()
   compile_s = time.perf_counter() - t0
   rss["compiled"] = _rss_now()
+  trim()
+  rss["compiled_trimmed"] = _rss_now()
   rss_compile = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   analysis = compiled.memory_analysis()
   temp = analysis.temp_size_in_bytes / 2**30
@@ -133,8 +178,10 @@ def one(args) -> dict:
     jax.block_until_ready((state, metrics))
     times.append(time.perf_counter() - t0)
     rss[f"step_{i + 1}"] = _rss_now()
+  peak = _xla_peak(args.dump_to, compiled.as_text()) if args.dump_to else {}
   return dict(
-      compile_s=compile_s, rss_after_compile_gib=rss_compile,
+      compile_s=compile_s, rss_after_compile_gib=rss_compile, xla_peak=peak,
+      malloc_trim=args.malloc_trim, cache_dir=args.cache_dir,
       xla_temp_gib=temp,
       xla_argument_gib=analysis.argument_size_in_bytes / 2**30,
       xla_output_gib=analysis.output_size_in_bytes / 2**30,
@@ -180,6 +227,15 @@ def main():
                   default=False)
   ap.add_argument("--share_prompts", action=argparse.BooleanOptionalAction,
                   default=True)
+  ap.add_argument("--malloc_trim", action=argparse.BooleanOptionalAction,
+                  default=False,
+                  help="return glibc's freed memory to the OS after loading"
+                  " and after compiling (mathrl.hostmem)")
+  ap.add_argument("--cache_dir", default="",
+                  help="JAX persistent compilation cache directory")
+  ap.add_argument("--dump_to", default="",
+                  help="dump XLA's buffer assignment here; report the"
+                  " buffers live at the step's memory peak")
   args, rest = ap.parse_known_args()
   if args.one:
     print(json.dumps(one(args)))
@@ -187,11 +243,15 @@ def main():
   shape = ["--prompts", str(args.prompts), "--G", str(args.G), "--new",
            str(args.new), "--dtype", args.dtype, "--param_dtype",
            args.param_dtype, "--ref_dtype", args.ref_dtype,
-           "--adam_mu_dtype", args.adam_mu_dtype]
+           "--adam_mu_dtype", args.adam_mu_dtype,
+           "--malloc_trim" if args.malloc_trim else "--no-malloc_trim",
+           "--cache_dir", args.cache_dir]
   rows = {}
   for label, flags in SETTINGS.items():
+    dump = ["--dump_to", os.path.join(args.dump_to, label)] if (
+        args.dump_to) else []
     out = subprocess.run(
-        [sys.executable, __file__, "--one", *shape, *flags, *rest],
+        [sys.executable, __file__, "--one", *shape, *dump, *flags, *rest],
         check=True, capture_output=True, text=True).stdout
     rows[label] = json.loads(out.strip().splitlines()[-1])
     print(label, json.dumps(rows[label]), flush=True)

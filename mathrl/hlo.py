@@ -5,11 +5,14 @@
   hlo.loop_trip_counts(text)    # known trip counts of the while loops
   hlo.hbm_traffic(text)         # bytes the program moves to/from HBM
   hlo.hbm_traffic_by_instruction(text)  # the same, per instruction
+  hlo.peak_live_buffers(dumped)  # what is live at the memory peak
 
 Used by `mathrl.aot` to check that the sampler's decode loop moves no
 weights between chips, to know when XLA's cost analysis (which counts a
 loop body once) is incomplete, and to count a decode step's HBM traffic
-without the on-chip (VMEM) reads XLA's cost analysis adds.
+without the on-chip (VMEM) reads XLA's cost analysis adds;
+`benchmarks/memory.py --dump_to` lists the buffers live at a train step's
+memory peak.
 """
 
 import dataclasses
@@ -359,3 +362,31 @@ def hbm_traffic_by_instruction(hlo: str) -> list[Traffic]:
       if moved:
         found.append(Traffic(name, inst, moved))
   return sorted(found, key=lambda t: -t.bytes)
+
+
+_LIVE_AT_PEAK = re.compile(r"^\s*([\w.\-]+)(\{[\d,\s]*\}): (\d+) bytes")
+
+
+def peak_live_buffers(live_range: str) -> list[tuple[str, int]]:
+  """The buffers live at a module's peak, largest first: (value, bytes).
+
+  Reads the "Live ranges at N (peak):" section of XLA's live-range dump
+  (`XLA_FLAGS=--xla_dump_to=DIR --xla_dump_hlo_as_text` writes it as
+  `*-live-range.txt`, next to the buffer assignment): every HLO value
+  live at the instruction where the module's memory peaks, arguments
+  (named after the jitted function's parameters, e.g. `state_params...`)
+  and temporaries (named after the instruction that writes them) alike;
+  an element of a tuple-shaped value keeps its index (`while.3{7}`).
+  """
+  found, inside = [], False
+  for line in live_range.splitlines():
+    if "(peak):" in line:
+      inside = True
+      continue
+    if inside:
+      m = _LIVE_AT_PEAK.match(line)
+      if not m:
+        break
+      name, index, size = m.groups()
+      found.append((name + ("" if index == "{}" else index), int(size)))
+  return sorted(found, key=lambda x: -x[1])

@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -97,3 +98,21 @@ def test_bfloat16_first_moment_only_and_the_same_first_steps():
   c.rl.adam_mu_dtype = "float16"
   with pytest.raises(builders.ConfigError, match="adam_mu_dtype"):
     builders.make_optimizer(c.rl, total_steps=10)
+
+
+@pytest.mark.parametrize("scale", [0.01, 100.0])
+def test_global_norm_clip_equals_optax(scale):
+  # Leaves of norms 3·s and 4·s: ‖g‖ = 5·s. At s = 0.01 (‖g‖ = 0.05 < 1)
+  # nothing changes, bit for bit; at s = 100 every leaf is scaled by
+  # 1/500, as optax's division gives up to float32 rounding.
+  grads = {"a": jnp.array([3.0, 0.0]) * scale,
+           "b": jnp.array([[4.0]]) * scale}
+  got, _ = optim.clip_by_global_norm(1.0).update(grads, ())
+  want, _ = optax.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    if scale < 1:
+      np.testing.assert_array_equal(g, w)
+    else:
+      np.testing.assert_allclose(g, w, rtol=1e-6)
+  np.testing.assert_allclose(optax.tree.norm(got), min(1.0, 5 * scale),
+                             rtol=1e-6)
