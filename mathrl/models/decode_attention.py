@@ -1,0 +1,235 @@
+"""Decode-step attention over the KV cache: plain XLA, or a fused Pallas kernel.
+
+A decode step attends one new query per row to the M slots of the row's
+KV cache. `layers.attend` writes it as XLA ops: the scores q·kᵀ and their
+softmax, float32 [B, K, G, 1, M] per layer, are separate fusions, and on
+some TPU chips XLA keeps them in HBM between those fusions (at 64 rows per
+chip and a 1,536-slot cache, 5.5 MB per layer written and read about four
+times). `flash_decode` computes the same attention in one Pallas kernel
+per layer (flash-decoding: Dao et al. 2022, arXiv:2205.14135, with the
+online softmax of Milakov & Gimelshein 2018, arXiv:1805.02867): for each
+block of rows and kv head it streams the cache in blocks of slots through
+on-chip memory and keeps a running maximum, normaliser and weighted sum,
+so the scores never reach HBM and the cache is read once.
+
+Selected by `Transformer(decode_attention=...)` (config field
+`model.decode_attention`), a name in `IMPLEMENTATIONS`:
+
+  xla     `layers.attend`, the default;
+  pallas  `flash_decode`: the Mosaic kernel when the program is lowered
+          for TPU (also ahead of time, `mathrl.aot`), the same kernel in
+          Pallas's interpreter on other backends (correct but slow there:
+          for tests).
+
+Only the decode step (one query per row, a cache) uses it; prefill and
+the training forward use `layers.attend`.
+
+Layouts: the KV cache as `transformer.KVCache` holds it, keys [B, K, H, M]
+and values [B, K, M, H]. The kernel reads the values as [B, K, H, M] (a
+transpose that is free: XLA keeps the value cache with the slots minor),
+so both blocks have the 64- or 128-wide head_dim on sublanes and the slots
+on lanes, with no padding of head_dim 64 to the 128-lane tile. Rows are
+split over the mesh as the cache is (`shard_map` over the current mesh
+with the current sharding rules); each chip runs the kernel on its rows.
+"""
+
+import functools
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import tpu as pltpu
+
+from mathrl import sharding
+from mathrl.models import layers
+
+# Masked scores, as in `layers.attend`: finite, so a row with no valid slot
+# averages all values instead of giving NaN.
+_MASKED = float(jnp.finfo(jnp.float32).min)
+# Rows and cache slots per grid step (upper bounds; see `_blocks`). With
+# 8 rows and 2,048 slots of a bf16 cache at head_dim 128 one step holds 4
+# MiB of keys and values (8 MiB double-buffered), within the scoped VMEM of
+# every TPU generation.
+BLOCK_ROWS = 8
+BLOCK_SLOTS = 2048
+
+
+def _blocks(rows: int, slots: int, block_rows: int,
+            block_slots: int) -> tuple[int, int]:
+  """Rows and slots per grid step: divisors of `rows` and `slots`.
+
+  Slots come in multiples of 128 (the lane width) that divide `slots`, or
+  all of them when no such block fits.
+  """
+  bb = max(d for d in range(1, min(rows, block_rows) + 1) if rows % d == 0)
+  fitting = [t for t in range(128, min(slots, block_slots) + 1, 128)
+             if slots % t == 0]
+  return bb, (max(fitting) if fitting else slots)
+
+
+def _kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, max_ref, norm_ref, acc_ref):
+  """One (row block, kv head, slot block) step of the online softmax."""
+  step = pl.program_id(2)
+
+  @pl.when(step == 0)
+  def _init():
+    max_ref[...] = jnp.full(max_ref.shape, _MASKED, jnp.float32)
+    norm_ref[...] = jnp.zeros(norm_ref.shape, jnp.float32)
+    acc_ref[...] = jnp.zeros(acc_ref.shape, jnp.float32)
+
+  q_bGH = q_ref[:, 0]
+  head_dim = q_bGH.shape[-1]
+  scores_bGT = jnp.einsum(
+      "bgh,bht->bgt", q_bGH, k_ref[:, 0],
+      preferred_element_type=jnp.float32) / math.sqrt(head_dim)
+  valid_b1T = mask_ref[...] > 0
+  scores_bGT = jnp.where(valid_b1T, scores_bGT, _MASKED)
+  max_bG1 = max_ref[...]
+  new_max_bG1 = jnp.maximum(max_bG1,
+                            jnp.max(scores_bGT, axis=-1, keepdims=True))
+  rescale_bG1 = jnp.exp(max_bG1 - new_max_bG1)
+  weights_bGT = jnp.exp(scores_bGT - new_max_bG1)
+  norm_ref[...] = rescale_bG1 * norm_ref[...] + jnp.sum(
+      weights_bGT, axis=-1, keepdims=True)
+  values_bHT = v_ref[:, 0]
+  acc_ref[...] = rescale_bG1 * acc_ref[...] + jnp.einsum(
+      "bgt,bht->bgh", weights_bGT.astype(values_bHT.dtype), values_bHT,
+      preferred_element_type=jnp.float32)
+  max_ref[...] = new_max_bG1
+
+  @pl.when(step == pl.num_programs(2) - 1)
+  def _write():
+    o_ref[:, 0] = (acc_ref[...] / norm_ref[...]).astype(o_ref.dtype)
+
+
+def flash_decode_kernel(
+    q_BKGH: jax.Array,
+    k_BKHM: jax.Array,
+    vt_BKHM: jax.Array,
+    mask_B1M: jax.Array,
+    *,
+    block_rows: int = BLOCK_ROWS,
+    block_slots: int = BLOCK_SLOTS,
+    interpret: bool = False,
+) -> jax.Array:
+  """o = softmax(q·kᵀ/√H + mask)·v, online over slot blocks; arXiv:2205.14135.
+
+  One query per row and query head; query head (k, g) reads kv head k
+  (grouped-query attention, arXiv:2305.13245). Per (row block, kv head)
+  the grid walks the slot blocks in order, keeping the running maximum m,
+  normaliser ℓ and weighted sum a of the online softmax (arXiv:1805.02867):
+  m' = max(m, max_t s_t), ℓ' = e^{m−m'}ℓ + Σ_t e^{s_t−m'},
+  a' = e^{m−m'}a + Σ_t e^{s_t−m'} v_t, and o = a / ℓ after the last block.
+  Scores in float32; the weights are cast to the values' dtype for the
+  product with v (as `layers.attend` casts its probabilities).
+
+  Args:
+    q_BKGH: [B, K, G, H] queries (RoPE applied), G = N / K per kv head.
+    k_BKHM: [B, K, H, M] keys of the M cache slots.
+    vt_BKHM: [B, K, H, M] values, transposed (slots last).
+    mask_B1M: [B, 1, M] int, nonzero where the row may attend the slot.
+    block_rows: rows per grid step, at most (a divisor of B is used).
+    block_slots: slots per grid step, at most (see `_blocks`).
+    interpret: run in Pallas's interpreter (any backend) instead of
+      compiling the Mosaic TPU kernel.
+
+  Returns:
+    [B, K, G, H] attention output, dtype of q.
+  """
+  b, k, g, h = q_BKGH.shape
+  m = k_BKHM.shape[-1]
+  bb, bt = _blocks(b, m, block_rows, block_slots)
+  q_spec = pl.BlockSpec((bb, 1, g, h), lambda i, j, t: (i, j, 0, 0))
+  kv_spec = pl.BlockSpec((bb, 1, h, bt), lambda i, j, t: (i, j, 0, t))
+  mask_spec = pl.BlockSpec((bb, 1, bt), lambda i, j, t: (i, 0, t))
+  return pl.pallas_call(
+      _kernel,
+      out_shape=jax.ShapeDtypeStruct(q_BKGH.shape, q_BKGH.dtype),
+      grid=(b // bb, k, m // bt),
+      in_specs=[q_spec, kv_spec, kv_spec, mask_spec],
+      out_specs=q_spec,
+      scratch_shapes=[pltpu.VMEM((bb, g, 1), jnp.float32),
+                      pltpu.VMEM((bb, g, 1), jnp.float32),
+                      pltpu.VMEM((bb, g, h), jnp.float32)],
+      compiler_params=pltpu.CompilerParams(
+          dimension_semantics=("parallel", "parallel", "arbitrary")),
+      interpret=interpret,
+  )(q_BKGH, k_BKHM, vt_BKHM, mask_B1M.astype(jnp.int32))
+
+
+def _per_chip(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+  """`fn` on each chip's rows and kv heads (shard_map over the current
+  mesh with the current rules); `fn` itself without a multi-device mesh."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or math.prod(mesh.axis_sizes) == 1:
+    return fn
+
+  def wrapped(q_BKGH, k_BKHM, vt_BKHM, mask_B1M):
+    rules = sharding.current_rules()
+    spec = lambda x, *axes: sharding.logical_to_spec(  # noqa: E731
+        axes, x.shape, mesh, rules)
+    q_spec = spec(q_BKGH, "batch", "kv_heads", None, "head_dim")
+    kv_spec = spec(k_BKHM, "batch", "kv_heads", "head_dim", "length")
+    mask_spec = spec(mask_B1M, "batch", None, "length")
+    return jax.shard_map(
+        fn, in_specs=(q_spec, kv_spec, kv_spec, mask_spec),
+        out_specs=q_spec, check_vma=False)(q_BKGH, k_BKHM, vt_BKHM, mask_B1M)
+
+  return wrapped
+
+
+def _on_platform(q_BKGH, k_BKHM, vt_BKHM, mask_B1M):
+  """The Mosaic kernel when lowered for TPU, else the interpreted one."""
+  return jax.lax.platform_dependent(
+      q_BKGH, k_BKHM, vt_BKHM, mask_B1M,
+      tpu=flash_decode_kernel,
+      default=functools.partial(flash_decode_kernel, interpret=True))
+
+
+def flash_decode(
+    q_BSNH: jax.Array,
+    k_BKHT: jax.Array,
+    v_BKTH: jax.Array,
+    mask_BST: jax.Array,
+) -> jax.Array:
+  """softmax(q·kᵀ/√H + mask)·v in one kernel per layer; arXiv:2205.14135.
+
+  `layers.attend`'s contract for one query per row (S = 1), computed by
+  `flash_decode_kernel` on each chip's rows (see the module docstring).
+
+  Args:
+    q_BSNH: [B, 1, N, H] queries (RoPE applied).
+    k_BKHT: [B, K, H, T] keys (the cache's layout, T = M slots).
+    v_BKTH: [B, K, T, H] values (the cache's layout).
+    mask_BST: [B, 1, T] bool, True where the query may attend slot t.
+
+  Returns:
+    [B, 1, N, H] attention output, dtype of q.
+  """
+  b, s, n, h = q_BSNH.shape
+  if s != 1:
+    raise ValueError(
+        f"flash_decode attends one query per row, got {s}; use"
+        " layers.attend for prefill")
+  k = k_BKHT.shape[1]
+  q_BKGH = q_BSNH.reshape(b, k, n // k, h)
+  vt_BKHT = jnp.swapaxes(v_BKTH, 2, 3)
+  out_BKGH = _per_chip(_on_platform)(q_BKGH, k_BKHT, vt_BKHT, mask_BST)
+  return out_BKGH.reshape(b, 1, n, h)
+
+
+# The decode-step attention of each `model.decode_attention` name.
+IMPLEMENTATIONS: dict[str, Callable[..., jax.Array]] = {
+    "xla": layers.attend,
+    "pallas": flash_decode,
+}
+
+
+def get(name: str) -> Callable[..., jax.Array]:
+  """The decode attention called `name`, or a ValueError listing them."""
+  if name not in IMPLEMENTATIONS:
+    raise ValueError(
+        f"decode_attention={name!r}; use one of {sorted(IMPLEMENTATIONS)}")
+  return IMPLEMENTATIONS[name]
