@@ -63,10 +63,18 @@ def test_kernel_is_close_to_attend_bfloat16():
   np.testing.assert_allclose(got.astype(jnp.float32), want, atol=2e-2)
 
 
-def test_blocks_divide_rows_and_slots():
-  assert decode_attention._blocks(64, 1536, 8, 2048) == (8, 1536)  # pylint: disable=protected-access
-  assert decode_attention._blocks(12, 2560, 8, 2048) == (6, 1280)  # pylint: disable=protected-access
-  assert decode_attention._blocks(3, 88, 8, 2048) == (3, 88)  # pylint: disable=protected-access
+def test_blocks_divide_rows_and_slots_and_fit_vmem():
+  blocks = decode_attention._blocks  # pylint: disable=protected-access
+  # bf16, head_dim 64 (128 bytes per row and slot): 8 rows of 1,536 slots
+  # take 4 (k, v, double-buffered) · 8 · 1,536 · 128 = 6 MiB.
+  assert blocks(64, 1536, 128, 8, 2048) == (8, 1536)
+  assert blocks(12, 2560, 128, 8, 2048) == (6, 1280)
+  assert blocks(3, 88, 64, 8, 2048) == (3, 88)
+  # 4,100 slots (no multiple of 128 divides it) in one block: 4 · 4,100 ·
+  # 128 = 2,099,200 bytes per row, so 4 rows (8.0 MiB) fit 10 MiB, 8 not.
+  assert blocks(8, 4100, 128, 8, 2048) == (4, 4100)
+  with pytest.raises(ValueError, match="multiple of 128"):
+    blocks(8, 40_004, 128, 8, 2048)
 
 
 def test_unknown_implementation_is_a_clear_error():

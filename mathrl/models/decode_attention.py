@@ -50,23 +50,34 @@ from mathrl.models import layers
 _MASKED = float(jnp.finfo(jnp.float32).min)
 # Rows and cache slots per grid step (upper bounds; see `_blocks`). With
 # 8 rows and 2,048 slots of a bf16 cache at head_dim 128 one step holds 4
-# MiB of keys and values (8 MiB double-buffered), within the scoped VMEM of
-# every TPU generation.
+# MiB of keys and values (8 MiB double-buffered).
 BLOCK_ROWS = 8
 BLOCK_SLOTS = 2048
+# Most VMEM the double-buffered key and value blocks of one grid step may
+# take: within the default scoped VMEM of every TPU generation (16 MiB on
+# v5e, 32 MiB on v5p and v6e), leaving room for the scores.
+VMEM_BUDGET = 10 * 2**20
 
 
-def _blocks(rows: int, slots: int, block_rows: int,
+def _blocks(rows: int, slots: int, slot_bytes: int, block_rows: int,
             block_slots: int) -> tuple[int, int]:
   """Rows and slots per grid step: divisors of `rows` and `slots`.
 
   Slots come in multiples of 128 (the lane width) that divide `slots`, or
-  all of them when no such block fits.
+  all of them when no such block exists; rows are then reduced until the
+  step's keys and values (`slot_bytes` per row and slot) fit
+  VMEM_BUDGET.
   """
-  bb = max(d for d in range(1, min(rows, block_rows) + 1) if rows % d == 0)
   fitting = [t for t in range(128, min(slots, block_slots) + 1, 128)
              if slots % t == 0]
-  return bb, (max(fitting) if fitting else slots)
+  bt = max(fitting) if fitting else slots
+  for bb in range(min(rows, block_rows), 0, -1):
+    if rows % bb == 0 and 4 * bb * bt * slot_bytes <= VMEM_BUDGET:
+      return bb, bt
+  raise ValueError(
+      f"a KV cache of {slots} slots has no block of slots that fits in"
+      " VMEM (no multiple of 128 divides it): make the prompt bucket plus"
+      " max_new_tokens a multiple of 128, or use decode_attention='xla'")
 
 
 def _kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, max_ref, norm_ref, acc_ref):
@@ -140,7 +151,7 @@ def flash_decode_kernel(
   """
   b, k, g, h = q_BKGH.shape
   m = k_BKHM.shape[-1]
-  bb, bt = _blocks(b, m, block_rows, block_slots)
+  bb, bt = _blocks(b, m, h * k_BKHM.dtype.itemsize, block_rows, block_slots)
   q_spec = pl.BlockSpec((bb, 1, g, h), lambda i, j, t: (i, j, 0, 0))
   kv_spec = pl.BlockSpec((bb, 1, h, bt), lambda i, j, t: (i, j, 0, t))
   mask_spec = pl.BlockSpec((bb, 1, bt), lambda i, j, t: (i, 0, t))
