@@ -31,6 +31,10 @@ so both blocks have the 64- or 128-wide head_dim on sublanes and the slots
 on lanes, with no padding of head_dim 64 to the 128-lane tile. Rows are
 split over the mesh as the cache is (`shard_map` over the current mesh
 with the current sharding rules); each chip runs the kernel on its rows.
+The cache operands are pinned to HBM, so XLA writes the new token into
+each cache buffer in place rather than staging the buffer in VMEM and
+copying it back whole. Measured HBM traffic per decode step:
+benchmarks/RESULTS.md ("Decode attention kernel").
 """
 
 import functools
