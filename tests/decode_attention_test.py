@@ -40,14 +40,17 @@ def _inputs(b, k, g, h, m, dtype, seed=0):
 @pytest.mark.parametrize("b, k, g, h, m, block_slots", [
     (4, 2, 3, 32, 256, 128),   # GQA, two slot blocks (online rescaling)
     (6, 1, 1, 16, 40, 2048),   # MHA, slots not a multiple of 128: one block
+    (4, 2, 2, 128, 256, 128),  # head_dim 128: values read as [B, K, M, H]
 ])
 def test_kernel_equals_attend_float32(b, k, g, h, m, block_slots):
   q, keys, values, mask = _inputs(b, k, g, h, m, jnp.float32)
   want = layers.attend(q, keys, values, mask)
+  slots_last = bool(h % 128)  # as flash_decode chooses
   got_BKGH = decode_attention.flash_decode_kernel(
-      q.reshape(b, k, g, h), keys, jnp.swapaxes(values, 2, 3),
-      mask.astype(jnp.int32), block_rows=4, block_slots=block_slots,
-      interpret=True)
+      q.reshape(b, k, g, h), keys,
+      jnp.swapaxes(values, 2, 3) if slots_last else values,
+      mask.astype(jnp.int32), values_slots_last=slots_last, block_rows=4,
+      block_slots=block_slots, interpret=True)
   np.testing.assert_allclose(got_BKGH.reshape(b, 1, k * g, h), want,
                              rtol=1e-5, atol=1e-5)
 

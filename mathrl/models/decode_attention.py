@@ -84,7 +84,8 @@ def _blocks(rows: int, slots: int, slot_bytes: int, block_rows: int,
       " max_new_tokens a multiple of 128, or use decode_attention='xla'")
 
 
-def _kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, max_ref, norm_ref, acc_ref):
+def _kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, max_ref, norm_ref, acc_ref,
+            *, values_slots_last):
   """One (row block, kv head, slot block) step of the online softmax."""
   step = pl.program_id(2)
 
@@ -108,9 +109,10 @@ def _kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, max_ref, norm_ref, acc_ref):
   weights_bGT = jnp.exp(scores_bGT - new_max_bG1)
   norm_ref[...] = rescale_bG1 * norm_ref[...] + jnp.sum(
       weights_bGT, axis=-1, keepdims=True)
-  values_bHT = v_ref[:, 0]
+  values = v_ref[:, 0]  # [b, H, T] (slots last) or [b, T, H]
+  spec = "bgt,bht->bgh" if values_slots_last else "bgt,bth->bgh"
   acc_ref[...] = rescale_bG1 * acc_ref[...] + jnp.einsum(
-      "bgt,bht->bgh", weights_bGT.astype(values_bHT.dtype), values_bHT,
+      spec, weights_bGT.astype(values.dtype), values,
       preferred_element_type=jnp.float32)
   max_ref[...] = new_max_bG1
 
@@ -122,9 +124,10 @@ def _kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, max_ref, norm_ref, acc_ref):
 def flash_decode_kernel(
     q_BKGH: jax.Array,
     k_BKHM: jax.Array,
-    vt_BKHM: jax.Array,
+    v_BKXY: jax.Array,
     mask_B1M: jax.Array,
     *,
+    values_slots_last: bool = True,
     block_rows: int = BLOCK_ROWS,
     block_slots: int = BLOCK_SLOTS,
     interpret: bool = False,
@@ -143,8 +146,10 @@ def flash_decode_kernel(
   Args:
     q_BKGH: [B, K, G, H] queries (RoPE applied), G = N / K per kv head.
     k_BKHM: [B, K, H, M] keys of the M cache slots.
-    vt_BKHM: [B, K, H, M] values, transposed (slots last).
+    v_BKXY: values, [B, K, H, M] (`values_slots_last`) or [B, K, M, H]
+      (the cache's layout); the kernel reads them as they are given.
     mask_B1M: [B, 1, M] int, nonzero where the row may attend the slot.
+    values_slots_last: whether `v_BKXY` is [B, K, H, M].
     block_rows: rows per grid step, at most (a divisor of B is used).
     block_slots: slots per grid step, at most (see `_blocks`).
     interpret: run in Pallas's interpreter (any backend) instead of
@@ -158,6 +163,8 @@ def flash_decode_kernel(
   bb, bt = _blocks(b, m, h * k_BKHM.dtype.itemsize, block_rows, block_slots)
   q_spec = pl.BlockSpec((bb, 1, g, h), lambda i, j, t: (i, j, 0, 0))
   kv_spec = pl.BlockSpec((bb, 1, h, bt), lambda i, j, t: (i, j, 0, t))
+  v_spec = kv_spec if values_slots_last else pl.BlockSpec(
+      (bb, 1, bt, h), lambda i, j, t: (i, j, t, 0))
   mask_spec = pl.BlockSpec((bb, 1, bt), lambda i, j, t: (i, 0, t))
   if not interpret:
     # The cache stays in HBM for the kernel. Left free, XLA may place the
@@ -165,12 +172,12 @@ def flash_decode_kernel(
     # whole buffer back to HBM (v6e: all 48 buffers of Qwen2.5-0.5B, 0.38
     # of a decode step's ideal traffic); in HBM the write is in place.
     k_BKHM = pltpu.with_memory_space_constraint(k_BKHM, pltpu.HBM)
-    vt_BKHM = pltpu.with_memory_space_constraint(vt_BKHM, pltpu.HBM)
+    v_BKXY = pltpu.with_memory_space_constraint(v_BKXY, pltpu.HBM)
   return pl.pallas_call(
-      _kernel,
+      functools.partial(_kernel, values_slots_last=values_slots_last),
       out_shape=jax.ShapeDtypeStruct(q_BKGH.shape, q_BKGH.dtype),
       grid=(b // bb, k, m // bt),
-      in_specs=[q_spec, kv_spec, kv_spec, mask_spec],
+      in_specs=[q_spec, kv_spec, v_spec, mask_spec],
       out_specs=q_spec,
       scratch_shapes=[pltpu.VMEM((bb, g, 1), jnp.float32),
                       pltpu.VMEM((bb, g, 1), jnp.float32),
@@ -178,36 +185,41 @@ def flash_decode_kernel(
       compiler_params=pltpu.CompilerParams(
           dimension_semantics=("parallel", "parallel", "arbitrary")),
       interpret=interpret,
-  )(q_BKGH, k_BKHM, vt_BKHM, mask_B1M.astype(jnp.int32))
+  )(q_BKGH, k_BKHM, v_BKXY, mask_B1M.astype(jnp.int32))
 
 
-def _per_chip(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+def _per_chip(fn: Callable[..., jax.Array],
+              values_slots_last: bool) -> Callable[..., jax.Array]:
   """`fn` on each chip's rows and kv heads (shard_map over the current
   mesh with the current rules); `fn` itself without a multi-device mesh."""
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty or math.prod(mesh.axis_sizes) == 1:
     return fn
 
-  def wrapped(q_BKGH, k_BKHM, vt_BKHM, mask_B1M):
+  def wrapped(q_BKGH, k_BKHM, v_BKXY, mask_B1M):
     rules = sharding.current_rules()
     spec = lambda x, *axes: sharding.logical_to_spec(  # noqa: E731
         axes, x.shape, mesh, rules)
     q_spec = spec(q_BKGH, "batch", "kv_heads", None, "head_dim")
-    kv_spec = spec(k_BKHM, "batch", "kv_heads", "head_dim", "length")
+    k_spec = spec(k_BKHM, "batch", "kv_heads", "head_dim", "length")
+    v_spec = spec(v_BKXY, "batch", "kv_heads", *(
+        ("head_dim", "length") if values_slots_last else (
+            "length", "head_dim")))
     mask_spec = spec(mask_B1M, "batch", None, "length")
     return jax.shard_map(
-        fn, in_specs=(q_spec, kv_spec, kv_spec, mask_spec),
-        out_specs=q_spec, check_vma=False)(q_BKGH, k_BKHM, vt_BKHM, mask_B1M)
+        fn, in_specs=(q_spec, k_spec, v_spec, mask_spec),
+        out_specs=q_spec, check_vma=False)(q_BKGH, k_BKHM, v_BKXY, mask_B1M)
 
   return wrapped
 
 
-def _on_platform(q_BKGH, k_BKHM, vt_BKHM, mask_B1M):
+def _on_platform(q_BKGH, k_BKHM, v_BKXY, mask_B1M, *, values_slots_last):
   """The Mosaic kernel when lowered for TPU, else the interpreted one."""
+  kernel = functools.partial(flash_decode_kernel,
+                             values_slots_last=values_slots_last)
   return jax.lax.platform_dependent(
-      q_BKGH, k_BKHM, vt_BKHM, mask_B1M,
-      tpu=flash_decode_kernel,
-      default=functools.partial(flash_decode_kernel, interpret=True))
+      q_BKGH, k_BKHM, v_BKXY, mask_B1M, tpu=kernel,
+      default=functools.partial(kernel, interpret=True))
 
 
 def flash_decode(
@@ -237,8 +249,16 @@ def flash_decode(
         " layers.attend for prefill")
   k = k_BKHT.shape[1]
   q_BKGH = q_BSNH.reshape(b, k, n // k, h)
-  vt_BKHT = jnp.swapaxes(v_BKTH, 2, 3)
-  out_BKGH = _per_chip(_on_platform)(q_BKGH, k_BKHT, vt_BKHT, mask_BST)
+  # XLA lays out a [.., T, H] value cache with the slots minor when H is
+  # not a multiple of the 128-lane tile (so H = 64 is not padded to 128):
+  # the kernel then reads it transposed, which costs no copy. With H a
+  # multiple of 128 the layout is row-major and the kernel reads it so.
+  slots_last = bool(h % 128)
+  if slots_last:
+    v_BKTH = jnp.swapaxes(v_BKTH, 2, 3)
+  kernel = functools.partial(_on_platform, values_slots_last=slots_last)
+  out_BKGH = _per_chip(kernel, slots_last)(q_BKGH, k_BKHT, v_BKTH,
+                                           mask_BST)
   return out_BKGH.reshape(b, 1, n, h)
 
 
