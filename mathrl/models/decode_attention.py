@@ -25,10 +25,11 @@ Only the decode step (one query per row, a cache) uses it; prefill and
 the training forward use `layers.attend`.
 
 Layouts: the KV cache as `transformer.KVCache` holds it, keys [B, K, H, M]
-and values [B, K, M, H]. The kernel reads the values as [B, K, H, M] (a
-transpose that is free: XLA keeps the value cache with the slots minor),
-so both blocks have the 64- or 128-wide head_dim on sublanes and the slots
-on lanes, with no padding of head_dim 64 to the 128-lane tile. Rows are
+and values [B, K, M, H]. With head_dim 64 XLA keeps the value cache with
+the slots minor (so head_dim is not padded to the 128-lane tile) and the
+kernel reads the values as [B, K, H, M], a transpose that costs no copy;
+with head_dim 128 the cache is row-major and the kernel reads [B, K, M,
+H] as it is (reading it transposed there made XLA copy it). Rows are
 split over the mesh as the cache is (`shard_map` over the current mesh
 with the current sharding rules); each chip runs the kernel on its rows.
 The cache operands are pinned to HBM, so XLA writes the new token into
