@@ -192,7 +192,7 @@ def abstract_model(config: mlc.ConfigDict, model_cfg: models.ModelConfig):
 
   Parameters are stored in `model.param_dtype` (the train state's master
   weights), computed in `model.dtype`; layers rematerialised as
-  `model.remat` says.
+  `model.remat` says; decode steps attend with `model.decode_attention`.
   """
   dtype = builders.model_dtype(config)
   param_dtype = builders.model_dtype(config, "param_dtype")
@@ -200,6 +200,8 @@ def abstract_model(config: mlc.ConfigDict, model_cfg: models.ModelConfig):
       lambda: models.Transformer(model_cfg, dtype=dtype,
                                  param_dtype=param_dtype,
                                  remat=config.model.remat,
+                                 decode_attention=(
+                                     config.model.decode_attention),
                                  rngs=nnx.Rngs(0)))
   return nnx.split(model)
 

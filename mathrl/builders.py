@@ -250,7 +250,9 @@ def make_model(config: mlc.ConfigDict, vocab_size: int, mesh) -> nnx.Module:
   if config.model.path:
     return models.load(
         config.model.path, dtype=dtype, param_dtype=param_dtype,
-        remat=config.model.remat, mesh=mesh, rules=sharding.TRAIN_RULES)
+        remat=config.model.remat,
+        decode_attention=config.model.decode_attention, mesh=mesh,
+        rules=sharding.TRAIN_RULES)
   m = config.model
   if m.preset:
     # A named checkpoint's shapes; the vocabulary is the tokenizer's.
@@ -268,7 +270,9 @@ def make_model(config: mlc.ConfigDict, vocab_size: int, mesh) -> nnx.Module:
   return sharding.init_sharded(
       lambda: models.Transformer(
           model_config, dtype=dtype, param_dtype=param_dtype,
-          remat=config.model.remat, rngs=nnx.Rngs(config.seed)
+          remat=config.model.remat,
+          decode_attention=config.model.decode_attention,
+          rngs=nnx.Rngs(config.seed)
       ),
       mesh, sharding.TRAIN_RULES,
   )

@@ -144,6 +144,14 @@ def _add_model_fields(c: mlc.ConfigDict) -> None:
   # Log-probs and entropies over blocks of this many completion positions
   # (the [B, T, V] logits are never held; identical values); 0: all at once.
   c.model.logits_chunk_size = 0
+  # Attention of a sampler decode step over the KV cache:
+  # "xla" (plain XLA ops, `layers.attend`) or "pallas" (one fused Pallas
+  # kernel per layer, `mathrl.models.decode_attention`: flash-decoding, the
+  # scores never leave on-chip memory). "pallas" compiles the Mosaic kernel
+  # for TPU (also ahead of time, `python -m mathrl.aot`); on CPU and GPU it
+  # runs the same kernel in Pallas's interpreter, correct but slow, so keep
+  # "xla" there. Prefill and training always use "xla".
+  c.model.decode_attention = "xla"
   # Shapes of a model built from scratch (ignored when `path` is set); the
   # vocabulary size comes from the tokenizer.
   c.model.family = "qwen2"

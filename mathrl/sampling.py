@@ -57,6 +57,17 @@ from mathrl.models import transformer
 
 
 
+# Tokens per block of the two-level inverse CDF in `categorical` (the TPU
+# lane width).
+CDF_BLOCK = 128
+
+
+def _last_positive(w_BX: jax.Array) -> jax.Array:
+  """[B] index of the last positive entry of each row (0 if none)."""
+  index_X = jnp.arange(w_BX.shape[-1])
+  return jnp.max(jnp.where(w_BX > 0, index_X, 0), axis=-1)
+
+
 def categorical(rng: jax.Array, logits_BV: jax.Array) -> jax.Array:
   """y = min{v : Σ_{u≤v} softmax(z)_u > U}, U ~ Uniform[0, 1) per row.
 
@@ -66,6 +77,16 @@ def categorical(rng: jax.Array, logits_BV: jax.Array) -> jax.Array:
   decode step). Tokens with logit -inf have probability 0 and are never
   drawn.
 
+  The CDF is searched in two levels, so no [B, V] array but the logits is
+  formed: the unnormalised masses e^{z−max z} summed per block of
+  CDF_BLOCK tokens ([B, V/128]), the block where the cumulative mass first
+  exceeds U · total, then the cumulative masses inside that one block.
+  Two reads of the logits (max, block sums) where a cumulative sum over
+  the vocabulary moves the [B, V] floats about ten times on TPU (for
+  Qwen2.5's 151,936 tokens at 64 rows per chip, 0.4 GB per decode step).
+  The drawn token is the same as with one cumulative sum over V except
+  where U falls within float rounding of a CDF step.
+
   Args:
     rng: PRNG key.
     logits_BV: [B, V] float logits (-inf allowed, at least one finite).
@@ -73,11 +94,28 @@ def categorical(rng: jax.Array, logits_BV: jax.Array) -> jax.Array:
   Returns:
     [B] int32 sampled ids.
   """
-  cdf_BV = jnp.cumsum(jax.nn.softmax(logits_BV.astype(jnp.float32), axis=-1),
-                      axis=-1)
-  u_B1 = jax.random.uniform(rng, cdf_BV[:, :1].shape) * cdf_BV[:, -1:]
-  ids_B = jnp.sum(cdf_BV <= u_B1, axis=-1)
-  return jnp.minimum(ids_B, logits_BV.shape[-1] - 1).astype(jnp.int32)
+  z_BV = logits_BV.astype(jnp.float32)
+  b, v = z_BV.shape
+  pad = -v % CDF_BLOCK
+  z_BV = jnp.pad(z_BV, ((0, 0), (0, pad)), constant_values=-jnp.inf)
+  z_BCW = z_BV.reshape(b, -1, CDF_BLOCK)
+  max_B11 = jnp.max(z_BCW, axis=(1, 2), keepdims=True)
+  mass_BC = jnp.sum(jnp.exp(z_BCW - max_B11), axis=-1)
+  cum_BC = jnp.cumsum(mass_BC, axis=-1)
+  u_B1 = jax.random.uniform(rng, (b, 1)) * cum_BC[:, -1:]
+  # The block holding the draw; never past the last block with mass.
+  block_B = jnp.minimum(jnp.sum(cum_BC <= u_B1, axis=-1),
+                        _last_positive(mass_BC))
+  before_B1 = jnp.where(
+      block_B[:, None] > 0,
+      jnp.take_along_axis(cum_BC, jnp.maximum(block_B - 1, 0)[:, None],
+                          axis=-1), 0.0)
+  z_BW = jnp.take_along_axis(z_BCW, block_B[:, None, None], axis=1)[:, 0]
+  w_BW = jnp.exp(z_BW - max_B11[:, 0])
+  cdf_BW = before_B1 + jnp.cumsum(w_BW, axis=-1)
+  inner_B = jnp.minimum(jnp.sum(cdf_BW <= u_B1, axis=-1),
+                        _last_positive(w_BW))
+  return (block_B * CDF_BLOCK + inner_B).astype(jnp.int32)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -456,3 +456,27 @@ def test_model_config_reads_the_preset_or_the_shape_fields(
   assert aot.model_config(c) == presets.QWEN2_5_7B
   c.model.path = str(tiny_checkpoints["llama"])
   assert aot.model_config(c).family == "llama"
+
+
+@needs_libtpu
+def test_tiny_sampler_compiles_the_pallas_decode_attention():
+  # model.decode_attention="pallas": the Mosaic flash-decoding kernel
+  # (mathrl.models.decode_attention) is compiled for the v5e chips, once
+  # per layer inside the decode loop (the tiny config has 1 layer; prefill
+  # keeps XLA's attention), on each chip's 4 of the 16 rows: float32
+  # output [4 rows, K=1, G=N/K=2, H=32].
+  from mathrl import sharding  # pylint: disable=g-import-not-at-top
+  c = _tiny_config()
+  c.model.decode_attention = "pallas"
+  mesh = sharding.topology_mesh("v5e:2x2", data=-1)
+  graphdef, params = aot.abstract_model(c, aot.model_config(c))
+  fn, args, kwargs = aot._abstract_sampler(  # pylint: disable=protected-access
+      c, mesh, graphdef, params, 16)
+  report, compiled = aot._compile(  # pylint: disable=protected-access
+      "sampler", fn, args, kwargs, mesh, sharding.SAMPLE_RULES, 0.0)
+  text = compiled.as_text()
+  kernels = [line for line in text.splitlines()
+             if 'custom_call_target="tpu_custom_call"' in line]
+  assert len(kernels) == 1
+  assert " = f32[4,1,2,32]" in kernels[0]
+  assert 0 < report.peak_bytes < roofline.CHIPS["v5e"].hbm_bytes

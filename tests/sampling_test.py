@@ -138,6 +138,29 @@ def test_inverse_cdf_categorical_matches_target_and_skips_masked_tokens():
   np.testing.assert_array_equal(got, [2, 3, 4, 5])
 
 
+def test_two_level_categorical_equals_the_float64_inverse_cdf():
+  # V = 300: blocks of 128 tokens, the last one padded (44 real tokens).
+  # Row 1 has -inf logits over tokens 100-299 (mass in the first block
+  # only), row 2 one finite logit, token 290, in the padded block; the
+  # rest are random. The draw must be the float64 inverse CDF's at the
+  # same uniform U (draws within rounding of a CDF step are improbable
+  # at 64 rows: U would have to fall within ~1e-7 of one of 300 steps).
+  r = np.random.RandomState(0)
+  logits_BV = r.randn(64, 300).astype(np.float32) * 3
+  logits_BV[1, 100:] = -np.inf
+  logits_BV[2] = -np.inf
+  logits_BV[2, 290] = 0.0
+  rng = jax.random.key(5)
+  got = np.asarray(jax.jit(sampling.categorical)(rng, jnp.asarray(logits_BV)))
+  u_B = np.asarray(jax.random.uniform(rng, (64, 1)))[:, 0]
+  p_BV = np.exp(logits_BV.astype(np.float64)
+                - logits_BV.max(axis=1, keepdims=True))
+  cdf_BV = np.cumsum(p_BV / p_BV.sum(axis=1, keepdims=True), axis=1)
+  want = [np.searchsorted(c, u, side="right") for c, u in zip(cdf_BV, u_B)]
+  np.testing.assert_array_equal(got, want)
+  assert got[1] < 100 and got[2] == 290
+
+
 def test_greedy_is_argmax_and_methods_validate_arguments():
   logits = jnp.array([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0]])
   np.testing.assert_array_equal(

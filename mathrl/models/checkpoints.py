@@ -76,7 +76,7 @@ def load(
     name_or_path: see `checkpoint_path`.
     dtype: compute dtype.
     **options: keyword-only `convert.from_tensors` options (param_dtype,
-      remat, mesh, rules), documented there.
+      remat, decode_attention, mesh, rules), documented there.
 
   Returns:
     The `mathrl.models.Transformer`.

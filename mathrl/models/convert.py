@@ -265,7 +265,7 @@ def from_pretrained(
     path: local folder with config.json and *.safetensors.
     dtype: compute dtype (matmuls and activations).
     **options: keyword-only `from_tensors` options (param_dtype, remat,
-      mesh, rules), documented there.
+      decode_attention, mesh, rules), documented there.
 
   Returns:
     The model, every parameter in its sharding.
@@ -289,7 +289,8 @@ def from_pretrained(
 
 # The keyword-only options of `from_tensors`, which the public loaders
 # (`from_pretrained`, `from_gguf`, `checkpoints.load`) pass on.
-LOAD_OPTIONS = ("param_dtype", "remat", "mesh", "rules")
+LOAD_OPTIONS = ("param_dtype", "remat", "decode_attention", "mesh",
+                "rules")
 
 
 def check_load_options(options: dict[str, Any], loader: str) -> None:
@@ -308,6 +309,7 @@ def from_tensors(
     *,
     param_dtype: Any = None,
     remat: bool = False,
+    decode_attention: str = "xla",
     mesh: jax.sharding.Mesh | None = None,
     rules: sharding.Rules | None = None,
 ) -> transformer.Transformer:
@@ -322,6 +324,8 @@ def from_tensors(
     param_dtype: storage dtype of the parameters (tensors are cast on
       load); None: `dtype`.
     remat: rematerialise decoder layers in the backward pass.
+    decode_attention: attention of a sampler decode step ('xla' or
+      'pallas', see `mathrl.models.decode_attention`).
     mesh: place parameters on this mesh (default: the first device).
     rules: logical-to-mesh rules with `mesh` (default TRAIN_RULES).
 
@@ -331,7 +335,7 @@ def from_tensors(
   param_dtype = dtype if param_dtype is None else param_dtype
   abstract = nnx.eval_shape(lambda: transformer.Transformer(
       config, dtype=dtype, param_dtype=param_dtype, remat=remat,
-      rngs=nnx.Rngs(0)))
+      decode_attention=decode_attention, rngs=nnx.Rngs(0)))
   graphdef, abstract_state = nnx.split(abstract)
   variables = dict(nnx.to_flat_state(abstract_state))
   entries = {e.path: e for e in _entries(config)}

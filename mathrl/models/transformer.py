@@ -53,6 +53,12 @@ are read (per layer, inside the scan); matmuls and activations run in
 RoPE and softmax in float32; logits are returned in float32. Gradients
 flow back through the casts, so they arrive in `param_dtype`.
 
+`decode_attention` names the attention of a decode step (a cache and one
+new token per row; `decode_attention.IMPLEMENTATIONS`): 'xla' (the
+default, `layers.attend`) or 'pallas', a fused flash-decoding kernel that
+keeps the scores in on-chip memory on TPU. Prefill and the cache-free
+forward always use `layers.attend`.
+
 `remat=True` rematerialises each decoder layer in the backward pass
 (`jax.checkpoint` around the scanned block, `nnx.remat` around each block
 of the cached forward that scores a group's shared prompt): activation memory of the
@@ -67,6 +73,7 @@ from flax import nnx
 
 from mathrl import sharding
 from mathrl.models import config as config_lib
+from mathrl.models import decode_attention as decode_attention_lib
 from mathrl.models import layers
 
 
@@ -134,7 +141,8 @@ class Block(nnx.Module):
     self.mlp = layers.MLP(config, dtype=dtype, num_stacked=num_stacked,
                           rngs=rngs)
 
-  def __call__(self, x_BSD, rope_BSH, mask_BST, kv=None, index=None):
+  def __call__(self, x_BSD, rope_BSH, mask_BST, kv=None, index=None,
+               decode_attend=layers.attend):
     """x ← x + Attn(RMSNorm(x)); x ← x + SwiGLU(RMSNorm(x)); arXiv:1706.03762.
 
     Args:
@@ -144,6 +152,9 @@ class Block(nnx.Module):
       kv: None, or this layer's cache (k_BKHM, v_BKMH); the new keys and
         values are written at slot `index`.
       index: first cache slot to write (traced int32 scalar).
+      decode_attend: the attention of a decode step (a cache and S = 1),
+        `layers.attend`'s contract (see `decode_attention`); any other
+        call uses `layers.attend`.
 
     Returns:
       (x_BSD, kv) with kv updated (in place inside a jitted loop).
@@ -162,7 +173,9 @@ class Block(nnx.Module):
             sharding.shard(v_BKMH, *V_CACHE_AXES))
       k_BKHS = k_BKHM.astype(q_BSNH.dtype)
       v_BKSH = v_BKMH.astype(q_BSNH.dtype)
-    attn_BSNH = layers.attend(q_BSNH, k_BKHS, v_BKSH, mask_BST)
+    attend = decode_attend if kv is not None and x_BSD.shape[1] == 1 else (
+        layers.attend)
+    attn_BSNH = attend(q_BSNH, k_BKHS, v_BKSH, mask_BST)
     x_BSD = x_BSD + self.attn.output(attn_BSNH)
     x_BSD = x_BSD + self.mlp(self.post_attn_norm(x_BSD))
     return sharding.shard(x_BSD, "batch", "length", "embed"), kv
@@ -226,7 +239,7 @@ class Transformer(nnx.Module):
 
   def __init__(self, config: config_lib.ModelConfig, *,
                dtype=jnp.float32, param_dtype=None, remat: bool = False,
-               rngs: nnx.Rngs):
+               decode_attention: str = "xla", rngs: nnx.Rngs):
     """Random init (normal(0.02) weights, unit norms, zero biases).
 
     Args:
@@ -235,12 +248,16 @@ class Transformer(nnx.Module):
       param_dtype: parameter storage dtype; None: `dtype`.
       remat: rematerialise each layer in the backward pass (see the module
         docstring).
+      decode_attention: the attention of a decode step with a cache, a
+        name in `decode_attention.IMPLEMENTATIONS` ('xla' or 'pallas').
       rngs: initialisation randomness.
     """
+    decode_attention_lib.get(decode_attention)  # a clear error if unknown
     self.config = config
     self.dtype = dtype
     self.param_dtype = dtype if param_dtype is None else param_dtype
     self.remat = remat
+    self.decode_attention = decode_attention
     dtype = self.param_dtype
     v, d = config.vocab_size, config.hidden_size
     self.embed = nnx.Param(
@@ -393,7 +410,9 @@ class Transformer(nnx.Module):
     """
     index = cache.index
     new_k, new_v = [], []
-    run = lambda block, x, kv: block(x, rope_BSH, mask_BST, kv, index)
+    decode_attend = decode_attention_lib.get(self.decode_attention)
+    run = lambda block, x, kv: block(x, rope_BSH, mask_BST, kv, index,
+                                     decode_attend)
     if self.remat:
       run = _remat_block(run)
     for i, block in enumerate(blocks or self.split_layers()):
