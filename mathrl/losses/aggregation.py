@@ -139,9 +139,10 @@ def seq_mean_token_sum_norm(
   lengths. C = `loss_scale_factor`, default T (the padded width, verl's
   default; set it to the max response length so that micro-batches padded
   to different widths agree; the builders pass sampling.max_new_tokens,
-  so a batch cut to its longest completion gives the same loss). verl divides by C only; passing
-  `num_sequences` (the global batch size) also divides by it, which is TRL's
-  `dr_grpo` (Σ/(B·L_max)). Used by SIREN's recipe.
+  so a batch cut to its longest completion gives the same loss). verl
+  divides by C only; passing `num_sequences` (the global batch size) also
+  divides by it, which is TRL's `dr_grpo` (Σ/(B·L_max)). Used by SIREN's
+  recipe.
 
   Args:
     values_BT: [B, T].
