@@ -9,6 +9,13 @@ completion is the sum, P prompts × G samples, `max_new` new tokens
 update (reference and old log-probs included); the median of
 the steps after the first (which compiles) is printed as `median_step_s`,
 with the medians of its generation and update parts.
+
+`--trim` (default, as the trainer's `rl.trim_completions`): the update
+runs over the batch's longest completion rounded up to a bucket
+(`mathrl.trim`, buckets b, 2b, ... up to `max_new`, b = `--chunk` or 16),
+not over all `max_new` positions; `--no-trim` for the padded update. A
+step whose bucket is new compiles the update again; each step's width is
+printed.
 `benchmarks/peers/compare.py` runs this and the peers in one run.
 
   python benchmarks/peers/make_checkpoint.py /tmp/tinyqwen
@@ -46,6 +53,7 @@ from mathrl import rollout as rollout_lib
 from mathrl import sampling
 from mathrl import sharding
 from mathrl import train_step as train_step_lib
+from mathrl import trim
 from mathrl.data import pipeline
 from mathrl.data import prompts
 
@@ -77,6 +85,9 @@ def main():
   p.add_argument("--remat", action=argparse.BooleanOptionalAction,
                  default=False, help="rematerialise each decoder layer in"
                  " the backward pass (model.remat)")
+  p.add_argument("--trim", action=argparse.BooleanOptionalAction,
+                 default=True, help="cut the update's completion axis to"
+                 " the batch's bucket (rl.trim_completions)")
   a = p.parse_args()
 
   rows = [{"question": q, "answer": ans, "id": str(i)}
@@ -122,6 +133,8 @@ def main():
       eos_ids=tuple(workload.stop_ids(len(tok), a.stop_ids,
                                       tok.eos_token_id)))
 
+  buckets = (trim.default_buckets(a.max_new, a.chunk or 16) if a.trim
+             else ())
   times, generate_s, update_s, lengths = [], [], [], []
   for step in range(a.steps):
     t0 = time.perf_counter()
@@ -130,6 +143,7 @@ def main():
         rng=jax.random.fold_in(jax.random.PRNGKey(1), step), sampler=sampler,
         tokenizer=tok, reward_set=reward_set, dynamic_sampling=False,
         max_rounds=1, multi_reward=False, progress=step / a.steps)
+    batch, width = trim.to_bucket(batch, buckets)
     t1 = time.perf_counter()
     state, metrics = step_fn(state, batch, ref_params)
     jax.block_until_ready(metrics)
@@ -139,7 +153,9 @@ def main():
     lengths.append(info["generated_length_mean"])
     print(f"step {step}: {times[-1]:.3f}s reward {info['accuracy']:.3f}"
           f" (generate {info['generate_seconds']:.3f}s,"
-          f" reward {info['reward_seconds']:.3f}s)", flush=True)
+          f" reward {info['reward_seconds']:.3f}s, update"
+          f" {update_s[-1]:.3f}s at width {width},"
+          f" mean length {lengths[-1]:.1f})", flush=True)
   print("median_generate_s", round(statistics.median(generate_s[1:]), 4))
   print("median_update_s", round(statistics.median(update_s[1:]), 4))
   workload.report(times, statistics.mean(lengths))

@@ -38,6 +38,7 @@ from mathrl import rollout as rollout_lib
 from mathrl import sampling
 from mathrl import sharding
 from mathrl import train_step as train_step_lib
+from mathrl import trim
 from mathrl import types
 from mathrl.data import mqr
 from mathrl.data import prompts
@@ -345,14 +346,19 @@ def make_advantage(config: mlc.ConfigDict) -> advantages.AdvantageTransform:
 def make_policy_loss(config: mlc.ConfigDict):
   """The surrogate `rl.loss` under the token weighting `rl.token_weighting`.
 
-  Losses that read groups get G from rl.num_generations.
+  Losses that read groups get G from rl.num_generations, losses whose
+  math has a maximum length (DRPO's T_max) sampling.max_new_tokens, not
+  the padded width of the arrays they see (which `rl.trim_completions`
+  cuts).
   """
   rl = config.rl
   factory = resolve(losses, rl.loss, "rl.loss", losses.POLICY_LOSSES)
   kwargs = kwargs_of(rl.loss_kwargs)
-  if ("group_size" in inspect.signature(factory).parameters
-      and kwargs.get("group_size") is None):
+  params = inspect.signature(factory).parameters
+  if "group_size" in params and kwargs.get("group_size") is None:
     kwargs["group_size"] = rl.num_generations
+  if "max_length" in params and kwargs.get("max_length") is None:
+    kwargs["max_length"] = config.sampling.max_new_tokens
   loss = _build(factory, kwargs, "rl.loss", rl.loss)
   if not rl.token_weighting:
     return loss
@@ -370,9 +376,42 @@ def make_policy_loss(config: mlc.ConfigDict):
 
 
 def make_aggregation(config: mlc.ConfigDict):
+  """`rl.aggregation` with its arguments.
+
+  A constant normaliser left unset (`seq_mean_token_sum_norm`'s
+  `loss_scale_factor`, whose default is the arrays' width) is
+  sampling.max_new_tokens, the sampler's width: the loss is then the same
+  whether or not the update's completion axis is cut
+  (`rl.trim_completions`).
+  """
   name = config.rl.aggregation
   fn = resolve(losses, name, "rl.aggregation", losses.AGGREGATIONS)
-  return functools.partial(fn, **kwargs_of(config.rl.aggregation_kwargs))
+  kwargs = kwargs_of(config.rl.aggregation_kwargs)
+  if ("loss_scale_factor" in inspect.signature(fn).parameters
+      and kwargs.get("loss_scale_factor") is None):
+    kwargs["loss_scale_factor"] = config.sampling.max_new_tokens
+  return functools.partial(fn, **kwargs)
+
+
+def make_completion_buckets(config: mlc.ConfigDict) -> tuple[int, ...]:
+  """The widths the update's completion axis is cut to (`mathrl.trim`).
+
+  () when rl.trim_completions is off; else rl.completion_buckets, or when
+  that is empty b, 2b, 4b, ... up to sampling.max_new_tokens with
+  b = model.logits_chunk_size (16 when that is 0).
+  """
+  rl, max_new = config.rl, config.sampling.max_new_tokens
+  if not rl.trim_completions:
+    return ()
+  buckets = tuple(int(b) for b in rl.completion_buckets)
+  if not buckets:
+    buckets = trim.default_buckets(
+        max_new, config.model.logits_chunk_size or 16)
+  try:
+    trim.check_buckets(buckets, max_new)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  return buckets
 
 
 def make_kl(config: mlc.ConfigDict):
@@ -497,6 +536,9 @@ class RLParts:
   """The initial `TrainState.method_state` (the loss's regulariser)."""
   train_step: train_step_lib.StepSpec
   """The un-jitted `train_step(state, rollout, ref_params)`."""
+  completion_buckets: tuple[int, ...] = ()
+  """Widths the rollout's completion axis is cut to before the update
+  (`trim.to_bucket`); () = never cut."""
 
   def bind(self, graphdef: nnx.GraphDef,
            eos_ids: tuple[int, ...]) -> "RLParts":
@@ -577,6 +619,7 @@ def make_rl(config: mlc.ConfigDict, graphdef: Any = None,
           (rl.prompts_per_step, rl.num_generations) + k, jnp.float32),
       method_state=train_step_lib.init_method_state(policy_loss),
       train_step=step,
+      completion_buckets=make_completion_buckets(config),
   )
 
 

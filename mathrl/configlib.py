@@ -344,6 +344,16 @@ def _add_rl_fields(c: mlc.ConfigDict) -> None:
   # samples of a prompt share it): identical log-probs and gradients, about
   # half the FLOPs at the default job's shapes (L=72, T=48, G=8).
   c.rl.share_prompts = True
+  # Cut the completion axis of each rollout, before the update, to the
+  # smallest width in rl.completion_buckets that holds the batch's longest
+  # completion (mathrl.trim): the update stops paying for positions every
+  # row pads (same loss, gradients and metrics; one compile of the step
+  # per width). False: the update runs over all sampling.max_new_tokens.
+  c.rl.trim_completions = True
+  # Rising widths ending at sampling.max_new_tokens, e.g. (64, 128, 256);
+  # () = b, 2b, 4b, ... up to max_new_tokens, b = model.logits_chunk_size
+  # (16 when that is 0).
+  c.rl.completion_buckets = ()
 
 
 def _add_rl_objective_fields(c: mlc.ConfigDict) -> None:

@@ -39,6 +39,7 @@ from mathrl import rollout as rollout_lib
 from mathrl import sharding
 from mathrl import sft as sft_lib
 from mathrl import train_step as train_step_lib
+from mathrl import trim
 from mathrl.data import prompts
 
 
@@ -355,7 +356,9 @@ def _rl_step(run: Run, setup: RLSetup, step_fn, state, ref, batches, *,
 
   When dynamic sampling kept no group the update is skipped (an empty one
   would still move Adam's parameters); the row then logs the generated
-  lengths and `skipped` = 1.
+  lengths and `skipped` = 1. Before the update the rollout's completion
+  axis is cut to its bucket (`trim.to_bucket`, `rl.completion_buckets`),
+  logged as `update_width`.
   """
   c, parts = run.config, setup.parts
   t0 = time.perf_counter()
@@ -372,6 +375,8 @@ def _rl_step(run: Run, setup: RLSetup, step_fn, state, ref, batches, *,
       reference_model=(run.sampling_model(ref["params"])
                        if "ref_rewards" in parts.rollout_extras else None),
   )
+  rollout, info["update_width"] = trim.to_bucket(
+      rollout, parts.completion_buckets)
   t1 = time.perf_counter()
   skipped = info["kept_groups"] == 0
   if skipped:

@@ -150,3 +150,7 @@ ROLLOUT_EXTRAS = ("correctness", "step_verdicts", "ref_rewards")
 `correctness` always; `step_verdicts` (arithmetic step checks) and
 `ref_rewards` (the reference policy's paired rollouts) when a method
 declares them."""
+
+TOKEN_EXTRAS = ("step_verdicts",)
+"""The rollout extras with a trailing completion axis T ([P, G, T]): cut
+with the completions when the update's width is trimmed (`mathrl.trim`)."""

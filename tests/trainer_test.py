@@ -13,6 +13,7 @@ from mathrl import metrics
 from mathrl import rewards
 from mathrl import rollout as rollout_lib
 from mathrl import trainer
+from mathrl import types
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 # Timings differ between any two runs; everything else must not.
@@ -155,18 +156,27 @@ def test_the_rollout_provides_what_the_method_declares(
     advantage, extra, tmp_path, monkeypatch):
   # FSPO's step verdicts and AAPO's reference rollouts come from the
   # trainer's own rollout: two RL steps run and every rollout carries them.
+  # Completions are stopped after 3 tokens (as a stop token would), so the
+  # update runs cut to the bucket 4 of (4, 8) (rl.completion_buckets).
   collect = rollout_lib.collect
   seen = []
 
   def recording(*args, **kwargs):
-    out = collect(*args, **kwargs)
-    seen.append(sorted(out[0].extras))
-    return out
+    rollout, scored, info = collect(*args, **kwargs)
+    seen.append(sorted(rollout.extras))
+    stop = lambda x: np.where(np.arange(x.shape[-1]) < 3, x, 0)
+    extras = {k: stop(v) if k in types.TOKEN_EXTRAS else v
+              for k, v in rollout.extras.items()}
+    return rollout.replace(completion_mask_BT=stop(
+        rollout.completion_mask_BT), extras=extras), scored, info
 
   monkeypatch.setattr(rollout_lib, "collect", recording)
-  config = tiny_config(**{"rl.advantage": advantage, "sft.steps": 0})
+  config = tiny_config(**{"rl.advantage": advantage, "sft.steps": 0,
+                          "rl.completion_buckets": (4, 8)})
   trainer.train(config, str(tmp_path))
   assert seen == [sorted(["correctness", extra])] * 2
   rows = [r for r in _rows(str(tmp_path)) if r["stage"] == "rl"]
   assert [r["step"] for r in rows] == [1, 2]
   assert all(np.isfinite(r["loss"]) and r["num_skipped"] == 0 for r in rows)
+  assert [r["update_width"] for r in rows] == [4, 4]
+  assert all(0 < r["response_length_mean"] <= 3 for r in rows)

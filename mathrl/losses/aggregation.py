@@ -138,9 +138,11 @@ def seq_mean_token_sum_norm(
   Dr. GRPO (arXiv:2503.20783): a constant normaliser instead of per-sequence
   lengths. C = `loss_scale_factor`, default T (the padded width, verl's
   default; set it to the max response length so that micro-batches padded
-  to different widths agree). verl divides by C only; passing
-  `num_sequences` (the global batch size) also divides by it, which is TRL's
-  `dr_grpo` (Σ/(B·L_max)). Used by SIREN's recipe.
+  to different widths agree; the builders pass sampling.max_new_tokens,
+  so a batch cut to its longest completion gives the same loss). verl
+  divides by C only; passing `num_sequences` (the global batch size) also
+  divides by it, which is TRL's `dr_grpo` (Σ/(B·L_max)). Used by SIREN's
+  recipe.
 
   Args:
     values_BT: [B, T].

@@ -167,6 +167,26 @@ def token_covariance(
   )
 
 
+def column_uniform(rng: jax.Array, shape_BT: tuple[int, int]) -> jax.Array:
+  """u_bt ~ U[0, 1) drawn from fold_in(rng, t): the same u_bt at any width T.
+
+  Column t's draws depend on the key, t and B only, so a batch whose
+  completion axis is cut to its longest completion (`mathrl.trim`) picks
+  the same tokens as the padded batch.
+
+  Args:
+    rng: a jax.random key.
+    shape_BT: (B, T).
+
+  Returns:
+    [B, T] float32 uniforms.
+  """
+  num_rows, width = shape_BT
+  column = lambda t: jax.random.uniform(jax.random.fold_in(rng, t),
+                                        (num_rows,))
+  return jax.vmap(column, out_axes=1)(jnp.arange(width))
+
+
 def check_fraction(name: str, key: str, value: float) -> None:
   if not 0.0 < value <= 1.0:
     raise ValueError(f"{name}: {key} must be in (0, 1], got {value}.")
@@ -230,7 +250,7 @@ def _clip_cov(inputs, out, *, clip_cov_ratio, clip_cov_lb, clip_cov_ub):
                   & (cov_BT < clip_cov_ub))
   num_pick = jnp.maximum(jnp.floor(clip_cov_ratio * jnp.sum(mask_BT)), 1.0)
   # A uniformly random subset of size min(n, #candidates): rank by noise.
-  noise_BT = jax.random.uniform(rng, mask_BT.shape)
+  noise_BT = column_uniform(rng, mask_BT.shape)
   picked_BT = candidate_BT & (
       descending_rank(noise_BT, candidate_BT) < num_pick)
   picked_frac = base.masked_mean(picked_BT, mask_BT)
