@@ -67,7 +67,7 @@ def first_integer_reward(completions, answers, **extra):
                      for c, a in zip(completions, answers)], np.float32)
 
 
-def main():
+def _parse_args():
   p = argparse.ArgumentParser()
   p.add_argument("--model", required=True)
   p.add_argument("--steps", type=int, default=6)
@@ -88,21 +88,28 @@ def main():
   p.add_argument("--trim", action=argparse.BooleanOptionalAction,
                  default=True, help="cut the update's completion axis to"
                  " the batch's bucket (rl.trim_completions)")
-  a = p.parse_args()
+  return p.parse_args()
 
+
+def _prompt_batches(a, tok):
+  """The peers' addition prompts as batches of P prompts x G samples."""
   rows = [{"question": q, "answer": ans, "id": str(i)}
           for i, (q, ans) in enumerate(workload.addition_rows())]
-  tok = transformers.AutoTokenizer.from_pretrained(a.model)
   # The peers' prompt text, not the tokenizer's (trivial) chat template.
   template = prompts.PromptTemplate(
       plain=workload.prompt_text("{question}"), use_chat_template=False)
   longest = max(len(tok(workload.prompt_text(r["question"]))["input_ids"])
                 for r in rows)
-  batches = pipeline.PromptIterator(
+  return pipeline.PromptIterator(
       rows, tokenizer=tok, template=template, prompts_per_batch=a.prompts,
       group_size=a.G, buckets=(longest,), seed=0, shard_index=0,
       shard_count=1)
 
+
+def main():
+  a = _parse_args()
+  tok = transformers.AutoTokenizer.from_pretrained(a.model)
+  batches = _prompt_batches(a, tok)
   model = models.from_pretrained(a.model, dtype=jnp.float32, remat=a.remat)
   graphdef, params = nnx.split(model)
   optimizer = optim.adamw(learning_rate=1e-5, total_steps=a.steps,
