@@ -100,6 +100,11 @@ def base_config() -> mlc.ConfigDict:
   _add_checkpoint_fields(c)
   c.augment = _augment_config()
   _add_log_fields(c)
+  # Persistent XLA compilation cache of `python -m mathrl.main`
+  # (`mathrl.compile_cache`): a resumed run or the next sweep point loads
+  # its compiled programs instead of compiling them ("" = off; the
+  # JAX_COMPILATION_CACHE_DIR environment variable wins).
+  c.compile_cache_dir = "~/.cache/mathrl/xla"
   return c
 
 

@@ -53,10 +53,16 @@ def main(argv):
   # Imported here so that --help stays fast.
   from mathrl import configlib  # pylint: disable=g-import-not-at-top
   from mathrl import builders  # pylint: disable=g-import-not-at-top
+  from mathrl import compile_cache  # pylint: disable=g-import-not-at-top
   from mathrl import trainer  # pylint: disable=g-import-not-at-top
 
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   config = _CONFIG.value
+  try:
+    compile_cache.enable(config.compile_cache_dir)
+  except ValueError as e:
+    print(f"mathrl: config error: {e}", file=sys.stderr)
+    sys.exit(2)
   if _MODE.value == "augment":
     from mathrl.data import mqr_augment  # pylint: disable=g-import-not-at-top
     mqr_augment.run(config, _WORKDIR.value)
