@@ -102,8 +102,8 @@ def make_rollout(config, reward_set, extras=()):
   )
 
 
-def run_two_steps(name, policy):
-  config = shrink(load(name))
+def build_step(config, policy):
+  """(RL parts, initial train state, reference params or None)."""
   graphdef, params = policy
   parts = builders.make_rl(config, graphdef)
   state = train_step_lib.init_train_state(
@@ -112,6 +112,12 @@ def run_two_steps(name, policy):
       jax.random.key_data(jax.random.PRNGKey(0)),
       method_state=parts.method_state)
   ref = jax.tree.map(jnp.copy, params) if parts.needs_reference else None
+  return parts, state, ref
+
+
+def run_two_steps(name, policy):
+  config = shrink(load(name))
+  parts, state, ref = build_step(config, policy)
   rollout = make_rollout(config, parts.reward_set, parts.rollout_extras)
   step = jax.jit(parts.train_step)
   all_metrics = []

@@ -11,7 +11,6 @@ from mathrl import builders
 from mathrl import configlib
 from mathrl import models
 from mathrl import sharding
-from mathrl import train_step as train_step_lib
 from mathrl import trainer
 from mathrl import trim
 from mathrl import types
@@ -154,14 +153,7 @@ def _recipe(name):
 @pytest.mark.parametrize("name", ["grpo", "dr_grpo", "dapo", "fspo"])
 def test_a_step_on_the_cut_batch_equals_the_padded_one(name, policy):
   config = _recipe(name)
-  graphdef, params = policy
-  parts = builders.make_rl(config, graphdef)
-  state = train_step_lib.init_train_state(
-      params, parts.optimizer,
-      parts.adv_tx.init(jnp.zeros(parts.rewards_like.shape)),
-      jax.random.key_data(jax.random.PRNGKey(0)),
-      method_state=parts.method_state)
-  ref = jax.tree.map(jnp.copy, params) if parts.needs_reference else None
+  parts, state, ref = recipes_test.build_step(config, policy)
   padded = _pad(recipes_test.make_rollout(config, parts.reward_set,
                                           parts.rollout_extras), PAD)
   cut, width = trim.to_bucket(jax.tree.map(np.asarray, padded), BUCKETS)
