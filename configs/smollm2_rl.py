@@ -34,14 +34,15 @@ def get_config(arg=None):
   c = configlib.base_config()
   c.model.path = "smollm2-135m-instruct"
   # The base's fp32 compute and weights: bf16 is slower than fp32 on CPU.
-  # Memory of the update at 64 rows x 128 tokens: never hold the [B, T, V]
-  # logits of the 49,152-token vocabulary, recompute each layer in the
-  # backward pass, and use the scanned forward (the shared-prompt forward
-  # keeps most activations even with remat): XLA's temporary buffers of
-  # a 16-row step drop from 7.7 GB to 1.2 GB (benchmarks/RESULTS.md).
+  # Speed over memory (24 GiB here): the update runs each group's prompt
+  # once (the base's rl.share_prompts: 4 x 128 + 32 x 128 positions
+  # instead of 32 x 256) without rematerialised layers; the [B, T, V]
+  # logits of the 49,152-token vocabulary are never held (log-probs over
+  # blocks of 32 positions). For a small-memory machine set
+  # model.remat=True and rl.share_prompts=False (the scanned forward):
+  # the same values, ~2x the update's time, a fifth of its temporaries
+  # (benchmarks/RESULTS.md).
   c.model.logits_chunk_size = 32
-  c.model.remat = True
-  c.rl.share_prompts = False
   # One or two operations (min_ops 1 is the base's).
   c.data.synthetic.max_ops = 2
   c.data.synthetic.max_digits = 1

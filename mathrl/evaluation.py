@@ -280,8 +280,9 @@ def generate_rows(
       )
     out = sampling.generate(
         model,
-        _pad_rows(np.asarray(batch.tokens_BL), batch_size * g),
-        _pad_rows(np.asarray(batch.mask_BL), batch_size * g),
+        _pad_rows(np.asarray(batch.tokens_PL), batch_size),
+        _pad_rows(np.asarray(batch.mask_PL), batch_size),
+        num_samples=g,
         rng=jax.random.fold_in(rng, i),
         max_new_tokens=max_new_tokens,
         eos_ids=tuple(eos_ids),

@@ -69,19 +69,23 @@ def sample_and_score(
   the same global `Scored` (rows in process order).
   """
   t0 = time.perf_counter()
+  g = batch.group_size
   width = distributed.max_over_processes(batch.tokens_BL.shape[1])
+  # The P distinct prompts (each process holds whole groups), sampled G
+  # times each: one prefill per prompt.
   prompt = distributed.allgather_rows({
-      "tokens": _left_pad_to(np.asarray(batch.tokens_BL), width,
+      "tokens": _left_pad_to(np.asarray(batch.tokens_PL), width,
                              prompts.pad_id_of(tokenizer)),
-      "mask": _left_pad_to(np.asarray(batch.mask_BL), width, 0)})
+      "mask": _left_pad_to(np.asarray(batch.mask_PL), width, 0)})
   if mesh is None and jax.process_count() > 1:
     raise ValueError("sampling with several processes needs the run's mesh")
   out = sampling.generate(
-      model, prompt["tokens"], prompt["mask"],
+      model, prompt["tokens"], prompt["mask"], num_samples=g,
       rng=rng, max_new_tokens=sampler.max_new_tokens,
       eos_ids=sampler.eos_ids, method=sampler.method, mesh=mesh,
       compact=sampler.compact,
   )
+  prompt = {k: np.repeat(v, g, axis=0) for k, v in prompt.items()}
   tokens_BT = distributed.to_host(out.tokens_BT)
   mask_BT = distributed.to_host(out.mask_BT)
   t1 = time.perf_counter()

@@ -339,21 +339,31 @@ def sample_rows(method, logits_RV: jax.Array, rng: jax.Array,
 
 @functools.partial(
     jax.jit, static_argnames=("graphdef", "max_new_tokens", "return_entropy",
-                              "pad_id"))
-def _prefill(graphdef, params, prompt_tokens_BL, prompt_mask_BL, *,
-             max_new_tokens, return_entropy, pad_id):
+                              "pad_id", "num_samples"))
+def _prefill(graphdef, params, prompt_tokens_PL, prompt_mask_PL, *,
+             max_new_tokens, return_entropy, pad_id, num_samples=1):
   """The decode state after prefilling the prompts into an L + T cache.
 
+  Each of the P prompts is prefilled once; its cache rows and first-token
+  logits are then repeated G = `num_samples` times (row p·G + g), so the
+  G samples of a prompt share one prefill instead of repeating it.
+
   Returns:
-    (state of all B rows, empty [B, T] outputs for `_compact` to fill).
+    (state of all B = P·G rows, empty [B, T] outputs for `_compact` to
+    fill).
   """
   model = nnx.merge(graphdef, params)
-  b, l = prompt_tokens_BL.shape
-  t = max_new_tokens
-  cache = model.init_cache(b, l + t)
+  p, l = prompt_tokens_PL.shape
+  b, t = p * num_samples, max_new_tokens
+  cache = model.init_cache(p, l + t)
   # Only the last prompt position's logits are needed (the first token's).
-  logits_B1V, cache = model(prompt_tokens_BL, attention_mask_BS=prompt_mask_BL,
+  logits_P1V, cache = model(prompt_tokens_PL, attention_mask_BS=prompt_mask_PL,
                             cache=cache, logits_start=l - 1)
+  logits_BV = logits_P1V[:, 0].astype(jnp.float32)
+  if num_samples > 1:
+    cache = _repeat_cache(cache, num_samples)
+    logits_BV = sharding.shard(jnp.repeat(logits_BV, num_samples, axis=0),
+                               "batch", None)
   out = SamplingOutput(
       tokens_BT=jnp.full((b, t), pad_id, jnp.int32),
       logprobs_BT=jnp.zeros((b, t), jnp.float32),
@@ -361,14 +371,23 @@ def _prefill(graphdef, params, prompt_tokens_BL, prompt_mask_BL, *,
       entropy_BT=jnp.zeros((b, t) if return_entropy else (b, 0), jnp.float32),
   )
   state = SamplingState(
-      step=jnp.zeros((), jnp.int32),
-      logits_RV=logits_B1V[:, 0].astype(jnp.float32),
+      step=jnp.zeros((), jnp.int32), logits_RV=logits_BV,
       cache=cache, done_R=jnp.zeros((b,), bool),
       row_R=jnp.arange(b, dtype=jnp.int32), tokens_RT=out.tokens_BT,
       logprobs_RT=out.logprobs_BT, mask_RT=out.mask_BT,
       entropy_RT=out.entropy_BT,
   )
   return state, out
+
+
+def _repeat_cache(c: transformer.KVCache, g: int) -> transformer.KVCache:
+  """Each cache row repeated g times (row p·g + i is a copy of row p)."""
+  rep = functools.partial(jnp.repeat, repeats=g, axis=0)
+  return c.replace(
+      k=tuple(sharding.shard(rep(k), *transformer.K_CACHE_AXES) for k in c.k),
+      v=tuple(sharding.shard(rep(v), *transformer.V_CACHE_AXES) for v in c.v),
+      mask_BM=sharding.shard(rep(c.mask_BM), "batch", None),
+      next_position_B=sharding.shard(rep(c.next_position_B), "batch"))
 
 
 def _decode_step(model, blocks, s: SamplingState, rng, *, eos_ids, method,
@@ -609,7 +628,10 @@ def generate(
     eos_ids: ids that end a row (the stop token is kept, mask 1).
     method: Greedy(), Temperature(t), TopK(k, t), TopP(p, t) or MinP(p, t).
     num_samples: G; each prompt is repeated G times (row p·G + g) and the
-      rows are sampled independently.
+      rows are sampled independently. A prompt is prefilled once and its
+      KV cache copied to its G rows (unless a mesh splits the B = P·G
+      rows into shards that P does not divide: then every row is
+      prefilled), so pass the P distinct prompts with G, not P·G rows.
     return_entropy: also return the per-token entropy.
     pad_id: id written after a row's stop token.
     buckets: left-pad prompts to the smallest of these lengths that fits.
@@ -631,20 +653,24 @@ def generate(
   if not eos_ids:
     raise ValueError("eos_ids is empty: give at least one stop id")
   tokens, mask = _prompt_rows(prompt_tokens_BL, prompt_mask_BL,
-                              buckets=buckets, pad_id=pad_id,
-                              num_samples=num_samples)
-  b, l = tokens.shape
+                              buckets=buckets, pad_id=pad_id)
+  p, l = tokens.shape
+  b = p * num_samples
   _check_cache_fits(model.config, b, l + max_new_tokens, model.dtype,
                     max_cache_bytes)
   graphdef, params = nnx.split(model)
-  shards = 1
+  shards = 1 if mesh is None else _batch_shards((b, l), mesh)
+  shared = num_samples if p % shards == 0 else 1
+  if shared == 1:  # the P prompts do not split evenly: repeat them here
+    tokens = np.repeat(tokens, num_samples, axis=0)
+    mask = np.repeat(mask, num_samples, axis=0)
   if mesh is None:
     tokens, mask = jnp.asarray(tokens), jnp.asarray(mask)
   else:
-    params, tokens, mask, shards = _place_on_mesh(params, tokens, mask, mesh)
+    params, tokens, mask = _place_on_mesh(params, tokens, mask, mesh)
   run = functools.partial(
       _sample, graphdef, params, tokens, mask, rng, compact=compact,
-      shards=shards, max_new_tokens=max_new_tokens,
+      shards=shards, max_new_tokens=max_new_tokens, num_samples=shared,
       eos_ids=tuple(int(e) for e in eos_ids), method=method,
       return_entropy=return_entropy, pad_id=pad_id)
   if mesh is None:
@@ -661,13 +687,11 @@ def _prompt_rows(
     *,
     buckets: Sequence[int] | None,
     pad_id: int,
-    num_samples: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-  """The sampler's int32 [B·G, L] prompt rows and mask, on the host.
+  """The sampler's int32 [B, L] prompt rows and mask, on the host.
 
-  Left-padded to the smallest bucket that fits (when `buckets` is given),
-  checked to be [B, L], and each prompt repeated G = `num_samples` times
-  (row p·G + g); arguments as `generate`.
+  Left-padded to the smallest bucket that fits (when `buckets` is given)
+  and checked to be [B, L]; arguments as `generate`.
   """
   tokens, mask = prompt_tokens_BL, prompt_mask_BL
   if buckets is not None:
@@ -681,9 +705,6 @@ def _prompt_rows(
         f"prompt tokens {tokens.shape} and mask {mask.shape} must both be"
         " [B, L]"
     )
-  if num_samples > 1:
-    tokens = np.repeat(tokens, num_samples, axis=0)
-    mask = np.repeat(mask, num_samples, axis=0)
   return tokens, mask
 
 
@@ -704,33 +725,34 @@ def _check_cache_fits(config, b: int, m: int, dtype, max_cache_bytes):
     )
 
 
-def _place_on_mesh(params, tokens_BL, mask_BL, mesh):
-  """Puts weights and (host) prompts on `mesh` by SAMPLE_RULES.
-
-  Returns:
-    (params, tokens_BL, mask_BL, shards): shards is how many ways the batch
-    is split (the data-parallel ways B divides into).
-  """
-  rules = sharding.SAMPLE_RULES
-  params = jax.device_put(
-      params, sharding.logical_to_sharding(params, mesh, rules))
-  spec = sharding.logical_to_spec(("batch", None), tokens_BL.shape, mesh,
-                                  rules)
-  tokens_BL, mask_BL = distributed.global_from_host(
-      (tokens_BL, mask_BL), mesh, rules)
+def _batch_shards(shape, mesh) -> int:
+  """How many ways SAMPLE_RULES split a [B, L] batch of `shape` on `mesh`."""
+  spec = sharding.logical_to_spec(("batch", None), shape, mesh,
+                                  sharding.SAMPLE_RULES)
   axes = () if spec[0] is None else (
       (spec[0],) if isinstance(spec[0], str) else spec[0])
   sizes = dict(zip(mesh.axis_names, mesh.axis_sizes))
-  shards = int(np.prod([sizes[a] for a in axes], dtype=int))
-  return params, tokens_BL, mask_BL, shards
+  return int(np.prod([sizes[a] for a in axes], dtype=int))
 
 
-def _sample(graphdef, params, tokens_BL, mask_BL, rng, *, compact, shards,
-            max_new_tokens, return_entropy, pad_id, **kw) -> SamplingOutput:
-  """Prefill, then the (compacting) decode loop."""
-  state, out = _prefill(graphdef, params, tokens_BL, mask_BL,
+def _place_on_mesh(params, tokens_BL, mask_BL, mesh):
+  """Puts weights and (host) prompts on `mesh` by SAMPLE_RULES."""
+  rules = sharding.SAMPLE_RULES
+  params = jax.device_put(
+      params, sharding.logical_to_sharding(params, mesh, rules))
+  tokens_BL, mask_BL = distributed.global_from_host(
+      (tokens_BL, mask_BL), mesh, rules)
+  return params, tokens_BL, mask_BL
+
+
+def _sample(graphdef, params, tokens_PL, mask_PL, rng, *, compact, shards,
+            max_new_tokens, num_samples, return_entropy, pad_id,
+            **kw) -> SamplingOutput:
+  """Prefill (once per prompt), then the (compacting) decode loop."""
+  state, out = _prefill(graphdef, params, tokens_PL, mask_PL,
                         max_new_tokens=max_new_tokens,
-                        return_entropy=return_entropy, pad_id=pad_id)
+                        return_entropy=return_entropy, pad_id=pad_id,
+                        num_samples=num_samples)
   return _decode_all(graphdef, params, state, out, rng, compact=compact,
                      shards=shards, max_new_tokens=max_new_tokens,
                      return_entropy=return_entropy, pad_id=pad_id, **kw)

@@ -232,9 +232,9 @@ def test_evaluate_end_to_end_pads_the_last_batch(
   shapes, scored = [], []
   real_generate = sampling.generate
 
-  def spy_generate(model, tokens_BL, mask_BL, **kwargs):
-    shapes.append(tuple(tokens_BL.shape))
-    return real_generate(model, tokens_BL, mask_BL, **kwargs)
+  def spy_generate(model, tokens_PL, mask_PL, **kwargs):
+    shapes.append((tuple(tokens_PL.shape), kwargs["num_samples"]))
+    return real_generate(model, tokens_PL, mask_PL, **kwargs)
 
   def even_gold(completion, gold):
     scored.append((completion, gold))
@@ -249,9 +249,10 @@ def test_evaluate_end_to_end_pads_the_last_batch(
       batch_size=2, score_fn=even_gold,
       answer_equal_fn=evaluation.same_normalized_text, ks=(1, 2),
       samples_path=str(path))
-  # 5 prompts in batches of 2, 2, 1; the last is padded to 2 prompts x G=2,
-  # so the sampler always sees B = 4 rows, one compiled shape.
-  assert shapes == [(4, 64)] * 3
+  # 5 prompts in batches of 2, 2, 1; the last is padded to 2 prompts, each
+  # sampled G=2 times, so the sampler always sees 2 prompts x 2 = 4 rows,
+  # one compiled shape.
+  assert shapes == [((2, 64), 2)] * 3
   # The padding rows are neither scored nor counted: 5 prompts x 2 samples.
   assert len(scored) == 10
   assert [g for _, g in scored] == [r["answer"] for r in records

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import hf_checkpoints
 from mathrl import models
@@ -185,6 +186,29 @@ def test_samples_per_prompt_are_independent_and_deterministic(loaded):
     assert len({tuple(r) for r in rows}) > 1
 
 
+def test_one_prefill_per_prompt_equals_prefilling_every_row(loaded):
+  model = loaded["qwen2"]
+  graphdef, params = nnx.split(model)
+  kw = dict(max_new_tokens=T, return_entropy=False, pad_id=0)
+  # pylint: disable=protected-access
+  shared, _ = sampling._prefill(graphdef, params, PROMPTS_BL, MASK_BL,
+                                num_samples=3, **kw)
+  every, _ = sampling._prefill(graphdef, params, np.repeat(PROMPTS_BL, 3, 0),
+                               np.repeat(MASK_BL, 3, 0), **kw)
+  assert shared.logits_RV.shape == every.logits_RV.shape == (9, 256)
+  np.testing.assert_allclose(shared.logits_RV, every.logits_RV, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(shared.cache), jax.tree.leaves(every.cache)):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+  # Through generate: G samples of P prompts == the P·G rows given.
+  kw = dict(rng=jax.random.key(4), max_new_tokens=T, eos_ids=(255,),
+            method=sampling.Temperature(1.0))
+  a = sampling.generate(model, PROMPTS_BL, MASK_BL, num_samples=3, **kw)
+  b = sampling.generate(model, np.repeat(PROMPTS_BL, 3, 0),
+                        np.repeat(MASK_BL, 3, 0), **kw)
+  np.testing.assert_array_equal(a.tokens_BT, b.tokens_BT)
+  np.testing.assert_allclose(a.logprobs_BT, b.logprobs_BT, atol=1e-5)
+
+
 def test_compiles_once_per_bucket(loaded):
   model = loaded["llama"]
   kw = dict(max_new_tokens=4, eos_ids=(255,), method=sampling.Temperature(1.0),
@@ -207,6 +231,22 @@ def test_sharded_sampling_equals_single_device(loaded):
   single = sampling.generate(model, PROMPTS_BL, MASK_BL, **kw)
   mesh = sharding.make_mesh(data=2, fsdp=2, tensor=2)
   sharded = sampling.generate(model, PROMPTS_BL, MASK_BL, mesh=mesh, **kw)
+  np.testing.assert_array_equal(single.tokens_BT, sharded.tokens_BT)
+  np.testing.assert_allclose(single.logprobs_BT, sharded.logprobs_BT,
+                             atol=1e-5)
+
+
+def test_sharded_shared_prefill_equals_single_device(loaded):
+  # 4 prompts x G 2 over data x fsdp = 4 shards: each prompt is prefilled
+  # once and its cache copied to its 2 rows across the shards.
+  model = loaded["qwen3"]
+  prompts_BL = np.concatenate([PROMPTS_BL, [[0, 0, 41, 42, 43, 44]]])
+  mask_BL = (prompts_BL > 0).astype(np.int32)
+  kw = dict(rng=jax.random.key(3), max_new_tokens=T, eos_ids=(255,),
+            method=sampling.Temperature(1.0), num_samples=2)
+  single = sampling.generate(model, prompts_BL, mask_BL, **kw)
+  mesh = sharding.make_mesh(data=2, fsdp=2, tensor=2)
+  sharded = sampling.generate(model, prompts_BL, mask_BL, mesh=mesh, **kw)
   np.testing.assert_array_equal(single.tokens_BT, sharded.tokens_BT)
   np.testing.assert_allclose(single.logprobs_BT, sharded.logprobs_BT,
                              atol=1e-5)

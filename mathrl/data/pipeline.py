@@ -52,6 +52,16 @@ class PromptBatch:
   group_size: int
 
   @property
+  def tokens_PL(self) -> np.ndarray:
+    """[P, L] the distinct prompts (row p·G of `tokens_BL`)."""
+    return self.tokens_BL[::self.group_size]
+
+  @property
+  def mask_PL(self) -> np.ndarray:
+    """[P, L] the distinct prompts' mask."""
+    return self.mask_BL[::self.group_size]
+
+  @property
   def answers_B(self) -> tuple[str, ...]:
     """Gold answer of every row (each of the P answers repeated G times)."""
     return tuple(a for a in self.answers_P for _ in range(self.group_size))
