@@ -15,6 +15,15 @@ machine load. Threads: JAX uses all cores; torch is set to the same count.
 steps, and times mathrl with and without compaction of finished rows
 against transformers in the same run.
 
+`--group G` samples G completions of each of rows/G prompts of
+`--prompt_tokens` tokens (as an RL step does) and times mathrl with one
+prefill per prompt (`generate(num_samples=G)`), mathrl prefilling all rows
+(the prompts repeated G times), and transformers
+(`num_return_sequences=G`, which repeats the prompts before its prefill):
+
+  python benchmarks/sampling.py --model /tmp/smollm2_hf --rows 32 --group 8 \
+      --prompt_tokens 128 --new 128
+
 With a GPU, `--gpu_roofline` instead times a Qwen2.5-0.5B-shaped random
 model in bf16 with 256 rows and reports the fraction of the HBM-bandwidth
 roofline reached: each decode step must read every weight and the KV cache
@@ -172,6 +181,66 @@ def ragged_comparison(args):
           flush=True)
 
 
+def _long_prompts(tok, num_prompts, length):
+  """`num_prompts` distinct prompts of exactly `length` tokens, [P, L]."""
+  rng = np.random.default_rng(1)
+  rows = []
+  for _ in range(num_prompts):
+    ids = []
+    while len(ids) < length:
+      a, b = rng.integers(0, 999, size=2)
+      ids += tok(f"Question: What is {a} + {b}? Answer: {a + b}. ")[
+          "input_ids"]
+    rows.append(ids[-length:])
+  tokens = np.asarray(rows, np.int32)
+  return tokens, np.ones_like(tokens)
+
+
+def grouped_comparison(args):
+  """G samples per prompt: one prefill per prompt vs one per row vs HF."""
+  import torch  # pylint: disable=g-import-not-at-top
+
+  tok, _, _, model, hf = _load_both(args, args.torch_threads or os.cpu_count())
+  g = args.group
+  tokens_PL, mask_PL = _long_prompts(tok, args.rows // g, args.prompt_tokens)
+  no_eos = (model.config.vocab_size + 1,)
+  kw = dict(rng=jax.random.key(0), max_new_tokens=args.new, eos_ids=no_eos,
+            method=sampling.Temperature(1.0))
+
+  def run_mathrl(shared):
+    if shared:
+      out = sampling.generate(model, tokens_PL, mask_PL, num_samples=g, **kw)
+    else:
+      out = sampling.generate(model, np.repeat(tokens_PL, g, 0),
+                              np.repeat(mask_PL, g, 0), **kw)
+    jax.block_until_ready(out.tokens_BT)
+
+  def run_hf():
+    with torch.no_grad():
+      hf.generate(torch.from_numpy(tokens_PL).long(),
+                  attention_mask=torch.from_numpy(mask_PL).long(),
+                  num_return_sequences=g, do_sample=True, temperature=1.0,
+                  top_k=0, top_p=1.0, max_new_tokens=args.new,
+                  min_new_tokens=args.new, pad_token_id=tok.pad_token_id)
+
+  systems = {"mathrl, one prefill per prompt": lambda: run_mathrl(True),
+             "mathrl, one prefill per row": lambda: run_mathrl(False),
+             "transformers": run_hf}
+  for fn in systems.values():  # compile / first-call set-up
+    fn()
+  times = {name: [] for name in systems}
+  for _ in range(args.repeats):  # alternate: same load for all three
+    for name, fn in systems.items():
+      times[name].append(_median_time(fn, 1))
+  n = args.rows * args.new
+  hf_s = statistics.median(times["transformers"])
+  for name in systems:
+    t = statistics.median(times[name])
+    print(f"P {args.rows // g} x G {g}, L {args.prompt_tokens}, T {args.new}:"
+          f" {name:31s} {t:7.2f} s {n / t:7.0f} tok/s   vs transformers"
+          f" {hf_s / t:5.2f}x", flush=True)
+
+
 def matmul_floor(model, rows, new, repeats):
   """Seconds for `new` decode steps' worth of the model's matmuls alone.
 
@@ -250,6 +319,11 @@ def main():
   p.add_argument("--torch_threads", type=int, default=0,
                  help="--ragged: torch threads (0: all cores); 1 on an"
                  " oversubscribed machine, where OpenMP spin-waits")
+  p.add_argument("--group", type=int, default=0,
+                 help="G samples per prompt (rows/G prompts): shared"
+                 " prefill vs one prefill per row vs transformers")
+  p.add_argument("--prompt_tokens", type=int, default=128,
+                 help="--group: tokens per prompt")
   p.add_argument("--gpu_roofline", action="store_true")
   p.add_argument("--hbm_gbps", type=float, default=3350.0,
                  help="HBM bandwidth of the GPU (H100 SXM: 3350)")
@@ -259,7 +333,9 @@ def main():
   else:
     if not args.model:
       p.error("--model is required for the CPU comparison")
-    if args.ragged:
+    if args.group:
+      grouped_comparison(args)
+    elif args.ragged:
       ragged_comparison(args)
     else:
       cpu_comparison(args)

@@ -5,8 +5,10 @@
                           method=sampling.TopP(0.95, temperature=1.0))
   out.tokens_BT, out.logprobs_BT, out.mask_BT
 
-Prompts are left-padded (`prompt_mask_BL` is 0 on padding). The prompt is
-prefilled into a KV cache of L + T slots, then one token per row is decoded
+Prompts are left-padded (`prompt_mask_BL` is 0 on padding). Each prompt is
+prefilled once into a KV cache of L + T slots (with `num_samples` G, that
+cache row is copied to the prompt's G rows: an RL group's samples share
+one prefill), then one token per row is decoded
 per iteration of a `lax.while_loop` that stops when every row has emitted a
 stop id (any of `eos_ids`) or T tokens exist. `mask_BT` is 1 up to and
 including the stop token, 0 after it; later positions hold `pad_id` and
