@@ -382,14 +382,18 @@ def _prefill(graphdef, params, prompt_tokens_PL, prompt_mask_PL, *,
   return state, out
 
 
+def _map_cache_rows(c: transformer.KVCache, rows) -> transformer.KVCache:
+  """`rows` (a function of a [B, ...] array) applied to every batch field."""
+  return c.replace(
+      k=tuple(sharding.shard(rows(k), *transformer.K_CACHE_AXES) for k in c.k),
+      v=tuple(sharding.shard(rows(v), *transformer.V_CACHE_AXES) for v in c.v),
+      mask_BM=sharding.shard(rows(c.mask_BM), "batch", None),
+      next_position_B=sharding.shard(rows(c.next_position_B), "batch"))
+
+
 def _repeat_cache(c: transformer.KVCache, g: int) -> transformer.KVCache:
   """Each cache row repeated g times (row p·g + i is a copy of row p)."""
-  rep = functools.partial(jnp.repeat, repeats=g, axis=0)
-  return c.replace(
-      k=tuple(sharding.shard(rep(k), *transformer.K_CACHE_AXES) for k in c.k),
-      v=tuple(sharding.shard(rep(v), *transformer.V_CACHE_AXES) for v in c.v),
-      mask_BM=sharding.shard(rep(c.mask_BM), "batch", None),
-      next_position_B=sharding.shard(rep(c.next_position_B), "batch"))
+  return _map_cache_rows(c, functools.partial(jnp.repeat, repeats=g, axis=0))
 
 
 def _decode_step(model, blocks, s: SamplingState, rng, *, eos_ids, method,
@@ -488,14 +492,7 @@ def _compact(state: SamplingState, out: SamplingOutput, index_DR, pad_DR):
   out = _write_rows(state, out)
   take = functools.partial(_take_rows, index_DR=index_DR)
   pad_R = pad_DR.reshape(-1)
-  c = state.cache
-  cache = c.replace(
-      k=tuple(sharding.shard(take(k), *transformer.K_CACHE_AXES)
-              for k in c.k),
-      v=tuple(sharding.shard(take(v), *transformer.V_CACHE_AXES)
-              for v in c.v),
-      mask_BM=sharding.shard(take(c.mask_BM), "batch", None),
-      next_position_B=sharding.shard(take(c.next_position_B), "batch"))
+  cache = _map_cache_rows(state.cache, take)
   state = SamplingState(
       step=state.step, logits_RV=take(state.logits_RV), cache=cache,
       done_R=take(state.done_R) | pad_R,

@@ -224,26 +224,19 @@ def test_compiles_once_per_bucket(loaded):
   assert [f._cache_size() for f in jitted] == [n + 1 for n in before]
 
 
-def test_sharded_sampling_equals_single_device(loaded):
+# 3 prompts x G 8 over data x fsdp = 4 shards: 3 does not divide into 4,
+# so every row is prefilled; 4 prompts x G 2: each prompt is prefilled once
+# and its cache copied to its 2 rows.
+@pytest.mark.parametrize("extra_prompts, g, seed", [
+    ([], 8, 9), ([[0, 0, 41, 42, 43, 44]], 2, 3)])
+def test_sharded_sampling_equals_single_device(loaded, extra_prompts, g,
+                                               seed):
   model = loaded["qwen3"]
-  kw = dict(rng=jax.random.key(9), max_new_tokens=T, eos_ids=(255,),
-            method=sampling.Temperature(1.0), num_samples=8)
-  single = sampling.generate(model, PROMPTS_BL, MASK_BL, **kw)
-  mesh = sharding.make_mesh(data=2, fsdp=2, tensor=2)
-  sharded = sampling.generate(model, PROMPTS_BL, MASK_BL, mesh=mesh, **kw)
-  np.testing.assert_array_equal(single.tokens_BT, sharded.tokens_BT)
-  np.testing.assert_allclose(single.logprobs_BT, sharded.logprobs_BT,
-                             atol=1e-5)
-
-
-def test_sharded_shared_prefill_equals_single_device(loaded):
-  # 4 prompts x G 2 over data x fsdp = 4 shards: each prompt is prefilled
-  # once and its cache copied to its 2 rows across the shards.
-  model = loaded["qwen3"]
-  prompts_BL = np.concatenate([PROMPTS_BL, [[0, 0, 41, 42, 43, 44]]])
+  prompts_BL = np.concatenate([PROMPTS_BL, np.reshape(extra_prompts, (-1, 6))
+                               ]).astype(np.int32)
   mask_BL = (prompts_BL > 0).astype(np.int32)
-  kw = dict(rng=jax.random.key(3), max_new_tokens=T, eos_ids=(255,),
-            method=sampling.Temperature(1.0), num_samples=2)
+  kw = dict(rng=jax.random.key(seed), max_new_tokens=T, eos_ids=(255,),
+            method=sampling.Temperature(1.0), num_samples=g)
   single = sampling.generate(model, prompts_BL, mask_BL, **kw)
   mesh = sharding.make_mesh(data=2, fsdp=2, tensor=2)
   sharded = sampling.generate(model, prompts_BL, mask_BL, mesh=mesh, **kw)
