@@ -11,7 +11,9 @@ inputs (`jax.ShapeDtypeStruct`s carrying the run's shardings; no weights):
   train_step   the RL step at P × G rows, prompt bucket L, T new tokens,
                on the run's mesh under the training rules;
   sampler      prefill + decode loop (`sampling.sampler_program`)
-               under the sampling rules;
+               under the sampling rules, each prompt prefilled once for
+               its G rows when the prompts split over the batch shards
+               (as `sampling.generate` does; `sampler_prompts`);
   decode_step  one iteration of that loop alone (its cost per token),
 
 compiles them (`.lower(...).compile()`) and reports, per chip: memory
@@ -279,21 +281,37 @@ def _sample_params(params, mesh, dtype):
                                            sharding.SAMPLE_RULES))
 
 
+def sampler_prompts(config, mesh, rows) -> tuple[int, int]:
+  """(P prompts the sampler prefills, copies G of each) for `rows` rows.
+
+  As `sampling.generate` decides: the rows are `rows / rl.num_generations`
+  prompts with G samples each, prefilled once per prompt when the prompts
+  split evenly over the mesh's batch shards; otherwise `rows` prompts.
+  """
+  g = config.rl.num_generations
+  shards = sampling.batch_shards((rows, max(config.data.buckets)), mesh)
+  copies = (sampling.prefill_copies(rows // g, g, shards)
+            if rows % g == 0 else 1)
+  return rows // copies, copies
+
+
 def _abstract_sampler(config, mesh, graphdef, params, rows):
   """(lowerable sampler core, its abstract args and static kwargs)."""
   l, t = max(config.data.buckets), config.sampling.max_new_tokens
+  prompts, copies = sampler_prompts(config, mesh, rows)
   rules = sharding.SAMPLE_RULES
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
   args = (graphdef, _sample_params(params, mesh,
                                    builders.model_dtype(config)),
-          _batch_input((rows, l), jnp.int32, mesh, rules),
-          _batch_input((rows, l), jnp.int32, mesh, rules),
+          _batch_input((prompts, l), jnp.int32, mesh, rules),
+          _batch_input((prompts, l), jnp.int32, mesh, rules),
           jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated))
   kwargs = dict(max_new_tokens=t, eos_ids=(0,),
                 method=builders.make_sampling_method(config),
-                return_entropy=False, pad_id=0)
-  # `generate`'s prefill + decode loop as one program (no compaction).
+                num_samples=copies, return_entropy=False, pad_id=0)
+  # `generate`'s prefill (once per prompt) + decode loop as one program
+  # (no compaction).
   return sampling.sampler_program, args, kwargs
 
 
@@ -502,7 +520,8 @@ def compile_run(config: mlc.ConfigDict, topology: str,
       model=config.model.preset or config.model.path or "config shapes",
       params=roofline.param_count(model_cfg),
       shape=dict(prompts=p, generations=g, prompt_len=l, new_tokens=t,
-                 sampler_rows=rows),
+                 sampler_rows=rows,
+                 sampler_prefills=sampler_prompts(config, mesh, rows)[0]),
       train=train, sampler=sampler, decode=decode,
       train_state_bytes=sharding.per_device_bytes(
           (state.params, state.opt_state)),

@@ -37,9 +37,11 @@ _DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "bf16": 2,
                 "f64": 8}
 _ARRAY = re.compile(r"\b([a-z]+\d*)\[([\d,]*)\]")
 _COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
+# A called computation, or a braced list of them: `body=%b`, `calls=%f`,
+# `branch_computations={%x, %y}`.
 _CALLEE = re.compile(
     r"(?:body|condition|to_apply|calls|branch_computations)="
-    r"\{?%?([\w.\-]+(?:,\s*%?[\w.\-]+)*)\}?")
+    r"(\{[^}]*\}|%?[\w.\-]+)")
 
 
 def _shape_bytes(text: str) -> int:
@@ -73,12 +75,28 @@ def loop_collectives(hlo: str) -> list[Collective]:
   bytes of its result (per chip: the module is one chip's program).
   """
   comps = _computations(hlo)
-  todo = []
+  bodies = []
   for lines in comps.values():
     for line in lines:
       if " while(" in line:
-        todo += re.findall(r"body=%?([\w.\-]+)", line)
-  seen, found = set(), []
+        bodies += re.findall(r"body=%?([\w.\-]+)", line)
+  return _collectives_under(comps, bodies)
+
+
+def collectives(hlo: str) -> list[Collective]:
+  """Every collective of an optimized HLO module: those of its entry
+  computation and of everything it calls (loops included), as
+  `loop_collectives` lists them."""
+  entry = re.search(r"^ENTRY\s+%?([\w.\-]+)", hlo, re.MULTILINE)
+  if entry is None:
+    raise ValueError("no ENTRY computation in the HLO text")
+  return _collectives_under(_computations(hlo), [entry.group(1)])
+
+
+def _collectives_under(comps: dict[str, list[str]],
+                       roots: list[str]) -> list[Collective]:
+  """The collectives in `roots` and the computations they call."""
+  todo, seen, found = list(roots), set(), []
   while todo:
     name = todo.pop()
     if name in seen or name not in comps:
@@ -86,7 +104,7 @@ def loop_collectives(hlo: str) -> list[Collective]:
     seen.add(name)
     for line in comps[name]:
       for group in _CALLEE.findall(line):
-        todo += [n.strip().lstrip("%") for n in group.split(",")]
+        todo += [n.strip().lstrip("%") for n in group.strip("{}").split(",")]
       lhs, _, rhs = line.partition("=")
       op = re.match(r"\s*(?:\([^=]*\)|[\w\[\]{},:\s]*?)\s*([a-z\-]+)\(",
                     rhs)
@@ -356,7 +374,7 @@ def hbm_traffic_by_instruction(hlo: str) -> list[Traffic]:
     refills = _refill_prefetches(comps[name])
     for inst in comps[name]:
       for group in _EXECUTED.findall(inst.attributes):
-        todo += [n.strip().lstrip("%") for n in group.split(",")]
+        todo += [n.strip().lstrip("%") for n in group.strip("{}").split(",")]
       moved = 0 if inst.name in refills else instruction_traffic(
           inst, types, comps)
       if moved:

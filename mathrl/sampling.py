@@ -578,19 +578,23 @@ def _decode_all(graphdef, params, state, out, rng, *, compact, shards,
 
 @functools.partial(
     jax.jit, static_argnames=("graphdef", "max_new_tokens", "eos_ids",
-                              "method", "return_entropy", "pad_id"))
-def sampler_program(graphdef, params, prompt_tokens_BL, prompt_mask_BL, rng,
-                    *, max_new_tokens, eos_ids, method, return_entropy=False,
-                    pad_id=0) -> SamplingOutput:
+                              "method", "num_samples", "return_entropy",
+                              "pad_id"))
+def sampler_program(graphdef, params, prompt_tokens_PL, prompt_mask_PL, rng,
+                    *, max_new_tokens, eos_ids, method, num_samples=1,
+                    return_entropy=False, pad_id=0) -> SamplingOutput:
   """Prefill + the whole decode loop as one program, without compaction.
 
   What `generate` runs when `compact=False`, in a single jit: for
   ahead-of-time compilation (`mathrl.aot`) and for inspecting the decode
-  loop's compiled HLO. Same outputs as `generate(..., compact=False)`.
+  loop's compiled HLO. The P prompts are prefilled once each and copied
+  to B = P·G rows (G = `num_samples`; pass `prefill_copies`' G, as
+  `generate` does). Same outputs as `generate(..., compact=False)`.
   """
-  state, _ = _prefill(graphdef, params, prompt_tokens_BL, prompt_mask_BL,
+  state, _ = _prefill(graphdef, params, prompt_tokens_PL, prompt_mask_PL,
                       max_new_tokens=max_new_tokens,
-                      return_entropy=return_entropy, pad_id=pad_id)
+                      return_entropy=return_entropy, pad_id=pad_id,
+                      num_samples=num_samples)
   state = _decode(graphdef, params, state, rng, shards=1, stop_at=0,
                   eos_ids=eos_ids, method=method,
                   return_entropy=return_entropy, pad_id=pad_id)
@@ -658,8 +662,8 @@ def generate(
   _check_cache_fits(model.config, b, l + max_new_tokens, model.dtype,
                     max_cache_bytes)
   graphdef, params = nnx.split(model)
-  shards = 1 if mesh is None else _batch_shards((b, l), mesh)
-  shared = num_samples if p % shards == 0 else 1
+  shards = 1 if mesh is None else batch_shards((b, l), mesh)
+  shared = prefill_copies(p, num_samples, shards)
   if shared == 1:  # the P prompts do not split evenly: repeat them here
     tokens = np.repeat(tokens, num_samples, axis=0)
     mask = np.repeat(mask, num_samples, axis=0)
@@ -678,6 +682,17 @@ def generate(
     with jax.set_mesh(mesh), sharding.axis_rules(sharding.SAMPLE_RULES):
       out = run()
   return out if return_entropy else out.replace(entropy_BT=None)
+
+
+def prefill_copies(num_prompts: int, num_samples: int, shards: int) -> int:
+  """How many rows each prefilled prompt is copied to: G or 1.
+
+  The P prompts are prefilled once each (and the cache copied G times)
+  when P splits evenly over the `shards` data-parallel shards of the B =
+  P·G rows, so each prompt's G copies stay in its shard; otherwise every
+  one of the B rows is prefilled (return 1: the caller repeats prompts).
+  """
+  return num_samples if num_prompts % shards == 0 else 1
 
 
 def _prompt_rows(
@@ -724,7 +739,7 @@ def _check_cache_fits(config, b: int, m: int, dtype, max_cache_bytes):
     )
 
 
-def _batch_shards(shape, mesh) -> int:
+def batch_shards(shape, mesh) -> int:
   """How many ways SAMPLE_RULES split a [B, L] batch of `shape` on `mesh`."""
   spec = sharding.logical_to_spec(("batch", None), shape, mesh,
                                   sharding.SAMPLE_RULES)

@@ -142,6 +142,11 @@ def test_loop_collectives_parser():
       "ENTRY %main (a: bf16[8,896]) -> bf16[8,896] {",
       "  %top = f32[4]{0} all-reduce(f32[4]{0} %z), to_apply=%add",
       "  %w = (s32[], bf16[8,896]) while(%t), condition=%c, body=%body.1",
+      "  %k = f32[2]{0} conditional(%i, %z), branch_computations={%b0, %b1}",
+      "}",
+      "",
+      "%b1 (a: f32[2]) -> f32[2] {",
+      "  %cp = f32[2]{0} collective-permute(f32[2]{0} %a), pairs={{0,1}}",
       "}",
   ])
   found = hlo.loop_collectives(text)
@@ -149,6 +154,11 @@ def test_loop_collectives_parser():
   # all-reduce of the fusion it calls (8·4 = 32 bytes); not the top one.
   assert sorted((c.op, c.bytes) for c in found) == [
       ("all-gather", 8_716_288), ("all-reduce", 32)]
+  # The whole program: the entry's all-reduce (4·4 = 16 bytes) and the
+  # collective-permute of the second branch of its conditional (2·4 = 8).
+  assert sorted((c.op, c.bytes) for c in hlo.collectives(text)) == [
+      ("all-gather", 8_716_288), ("all-reduce", 16), ("all-reduce", 32),
+      ("collective-permute", 8)]
 
 
 def test_loop_trip_counts_from_the_condition():
@@ -360,6 +370,8 @@ def test_tiny_programs_fit_and_memory_is_sane(tiny_report):
     assert program.argument_bytes > 0
     assert 0 < program.peak_bytes < r.hbm_bytes
   assert r.fits and not aot.check_fits(r)
+  # 16 rows = 8 prompts × G = 2 over 4 chips: one prefill per prompt.
+  assert (r.shape["sampler_rows"], r.shape["sampler_prefills"]) == (16, 8)
   json.dumps(r.to_json())
   row = aot.table_row(r)
   assert row.startswith("| config shapes | v5e:2x2 | 4x1x1 | yes |")
@@ -436,6 +448,20 @@ def test_check_fits_says_what_to_change(tiny_report):
   assert "rl.adam_mu_dtype=bfloat16" in advice[0]
   assert "--sampler_rows" in advice[1]
   assert "fits: NO" in aot.format_report(small)
+
+
+def test_sampler_prompts_follow_the_samplers_prefill_choice():
+  # As `sampling.generate`: rows / G prompts, each prefilled once, when
+  # they split over the mesh's 8 batch shards; else a prefill per row.
+  from mathrl import sharding  # pylint: disable=g-import-not-at-top
+  c = _tiny_config()  # G = 2
+  mesh = sharding.make_mesh(data=8)
+  assert aot.sampler_prompts(c, mesh, 16) == (8, 2)
+  assert aot.sampler_prompts(c, mesh, 256) == (128, 2)
+  c.rl.num_generations = 8
+  assert aot.sampler_prompts(c, mesh, 256) == (32, 8)
+  assert aot.sampler_prompts(c, mesh, 16) == (16, 1)  # 2 prompts, 8 shards
+  assert aot.sampler_prompts(c, mesh, 12) == (12, 1)  # not whole groups
 
 
 def test_cli_names_a_bad_topology():

@@ -117,6 +117,32 @@ def test_sampler_compiles_once_per_bucket_on_a_mesh(policy):
   assert after == [n + 1 for n in before]
 
 
+@pytest.mark.parametrize("prompts,copies", [(16, 1), (8, 2)])
+def test_the_prefill_moves_no_cache_rows_between_devices(policy, prompts,
+                                                          copies):
+  # 16 rows on 8 devices, prefilled per row or as 8 prompts whose cache
+  # rows are copied twice (row p·2 + g): each prompt's copies land on the
+  # device that prefilled it, so the whole sampler program's only
+  # collective is the loop's 4-byte "all rows done?" reduction, far
+  # below one row of one layer's K cache (M = 8 + 4 slots × K = 2 heads ×
+  # H = 16 × 4 bytes = 1,536).
+  graphdef, params = policy
+  mesh = sharding.make_mesh(fsdp=8)
+  rules = sharding.SAMPLE_RULES
+  params = jax.device_put(
+      params, sharding.logical_to_sharding(params, mesh, rules))
+  batch = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec(("data", "fsdp")))
+  tokens = jax.device_put(jnp.ones((prompts, 8), jnp.int32), batch)
+  with jax.set_mesh(mesh), sharding.axis_rules(rules):
+    compiled = sampling.sampler_program.lower(
+        graphdef, params, tokens, tokens, jax.random.key(0),
+        max_new_tokens=4, eos_ids=(255,), method=sampling.Greedy(),
+        num_samples=copies, return_entropy=False, pad_id=0).compile()
+  found = hlo.collectives(compiled.as_text())
+  assert [(c.op, c.bytes) for c in found] == [("all-reduce", 4)]
+
+
 def _decode_loop_collectives(policy, rules):
   graphdef, params = policy
   mesh = sharding.make_mesh(fsdp=8)
