@@ -44,6 +44,11 @@ _CALLEE = re.compile(
     r"(\{[^}]*\}|%?[\w.\-]+)")
 
 
+def _names(callees: str) -> list[str]:
+  """`%a` or `{%a, %b}` (a `_CALLEE`/`_EXECUTED` match) → ['a', 'b']."""
+  return [n.strip().lstrip("%") for n in callees.strip("{}").split(",")]
+
+
 def _shape_bytes(text: str) -> int:
   """Total bytes of the array shapes in an HLO result type."""
   total = 0
@@ -104,7 +109,7 @@ def _collectives_under(comps: dict[str, list[str]],
     seen.add(name)
     for line in comps[name]:
       for group in _CALLEE.findall(line):
-        todo += [n.strip().lstrip("%") for n in group.strip("{}").split(",")]
+        todo += _names(group)
       lhs, _, rhs = line.partition("=")
       op = re.match(r"\s*(?:\([^=]*\)|[\w\[\]{},:\s]*?)\s*([a-z\-]+)\(",
                     rhs)
@@ -152,7 +157,7 @@ _SKIP_OPS = frozenset((
 _SLICING_OPS = frozenset(("slice", "dynamic-slice", "gather"))
 _EXECUTED = re.compile(
     r"(?:body|condition|branch_computations|true_computation|"
-    r"false_computation)=\{?%?([\w.\-]+(?:,\s*%?[\w.\-]+)*)\}?")
+    r"false_computation)=(\{[^}]*\}|%?[\w.\-]+)")
 
 
 @dataclasses.dataclass
@@ -374,7 +379,7 @@ def hbm_traffic_by_instruction(hlo: str) -> list[Traffic]:
     refills = _refill_prefetches(comps[name])
     for inst in comps[name]:
       for group in _EXECUTED.findall(inst.attributes):
-        todo += [n.strip().lstrip("%") for n in group.strip("{}").split(",")]
+        todo += _names(group)
       moved = 0 if inst.name in refills else instruction_traffic(
           inst, types, comps)
       if moved:

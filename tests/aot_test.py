@@ -161,6 +161,29 @@ def test_loop_collectives_parser():
       ("collective-permute", 8)]
 
 
+def test_hbm_traffic_walks_a_while_body_named_after_its_condition():
+  # TPU HLO names a loop's computations as `condition=%c, body=%b`: the
+  # body's copy (1024·4 bytes read + written = 8,192) must be counted.
+  text = "\n".join([
+      "HloModule m",
+      "",
+      "%b (p: f32[1024]) -> f32[1024] {",
+      "  %p = f32[1024]{0} parameter(0)",
+      "  ROOT %cp = f32[1024]{0} copy(f32[1024]{0} %p)",
+      "}",
+      "",
+      "ENTRY %main (a: f32[1024]) -> f32[1024] {",
+      "  %a = f32[1024]{0} parameter(0)",
+      "  ROOT %w = f32[1024]{0} while(f32[1024]{0} %a), condition=%c,"
+      " body=%b",
+      "}",
+  ])
+  found = hlo.hbm_traffic_by_instruction(text)
+  assert [(t.computation, t.instruction.name) for t in found] == [
+      ("b", "cp")]
+  assert found[0].bytes == 8_192
+
+
 def test_loop_trip_counts_from_the_condition():
   # A scan of 5 steps as TPU HLO writes it: counter < constant(5).
   text = "\n".join([
