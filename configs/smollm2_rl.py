@@ -9,9 +9,9 @@ English and is weak at arithmetic: its held-out greedy accuracy starts at
 completions run into the 128-token limit), leaving room for RL. Seed 0
 reaches 34.4% [26.7, 43.0] test accuracy at step 60, the step its
 validation split picks (35.9%); the policy learns to finish within the
-limit (mean length 120 -> 53 tokens). Seeds 1 and 2 gain +7.8 points each
-at their validation-chosen step (run to step 50); record, with the
-three seeds: experiments/2026-11-30_smollm2_rl/. Cost on a 2-core x86-64 CPU: a GRPO step
+limit (mean length 120 -> 53 tokens). Seed 2 gains +20.3 points (7.8% ->
+28.1% at step 60), seed 1 +7.8 (step 40, run to step 50); record, with
+the three seeds: experiments/2026-11-30_smollm2_rl/. Cost on a 2-core x86-64 CPU: a GRPO step
 samples up to 2 rounds of 32 rows (each prompt prefilled once for its 8
 samples) and trains on 4 prompts of up to 128 tokens plus 32 completions
 of 128 (forward and backward, ~0.8 GFLOP per token for this 135M model);
