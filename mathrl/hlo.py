@@ -92,10 +92,16 @@ def collectives(hlo: str) -> list[Collective]:
   """Every collective of an optimized HLO module: those of its entry
   computation and of everything it calls (loops included), as
   `loop_collectives` lists them."""
-  entry = re.search(r"^ENTRY\s+%?([\w.\-]+)", hlo, re.MULTILINE)
+  entry = _entry_name(hlo)
   if entry is None:
     raise ValueError("no ENTRY computation in the HLO text")
-  return _collectives_under(_computations(hlo), [entry.group(1)])
+  return _collectives_under(_computations(hlo), [entry])
+
+
+def _entry_name(hlo: str) -> str | None:
+  """The name of the module's ENTRY computation (None if it has none)."""
+  entry = re.search(r"^ENTRY\s+%?([\w.\-]+)", hlo, re.MULTILINE)
+  return entry.group(1) if entry else None
 
 
 def _collectives_under(comps: dict[str, list[str]],
@@ -367,8 +373,8 @@ def hbm_traffic_by_instruction(hlo: str) -> list[Traffic]:
   """
   comps = {name: [i for i in map(parse_instruction, lines) if i]
            for name, lines in _computations(hlo).items()}
-  entry = next((l for l in hlo.splitlines() if l.startswith("ENTRY")), "")
-  todo = [_COMPUTATION.match(entry.strip()).group(1)] if entry else []
+  entry = _entry_name(hlo)
+  todo = [entry] if entry else []
   seen, found = set(), []
   while todo:
     name = todo.pop()
