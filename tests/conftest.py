@@ -21,6 +21,9 @@ _CACHE_DIR = os.environ.get(
     str(pathlib.Path.home() / ".cache" / "mathrl_jax_test_cache"),
 )
 jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
+# Converted GGUF checkpoints (`mathrl.models.checkpoints.gguf_folder`) next
+# to it; subprocesses inherit the variable and share the folders.
+os.environ.setdefault("MATHRL_CACHE_DIR", _CACHE_DIR + "_mathrl")
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 jax.config.update("jax_threefry_partitionable", True)

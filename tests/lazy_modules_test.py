@@ -28,3 +28,12 @@ def test_attributes_on_a_fresh_namespace():
   assert dir_() == ["decoder", "x"]
   with pytest.raises(AttributeError, match="'json' has no attribute 'y'"):
     getattr_("y")
+
+
+def test_every_data_module_is_listed():
+  # mathrl.data.NAME works for each of its modules (the notebooks use
+  # mathrl.data.tokenizer and mathrl.data.prompts this way).
+  import pathlib  # pylint: disable=g-import-not-at-top
+  files = pathlib.Path(mathrl.data.__file__).parent.glob("*.py")
+  names = sorted(p.stem for p in files if p.stem != "__init__")
+  assert sorted(mathrl.data._SUBMODULES) == names  # pylint: disable=protected-access

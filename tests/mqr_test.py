@@ -696,14 +696,10 @@ def test_local_backend_samples_n_replies_per_prompt(tiny_generator):
   assert local.counts["failed"] == 1
 
 
-@pytest.mark.skipif(
-    not hasattr(__import__("mathrl.models").models, "from_gguf"),
-    reason="mathrl.models.from_gguf (the GGUF loader for the "
-           "smollm2-135m-instruct preset) is not in this build")
 def test_end_to_end_with_the_real_smollm2_model(tmp_path):
-  pytest.importorskip("gguf")
+  from mathrl.models import checkpoints  # pylint: disable=g-import-not-at-top
   try:
-    mqr_backends.smollm2_gguf()
+    checkpoints.checkpoint_path(mqr_backends.SMOLLM2_PRESET)
   except FileNotFoundError as e:
     pytest.skip(str(e))
   c = _local_config(mqr_backends.SMOLLM2_PRESET, **{

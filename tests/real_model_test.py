@@ -64,9 +64,12 @@ def auto_tokenizer(gguf_path):
 
 
 @pytest.fixture(scope="session")
-def hf_dir(gguf_path, tmp_path_factory):
-  return gguf_import.write_hf_folder(
-      gguf_path, tmp_path_factory.mktemp("smollm2_hf"))
+def hf_dir(gguf_path):
+  """The file as a Hugging Face folder (`gguf_import.write_hf_folder`): the
+  copy `checkpoints.load` converts once into the suite's cache."""
+  folder = checkpoints.gguf_folder(gguf_path)
+  assert folder is not None, "the suite's MATHRL_CACHE_DIR is not writable"
+  return folder
 
 
 @pytest.fixture(scope="session")
@@ -186,6 +189,41 @@ def test_loading_the_named_checkpoint_does_not_import_torch(gguf_path):
                        capture_output=True, text=True, timeout=240,
                        check=False)
   assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_the_named_checkpoint_loads_from_its_converted_folder(
+    gguf_path, smol, tokenizer):
+  """`checkpoints.load` reads the GGUF's cached Hugging Face folder: the
+  same parameters and tokenizer as reading the file, converted once."""
+  folder = checkpoints.gguf_folder(gguf_path)
+  assert folder.parent == checkpoints.cache_dir() / "gguf"
+  assert checkpoints.local_path(NAME) == str(folder)
+  stamp = (folder / "model.safetensors").stat().st_mtime_ns
+  model = checkpoints.load(NAME)
+  assert model.config == smol.config
+  for a, b in zip(jax.tree.leaves(nnx.state(model)),
+                  jax.tree.leaves(nnx.state(smol)), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  cached = tokenizer_lib.load(NAME)
+  assert cached.chat_template == tokenizer.chat_template
+  assert [cached.eos_token_id, cached.pad_token_id, len(cached)] == [
+      tokenizer.eos_token_id, tokenizer.pad_token_id, len(tokenizer)]
+  text = "Tom has 3 apples <|im_end|> and 12 pears.\n"
+  assert cached(text).input_ids == tokenizer(text).input_ids
+  assert checkpoints.gguf_folder(gguf_path) == folder
+  assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+  # No half-written scratch folder is left beside it.
+  assert not [p for p in folder.parent.iterdir()
+              if p.name.startswith(f".{folder.name}")]
+
+
+def test_an_unwritable_cache_reads_the_gguf_directly(gguf_path, tmp_path,
+                                                     monkeypatch):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")
+  monkeypatch.setenv("MATHRL_CACHE_DIR", str(blocker))
+  with pytest.warns(UserWarning, match="cannot write the GGUF cache"):
+    assert checkpoints.local_path(NAME) == gguf_path
 
 
 def test_tokenizer_equals_transformers_auto_tokenizer(tokenizer,

@@ -19,6 +19,10 @@ from mathrl import sharding
 from mathrl import trainer
 from tests.trainer_test import tiny_config
 
+# One worker runs the whole module, so its module fixture (two trainer RL
+# steps on three meshes) runs once (`--dist loadgroup`, pyproject.toml).
+pytestmark = pytest.mark.xdist_group("trainer_sharding")
+
 MESHES = {
     "one_device": None,
     "data2_fsdp2_tensor2": dict(data=2, fsdp=2, tensor=2),

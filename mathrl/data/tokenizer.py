@@ -132,13 +132,20 @@ def load(name_or_path: str | os.PathLike[str]):
 
   Args:
     name_or_path: a tokenizer/model folder, a .gguf file, or a name in
-      `mathrl.models.checkpoints.CHECKPOINTS`.
+      `mathrl.models.checkpoints.CHECKPOINTS` (a GGUF file is read from
+      its converted folder in the cache: `checkpoints.gguf_folder`).
 
   Returns:
     A transformers tokenizer.
   """
   from mathrl.models import checkpoints  # pylint: disable=g-import-not-at-top
   path = checkpoints.checkpoint_path(name_or_path)
-  if checkpoints.is_gguf(path):
+  if not checkpoints.is_gguf(path):
+    return transformers.AutoTokenizer.from_pretrained(path)
+  folder = checkpoints.gguf_folder(path)
+  if folder is None:
     return from_gguf(path)
-  return transformers.AutoTokenizer.from_pretrained(path)
+  # The class `from_gguf` builds. AutoTokenizer would first read the
+  # folder's config.json through transformers' model configs, which
+  # import PyTorch.
+  return transformers.PreTrainedTokenizerFast.from_pretrained(folder)
