@@ -752,3 +752,9 @@ def test_training_run_sees_the_mixed_share_with_original_golds(
   assert len(seen) == 16 and len(rewritten) == 8
   assert all(a == gold[r["source_id"]] for r, a in rewritten)
   assert len({r["id"] for r, _ in seen if "aspect" not in r}) == 8
+
+
+def test_a_local_model_that_is_not_there_names_what_it_accepts(tmp_path):
+  with pytest.raises(FileNotFoundError,
+                     match="neither a folder, a .gguf file nor one of"):
+    mqr_backends.load_local(str(tmp_path / "no_such_model"))

@@ -7,6 +7,8 @@ train step compiles once and the sampler does not recompile per step.
 """
 # pylint: disable=protected-access
 
+import contextlib
+
 import jax
 import numpy as np
 import pytest
@@ -111,10 +113,24 @@ def _constraints(run, setup, args):
   return inside, count()
 
 
+@contextlib.contextmanager
+def _optimised_compiles():
+  """XLA's backend optimisations on, as users run (the suite turns them off,
+  conftest.py): the 1e-5 tolerance below is set for the reduction orders of
+  the optimised programs; unoptimised ones amplify differently through
+  Adam (one of 8192 parameters differed by 1.07e-5 on fsdp 8)."""
+  before = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", False)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_disable_most_optimizations", before)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("sharded_rl"))  # one tokenizer
-  with pytest.MonkeyPatch.context() as patch:
+  with pytest.MonkeyPatch.context() as patch, _optimised_compiles():
     patch.setattr(rewards.functions, "correctness", _length_reward)
     return {name: _two_rl_steps(workdir, _mesh(name)) for name in MESHES}
 
