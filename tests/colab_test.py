@@ -58,6 +58,7 @@ def test_quickstart_notebook_runs():
   assert RESULT_NAME["quickstart.ipynb"] in namespace
 
 
+@pytest.mark.slow
 def test_smollm2_notebook_runs_on_one_cpu_device(shared_dir):
   reason = _smollm2_missing()
   if reason:

@@ -696,6 +696,7 @@ def test_local_backend_samples_n_replies_per_prompt(tiny_generator):
   assert local.counts["failed"] == 1
 
 
+@pytest.mark.slow
 def test_end_to_end_with_the_real_smollm2_model(tmp_path):
   from mathrl.models import checkpoints  # pylint: disable=g-import-not-at-top
   try:

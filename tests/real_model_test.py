@@ -374,6 +374,7 @@ def test_smollm2_rl_config_builds_the_real_model_and_its_prompts_fit(
   assert model.param_dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_gsm8k_eval_mode_equals_transformers_generate(shared_dir, hf_dir,
                                                       tokenizer, tmp_path):
   """`--mode=eval` on 8 GSM8K problems: transformers' greedy completions.

@@ -113,6 +113,7 @@ def _wait_for(path: pathlib.Path, proc, seconds=240):
     time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_local_runner_runs_skips_finished_and_resumes_killed(
     tmp_path, monkeypatch):
   monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", os.environ.get(

@@ -74,6 +74,7 @@ def _rows(workdir, stage):
           for r in rows if r["stage"] == stage]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["rl", "sft"])
 def test_sigterm_checkpoints_the_step_and_the_rerun_matches(tmp_path, stage):
   signalled = str(tmp_path / "signalled")
