@@ -39,7 +39,6 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 import pytest  # noqa: E402
 
-
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 
 
@@ -52,16 +51,7 @@ def shared_dir() -> pathlib.Path:
 
 
 def pytest_collection_modifyitems(config, items):
-  """GPU tests skipped without a GPU; tests marked `slow` first.
-
-  `slow` marks end-to-end runs of a minute or more on 2 cores (most in
-  subprocesses). Sorted first, in their collected order, the workers start
-  on them and the short tests fill in around them, instead of one worker
-  finishing a long run alone at the end. Every worker collects the same
-  order, as pytest-xdist requires.
-  """
   del config
-  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
   if any(d.platform == "gpu" for d in jax.devices()):
     return
   skip_gpu = pytest.mark.skip(reason="needs a GPU")
