@@ -14,10 +14,10 @@ limit (mean length 120 -> 53 tokens). Seed 2 gains +20.3 points (7.8% ->
 the three seeds: experiments/2026-11-30_smollm2_rl/. Cost on a 2-core
 x86-64 CPU: a GRPO step samples up to 2 rounds of 32 rows (each prompt
 prefilled once for its 8 samples) and trains on 4 prompts of up to 128
-tokens plus 32 completions of 128 (forward and backward, ~0.8 GFLOP per token for this 135M model);
-measured at 110-125 s per step on an idle 2-core AMD EPYC machine (about
-60% of it sampling), peak RSS 16.9 GB, so the 60 steps and 7 evaluations
-take about 2.3 hours there. Settings: fp32 weights and compute, log-probs
+tokens plus 32 completions of 128 (forward and backward, ~0.8 GFLOP per
+token for this 135M model); measured at 110-125 s per step on an idle
+2-core AMD EPYC machine (about 60% of it sampling), peak RSS 16.9 GB, so
+the 60 steps and 7 evaluations take about 2.3 hours there. Settings: fp32 weights and compute, log-probs
 over blocks of 32 positions, P 4 x G 8 at 128 new tokens, held-out
 evaluation of 128 problems (validation and test splits) every 10 steps.
 
