@@ -63,9 +63,11 @@ def test_smollm2_notebook_runs_on_one_cpu_device(shared_dir):
   reason = _smollm2_missing()
   if reason:
     pytest.skip(reason)
+  import conftest  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   env = dict(
-      os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", PYTHONPATH=str(ROOT),
+      os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=conftest.SUITE_XLA_FLAGS,
+      PYTHONPATH=str(ROOT),
       # GSM8K from the local copy (offline); Colab downloads it.
       MATHRL_DATA_DIR=str(shared_dir / "data"),
       # The suite's persistent XLA cache: reruns skip compilation.

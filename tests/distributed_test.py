@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+import conftest
 from mathrl import distributed
 from mathrl import preemption
 from mathrl import sharding
@@ -118,7 +119,7 @@ def test_sigterm_finishes_the_step_checkpoints_and_exits_75():
 
 _PROCESS = """
 import os, sys
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=4"
 os.environ["JAX_PLATFORMS"] = "cpu"
 import jax
 import numpy as np
@@ -149,7 +150,7 @@ def test_two_processes_assemble_one_global_batch():
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = str(s.getsockname()[1])
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = dict(os.environ, XLA_FLAGS=conftest.SUITE_XLA_FLAGS)
   procs = [subprocess.Popen([sys.executable, "-c", _PROCESS, str(i), port],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

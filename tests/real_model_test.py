@@ -23,6 +23,7 @@ import pytest
 from flax import nnx
 import transformers
 
+import conftest
 import hf_checkpoints
 from mathrl import logprobs
 from mathrl import models
@@ -398,14 +399,15 @@ def test_gsm8k_eval_mode_equals_transformers_generate(shared_dir, hf_dir,
   # 160 new tokens: enough for some completions to state an answer
   # (SmolLM2-135M solves none of these 8, but the grader extracts and
   # judges real answers), few enough for about a minute of decoding.
-  new, bucket, workdir = 160, 256, tmp_path / "eval"
+  new, bucket, workdir = 160, 160, tmp_path / "eval"
   overrides = {
       "model.path": NAME, "data.eval": "gsm8k",
       "data.local_dir": shared_dir / "data", "data.tfds_dir": tmp_path,
       "eval.protocol": "qwen25_math", "eval.num_examples": 8,
       "eval.batch_size": 8, "eval.max_new_tokens": new,
       "eval.buckets": f"({bucket},)", "log.tensorboard": False}
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="",
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=conftest.SUITE_XLA_FLAGS,
              PYTHONPATH=str(root),
              # The suite's persistent XLA cache: reruns skip compilation.
              JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
