@@ -703,17 +703,20 @@ def test_end_to_end_with_the_real_smollm2_model(tmp_path):
     checkpoints.checkpoint_path(mqr_backends.SMOLLM2_PRESET)
   except FileNotFoundError as e:
     pytest.skip(str(e))
+  # 2 questions x 3 aspects = 6 rewrites, then one solution each; both
+  # stages sample 6 rows x 16 tokens from prompts padded to 256 tokens (the
+  # rewrite prompts are ~200 tokens), so they share compiled programs.
   c = _local_config(mqr_backends.SMOLLM2_PRESET, **{
-      "augment.num_questions": 4, "augment.generator.batch_size": 12,
-      "augment.generator.max_new_tokens": 16, "augment.solver.k": 1,
-      "augment.generator.buckets": (512,), "augment.solver.buckets": (512,),
-      "augment.solver.batch_size": 12})
+      "augment.num_questions": 2, "augment.solver.k": 1,
+      "augment.generator.batch_size": 6, "augment.solver.batch_size": 6,
+      "augment.generator.max_new_tokens": 16,
+      "augment.solver.max_new_tokens": 16})
   stats = mqr_augment.run(c, str(tmp_path), log=lambda *_: None)
   for aspect in mqr.ASPECTS:
     counts = stats.counts[aspect]
-    assert counts["requested"] == 4
-    assert sum(counts[v] for v in ("kept",) + mqr.REJECTIONS) == 4
-    assert counts["failed"] == 0  # every prompt fits the 512 bucket
+    assert counts["requested"] == 2
+    assert sum(counts[v] for v in ("kept",) + mqr.REJECTIONS) == 2
+    assert counts["failed"] == 0  # every prompt fits the 256 bucket
   report = (tmp_path / "mqr_report.md").read_text()
   assert "**Original.**" in report and "**Rewrite.**" in report
 

