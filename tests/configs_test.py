@@ -71,6 +71,7 @@ def _tiny(config):
   config.rl.num_minibatches = 1
   config.rl.num_microbatches = 1
   config.sampling.max_new_tokens = 8
+  config.rl.share_prompts = tiny.rl.share_prompts
   if config.rewards.overlong:
     config.rewards.overlong_buffer = 4
   if config.rl.aggregation == "seq_mean_token_sum_norm":
