@@ -41,6 +41,10 @@ def _tiny_config():
   # chips, so each chip does a quarter of the work and the per-chip FLOPs
   # are the global count / 4.
   c.rl.prompts_per_step = 8
+  # The library's default forward, each group's prompt run once (the tiny
+  # config turns it off to compile faster on CPU); the FLOP counts below
+  # are this one's.
+  c.rl.share_prompts = True
   return c
 
 
