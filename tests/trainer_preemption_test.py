@@ -21,84 +21,74 @@ from mathrl import trainer
 from tests.trainer_test import tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# No periodic checkpoint: only the preemption writes the one of step 1.
-OVERRIDES = {
-    "sft": {"sft.steps": 2, "rl.steps": 0, "checkpoint.every_steps": 100},
-}
-# What each stage calls once per step: the child SIGTERMs itself there.
-HOOKS = {"sft": ("mathrl.sft", "collate")}
+# Two SFT steps and no periodic checkpoint: only the preemption writes the
+# one of step 1. The child SIGTERMs itself in `sft.collate`, called once per
+# step.
+OVERRIDES = {"sft.steps": 2, "rl.steps": 0, "checkpoint.every_steps": 100}
 
 _SIGNALLED_RUN = """
-import importlib, os, signal, sys
+import os, signal, sys
 import tests.conftest  # the test suite's JAX set-up (devices, numerics)
-from mathrl import trainer
+from mathrl import sft, trainer
 from tests.trainer_test import tiny_config
-module = importlib.import_module({module!r})
-original = getattr(module, {name!r})
+original = sft.collate
 def signalled(*args, **kwargs):
   os.kill(os.getpid(), signal.SIGTERM)
   return original(*args, **kwargs)
-setattr(module, {name!r}, signalled)
+sft.collate = signalled
 trainer.train(tiny_config(**{overrides!r}), sys.argv[1])
 """
 
 
-def _abstract_tree(run, stage):
-  """The structure of a `stage` (SFT) checkpoint, as the trainer builds it."""
-  assert stage == "sft", stage
+def _final(workdir):
+  """The last SFT checkpoint: (step, train state)."""
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints", "sft"))
+  run = trainer.Run(tiny_config(**OVERRIDES), workdir)
   c = run.config
-  return train_step_lib.init_train_state(
+  abstract = train_step_lib.init_train_state(
       run.init_params, builders.make_optimizer(c.sft, c.sft.steps), (),
       jax.random.key_data(jax.random.PRNGKey(c.seed)))
-
-
-def _final(workdir, stage):
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints", stage))
-  run = trainer.Run(tiny_config(**OVERRIDES[stage]), workdir)
   try:
     step = ckpt.latest_step()
-    tree, _ = ckpt.restore(step, abstract_state=_abstract_tree(run, stage))
+    tree, _ = ckpt.restore(step, abstract_state=abstract)
   finally:
     run.close()
     ckpt.close()
   return step, tree
 
 
-def _rows(workdir, stage):
+def _rows(workdir):
   rows = metrics.read_jsonl(os.path.join(workdir, metrics.METRICS_FILE))
   return [{k: v for k, v in r.items()
            if "seconds" not in k and "tokens_per_second" not in k}
-          for r in rows if r["stage"] == stage]
+          for r in rows if r["stage"] == "sft"]
 
 
 # The RL stage's SIGTERM, checkpoint, exit 75 and exact resume run in
 # multihost_test.py (two processes, one signalled, against one process);
 # trainer_test.py resumes RL in process. SFT's is checked here.
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["sft"])
-def test_sigterm_checkpoints_the_step_and_the_rerun_matches(tmp_path, stage):
+def test_sigterm_in_sft_checkpoints_the_step_and_the_rerun_matches(tmp_path):
   signalled = str(tmp_path / "signalled")
-  module, name = HOOKS[stage]
-  script = _SIGNALLED_RUN.format(module=module, name=name,
-                                 overrides=OVERRIDES[stage])
+  script = _SIGNALLED_RUN.format(overrides=OVERRIDES)
   child = subprocess.run([sys.executable, "-c", script, signalled], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
   assert child.returncode == preemption.EXIT_CODE, child.stderr[-3000:]
-  assert f"{stage.upper()} step 1: stop requested" in child.stderr
+  assert "SFT step 1: stop requested" in child.stderr
   ckpt = checkpoint.Checkpointer(os.path.join(signalled, "checkpoints",
-                                              stage))
+                                              "sft"))
   assert ckpt.all_steps() == [1]  # the step it was on, nothing later
   ckpt.close()
-  trainer.train(tiny_config(**OVERRIDES[stage]), signalled)  # resumes
+  trainer.train(tiny_config(**OVERRIDES), signalled)  # resumes
   uninterrupted = str(tmp_path / "uninterrupted")
-  trainer.train(tiny_config(**OVERRIDES[stage]), uninterrupted)
-  step_a, tree_a = _final(signalled, stage)
-  step_b, tree_b = _final(uninterrupted, stage)
+  trainer.train(tiny_config(**OVERRIDES), uninterrupted)
+  step_a, tree_a = _final(signalled)
+  step_b, tree_b = _final(uninterrupted)
   assert step_a == step_b == 2
   jax.tree.map(np.testing.assert_array_equal, tree_a, tree_b)
-  rows = _rows(uninterrupted, stage)
+  rows = _rows(uninterrupted)
   assert [r["step"] for r in rows] == [1, 2]
-  assert _rows(signalled, stage) == rows
+  assert _rows(signalled) == rows
 
 
 def test_only_the_main_thread_installs_the_handler():
