@@ -23,9 +23,9 @@ printed.
       --max_new 32 --steps 6
 
 A real checkpoint at long completions needs the memory settings
-(`--chunk 32 --remat --no-share_prompts`, as `benchmarks/memory.py`'s
-"after" row): SmolLM2-135M at P = 4, G = 8, 256 new tokens asks XLA for
-27.6 GB with the defaults.
+(`--chunk 32 --remat`, log-probs over blocks of 32 positions and
+rematerialised layers, see `benchmarks/memory.py`): SmolLM2-135M at
+P = 4, G = 8, 256 new tokens asks XLA for 27.6 GB with the defaults.
 """
 
 import argparse
@@ -85,6 +85,11 @@ def _parse_args():
   p.add_argument("--remat", action=argparse.BooleanOptionalAction,
                  default=False, help="rematerialise each decoder layer in"
                  " the backward pass (model.remat)")
+  p.add_argument("--scan_layers", action=argparse.BooleanOptionalAction,
+                 default=False, help="loop over the layers in the update's"
+                 " forward passes (model.scan_layers, the library default;"
+                 " faster to compile); unrolled by default here, the faster"
+                 " step on CPU for this small model")
   p.add_argument("--trim", action=argparse.BooleanOptionalAction,
                  default=True, help="cut the update's completion axis to"
                  " the batch's bucket (rl.trim_completions)")
@@ -110,7 +115,8 @@ def main():
   a = _parse_args()
   tok = transformers.AutoTokenizer.from_pretrained(a.model)
   batches = _prompt_batches(a, tok)
-  model = models.from_pretrained(a.model, dtype=jnp.float32, remat=a.remat)
+  model = models.from_pretrained(a.model, dtype=jnp.float32, remat=a.remat,
+                                 scan_layers=a.scan_layers)
   graphdef, params = nnx.split(model)
   optimizer = optim.adamw(learning_rate=1e-5, total_steps=a.steps,
                           max_grad_norm=1.0)

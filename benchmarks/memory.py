@@ -35,9 +35,10 @@ buffers live at the step's memory peak to the JSON (`xla_peak`).
 
 "before": the default settings (rl.share_prompts on, full [B, T, V]
 logits, no remat). "after": --chunk 32 (log-probs over blocks of 32
-positions), --remat, and --no-share_prompts (the scanned forward; the
-shared-prompt forward runs unrolled layers whose backward keeps most of
-its activations even with remat). fp32 weights and compute in both.
+positions), --remat, and --no-share_prompts (each row its own prompt).
+fp32 weights and compute in both. `--share_prompts --remat` (each group's
+prompt run once, also a scan over the layers) reaches the same memory
+with fewer FLOPs. `--steps 0` compiles only (XLA temp, RSS after compile).
 """
 
 import argparse
@@ -137,7 +138,8 @@ def one(args) -> dict:
   rss = {"imported": _rss_now()}
   tok = tokenizer_lib.load(name)
   model = models.load(name, dtype=dtypes[args.dtype],
-                      param_dtype=dtypes[args.param_dtype], remat=args.remat)
+                      param_dtype=dtypes[args.param_dtype], remat=args.remat,
+                      scan_layers=args.scan_layers)
   p, g, t = args.prompts, args.G, args.new
   rollout, tokens_PL = _fixed_rollout(tok, p, g, t)
   graphdef, params = nnx.split(model)
@@ -171,7 +173,7 @@ def one(args) -> dict:
   rss_compile = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   analysis = compiled.memory_analysis()
   temp = analysis.temp_size_in_bytes / 2**30
-  times = []
+  times, metrics = [None], {"kl": float("nan"), "loss": float("nan")}
   for i in range(args.steps):
     t0 = time.perf_counter()
     state, metrics = compiled(state, rollout, ref_params)
@@ -191,7 +193,8 @@ def one(args) -> dict:
       ref_dtype=str(jax.tree.leaves(ref_params)[0].dtype),
       adam_mu_dtype=args.adam_mu_dtype or args.param_dtype,
       share_prompts=args.share_prompts,
-      remat=args.remat, steps=args.steps, P=p, G=g, T=t,
+      remat=args.remat, scan_layers=args.scan_layers, steps=args.steps,
+      P=p, G=g, T=t,
       prompt_len=int(tokens_PL.shape[1]),
       peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
       step_s=times[-1], kl=float(metrics["kl"]),
@@ -221,12 +224,16 @@ def main():
                   choices=("", "float32", "bfloat16"),
                   help="AdamW first moment's dtype ('' = the parameters')")
   ap.add_argument("--steps", type=int, default=2,
-                  help="steps run after compiling (the last one is timed)")
+                  help="steps run after compiling (the last one is timed;"
+                  " 0: compile only)")
   ap.add_argument("--chunk", type=int, default=0)
   ap.add_argument("--remat", action=argparse.BooleanOptionalAction,
                   default=False)
   ap.add_argument("--share_prompts", action=argparse.BooleanOptionalAction,
                   default=True)
+  ap.add_argument("--scan_layers", action=argparse.BooleanOptionalAction,
+                  default=True, help="loop over the layers (model.scan_layers);"
+                  " --no-scan_layers unrolls them")
   ap.add_argument("--malloc_trim", action=argparse.BooleanOptionalAction,
                   default=False,
                   help="return glibc's freed memory to the OS after loading"

@@ -39,10 +39,16 @@ def get_config(arg=None):
   # instead of 32 x 256) without rematerialised layers; the [B, T, V]
   # logits of the 49,152-token vocabulary are never held (log-probs over
   # blocks of 32 positions). Peak RSS 16.9 GB. For a smaller machine set
-  # model.remat=True and rl.share_prompts=False (the scanned forward): the
-  # same values, ~1.35x the update's time here (74 s against 55 s), RSS
-  # ~5.5 GB (a fifth of the update's temporaries: benchmarks/RESULTS.md).
+  # model.remat=True: the same values for one more forward pass of
+  # compute, and a fifth of the update's temporaries
+  # (benchmarks/RESULTS.md, "Memory of a GRPO update").
   c.model.logits_chunk_size = 32
+  # The layers of the update's forward unrolled, as in the recorded runs
+  # (experiments/2026-11-30_smollm2_rl): about the step time of the scanned
+  # loop and 1.1 GiB less XLA temp (9.3 against 10.3 GiB at 4 x 8 rows of
+  # 128 new tokens), for 80-100 s of compile instead of ~17 s
+  # (benchmarks/RESULTS.md, "Memory of a GRPO update").
+  c.model.scan_layers = False
   # One or two operations (min_ops 1 is the base's).
   c.data.synthetic.max_ops = 2
   c.data.synthetic.max_digits = 1

@@ -202,6 +202,7 @@ def abstract_model(config: mlc.ConfigDict, model_cfg: models.ModelConfig):
       lambda: models.Transformer(model_cfg, dtype=dtype,
                                  param_dtype=param_dtype,
                                  remat=config.model.remat,
+                                 scan_layers=config.model.scan_layers,
                                  decode_attention=(
                                      config.model.decode_attention),
                                  rngs=nnx.Rngs(0)))

@@ -251,7 +251,7 @@ def make_model(config: mlc.ConfigDict, vocab_size: int, mesh) -> nnx.Module:
   if config.model.path:
     return models.load(
         config.model.path, dtype=dtype, param_dtype=param_dtype,
-        remat=config.model.remat,
+        remat=config.model.remat, scan_layers=config.model.scan_layers,
         decode_attention=config.model.decode_attention, mesh=mesh,
         rules=sharding.TRAIN_RULES)
   m = config.model
@@ -271,7 +271,7 @@ def make_model(config: mlc.ConfigDict, vocab_size: int, mesh) -> nnx.Module:
   return sharding.init_sharded(
       lambda: models.Transformer(
           model_config, dtype=dtype, param_dtype=param_dtype,
-          remat=config.model.remat,
+          remat=config.model.remat, scan_layers=config.model.scan_layers,
           decode_attention=config.model.decode_attention,
           rngs=nnx.Rngs(config.seed)
       ),

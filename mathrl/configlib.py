@@ -146,6 +146,11 @@ def _add_model_fields(c: mlc.ConfigDict) -> None:
   # activation memory of one [B, S, D] residual per layer instead of every
   # intermediate, for about one more forward pass of compute.
   c.model.remat = False
+  # Loop over the stacked layers in the training forwards (lax.scan):
+  # compile time independent of depth (what large models and TPU pods
+  # need). False unrolls the loop: the same values, compile time growing
+  # with depth, and on CPU a small model's gradient 8-15% faster.
+  c.model.scan_layers = True
   # Log-probs and entropies over blocks of this many completion positions
   # (the [B, T, V] logits are never held; identical values); 0: all at once.
   c.model.logits_chunk_size = 0

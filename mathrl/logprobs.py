@@ -8,8 +8,9 @@ token t.
 
 With `group_size=G` the batch is P groups of G rows that share one prompt
 (row p·G + g is sample g of prompt p, as in a GRPO rollout). The prompt is
-then run once per group: its keys and values fill a KV cache that is
-repeated G times and the completions are run against it, so the dense
+then run once per group: in each layer its keys and values are repeated G
+times and the completions are run against them
+(`Transformer.shared_prompt_forward`, a scan over the layers), so the dense
 layers see P·L + B·T tokens instead of B·(L + T) (2.1x fewer at L = 72,
 T = 48, G = 8). Prompt positions never attend to completions, so this is
 the same function of the parameters, gradients included (they sum over the
@@ -194,32 +195,23 @@ def _shared_prompt_logits(
 ):
   """Next-token logits of every completion position, each prompt run once.
 
-  Prefill of the P distinct prompts into a KV cache of L + T - 1 slots
-  (logits of the last prompt position only), the cache repeated G times
-  along the batch, then the first T - 1 completion tokens of all B rows
-  decoded against it in one cached forward. With `return_hidden`, the
-  final hidden states instead of the logits.
+  `Transformer.shared_prompt_forward` on the P distinct prompts (logits of
+  their last position) and the first T - 1 completion tokens of all B
+  rows; the prompt's logits are repeated over its G rows. With
+  `return_hidden`, the final hidden states instead of the logits.
   """
   b, prompt_len = prompt_tokens_BL.shape
   if b % group_size:
     raise ValueError(
         f"group_size={group_size} must divide the batch of {b} rows")
-  num_tokens = completion_tokens_BT.shape[1]
-  blocks = model.split_layers()
-  cache = model.init_cache(b // group_size, prompt_len + num_tokens - 1)
-  first_P1V, cache = model(
-      prompt_tokens_BL[::group_size],
-      attention_mask_BS=prompt_mask_BL[::group_size], cache=cache,
-      blocks=blocks, logits_start=prompt_len - 1, return_hidden=return_hidden)
+  prompts_PL = prompt_tokens_BL[::group_size]
+  prompt_mask_PL = prompt_mask_BL[::group_size]
   repeat = lambda x: jnp.repeat(x, group_size, axis=0)
-  cache = cache.replace(
-      k=tuple(map(repeat, cache.k)), v=tuple(map(repeat, cache.v)),
-      mask_BM=repeat(cache.mask_BM),
-      next_position_B=repeat(cache.next_position_B))
-  if num_tokens == 1:
-    return repeat(first_P1V)
-  rest_BSV, _ = model(
-      completion_tokens_BT[:, :-1],
-      attention_mask_BS=completion_mask_BT[:, :-1], cache=cache,
-      blocks=blocks, return_hidden=return_hidden)
+  if completion_tokens_BT.shape[1] == 1:
+    return repeat(model(prompts_PL, attention_mask_BS=prompt_mask_PL,
+                        logits_start=prompt_len - 1,
+                        return_hidden=return_hidden))
+  first_P1V, rest_BSV = model.shared_prompt_forward(
+      prompts_PL, prompt_mask_PL, completion_tokens_BT[:, :-1],
+      completion_mask_BT[:, :-1], return_hidden=return_hidden)
   return jnp.concatenate([repeat(first_P1V), rest_BSV], axis=1)

@@ -65,11 +65,26 @@ def test_remat_gives_the_same_gradients():
   remat_def, remat_params = nnx.split(_model(remat=True))
   grad = jax.jit(jax.grad(lambda g, p, n: _logp_sum(g, p, n, None)[0],
                           argnums=1), static_argnums=(0, 2))
-  for group_size in (1, G):  # the scanned and the cached forward
+  for group_size in (1, G):  # per-row and shared-prompt forwards
     jax.tree.map(lambda a, b: np.testing.assert_allclose(
         a, b, atol=1e-6, rtol=1e-5),
                  grad(plain_def, params, group_size),
                  grad(remat_def, remat_params, group_size))
+
+
+def test_unrolled_layers_give_the_same_logprobs_and_gradients():
+  # scan_layers=False unrolls the layer loop of both cache-free forwards
+  # (per row and shared prompt), with and without remat.
+  grad = jax.jit(jax.value_and_grad(lambda g, p, n: _logp_sum(g, p, n, None)[0],
+                                    argnums=1), static_argnums=(0, 2))
+  scanned_def, params = nnx.split(_model())
+  for kw in (dict(scan_layers=False), dict(scan_layers=False, remat=True)):
+    unrolled_def, _ = nnx.split(_model(**kw))
+    for group_size in (1, G):
+      want, got = grad(scanned_def, params, group_size), grad(
+          unrolled_def, params, group_size)
+      jax.tree.map(lambda a, b: np.testing.assert_allclose(
+          a, b, atol=1e-6, rtol=1e-5), want, got)
 
 
 def test_param_dtype_stores_float32_and_computes_in_bfloat16():

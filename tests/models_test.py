@@ -1,5 +1,6 @@
 """Tests for mathrl.models: HF parity, export, KV cache, bf16, bad input."""
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -7,6 +8,7 @@ import shutil
 
 import hf_checkpoints
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -155,6 +157,64 @@ def test_cached_decode_matches_full_forward(loaded):
   assert len(cache.k) == len(cache.v) == 2  # one buffer per layer
   assert cache.k[0].shape == (2, 2, 16, 12)  # [B, K, H, M]
   assert cache.v[0].shape == (2, 2, 12, 16)  # [B, K, M, H]
+
+
+def test_shared_prompt_forward_matches_full_forward(loaded):
+  # 2 prompts (row 0 left-padded by 2) x G = 2 continuations of 3 tokens,
+  # the last continuation right-padded by 1: the shared forward's logits
+  # equal the full forward of each prompt + continuation at the prompt's
+  # last position and at every real continuation position.
+  model = loaded["qwen2"]
+  prompt_PL, prompt_mask_PL = TOKENS_BS[:, :5], MASK_BS[:, :5]
+  new_BS = np.array([[5, 17, 200], [9, 9, 100], [42, 7, 3], [11, 12, 0]])
+  new_mask_BS = np.array([[1, 1, 1]] * 3 + [[1, 1, 0]])
+  full_BSV = forward(
+      model, np.concatenate([np.repeat(prompt_PL, 2, axis=0), new_BS], 1),
+      np.concatenate([np.repeat(prompt_mask_PL, 2, axis=0), new_mask_BS], 1))
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def shared(graphdef, state):
+    return nnx.merge(graphdef, state).shared_prompt_forward(
+        prompt_PL, prompt_mask_PL, new_BS, new_mask_BS)
+
+  first_P1V, rest_BSV = shared(*nnx.split(model))
+  np.testing.assert_allclose(first_P1V[:, 0], full_BSV[::2, 4], atol=1e-5)
+  real_BS = new_mask_BS.astype(bool)
+  np.testing.assert_allclose(np.asarray(rest_BSV)[real_BS],
+                             full_BSV[:, 5:][real_BS], atol=1e-5)
+
+
+def test_shared_prompt_forward_is_one_scan_whatever_the_depth():
+  # Tracing (and so compiling) the shared-prompt forward and its gradient
+  # does not grow with the number of layers: one scan over the stacked
+  # layers holds every matmul.
+  def matmuls(num_layers):
+    cfg = dataclasses.replace(presets.TINY, num_layers=num_layers)
+    graphdef, state = nnx.split(nnx.eval_shape(
+        lambda: models.Transformer(cfg, rngs=nnx.Rngs(0))))
+    ones = lambda *shape: jnp.ones(shape, jnp.int32)
+    loss = lambda state: jnp.sum(nnx.merge(graphdef, state)
+                                 .shared_prompt_forward(ones(2, 5), ones(2, 5),
+                                                        ones(4, 3), ones(4, 3))[1])
+    jaxpr = jax.make_jaxpr(jax.grad(loss))(state).jaxpr
+    return _count(jaxpr, "dot_general"), _count(jaxpr, "scan")
+
+  dots, scans = matmuls(2)
+  assert (dots, scans) == matmuls(6)
+  assert scans == 2  # the forward's scan and its transpose
+  # Each of the two parts of a layer (prompts, continuations) has 9: q, k,
+  # v, o, q·kᵀ, probs·v, gate, up, down; the backward more.
+  assert dots >= 2 * 9
+
+
+def _count(jaxpr, primitive):
+  """Equations of `primitive` in a jaxpr and the jaxprs it calls."""
+  n = 0
+  for eqn in jaxpr.eqns:
+    n += eqn.primitive.name == primitive
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      n += _count(sub, primitive)
+  return n
 
 
 def test_bfloat16_params_and_float32_logits(tiny_checkpoints, loaded,

@@ -291,10 +291,8 @@ def _grpo_step(graphdef, params, num_prompts, group_size):
   step = train_step_lib.make_train_step(
       graphdef, opt, adv_tx, policy_loss=losses.ppo_clip(),
       aggregate=losses.token_mean, kl_estimator=losses.kl_k3, kl_coef=0.04,
-      # The scanned forward compiles in seconds; the shared-prompt one
-      # (share_prompts=True) also gives KL == 0 here but compiles ~10x
-      # longer on 2 cores.
-      recompute_old_logp=False, share_prompts=False, logits_chunk_size=4)
+      # The trainer's forward: each group's prompt run once.
+      recompute_old_logp=False, share_prompts=True, logits_chunk_size=4)
   state = train_step_lib.init_train_state(
       params, opt, adv_tx.init(jnp.zeros((num_prompts, group_size))),
       jax.random.key_data(jax.random.key(0)))

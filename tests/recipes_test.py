@@ -61,8 +61,8 @@ def shrink(config):
   rl.steps = 2
   rl.learning_rate = 0.05
   rl.warmup_steps = 0
-  # The scanned forward, which compiles ~40% faster than the shared-prompt
-  # one; train_step_test checks that both give the same step.
+  # Each row's prompt in the update: its step compiles faster than the
+  # shared-prompt one; train_step_test checks that both give the same step.
   rl.share_prompts = False
   if rl.aggregation == "seq_mean_token_sum_norm":
     rl.aggregation_kwargs.loss_scale_factor = T

@@ -104,7 +104,7 @@ def main():
                  " on an oversubscribed machine; 0: torch's default)")
   p.add_argument("--mathrl_args", nargs="*", default=[],
                  help="extra flags for benchmarks/grpo_step.py, e.g."
-                 " --mathrl_args='--chunk 32 --remat --no-share_prompts'")
+                 " --mathrl_args='--chunk 32 --remat'")
   p.add_argument("--log", default="compare.log",
                  help="every process's full output goes here")
   p.add_argument("--json", help="also write the results here")

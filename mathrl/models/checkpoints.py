@@ -151,7 +151,7 @@ def load(
     name_or_path: see `checkpoint_path`.
     dtype: compute dtype.
     **options: keyword-only `convert.from_tensors` options (param_dtype,
-      remat, decode_attention, mesh, rules), documented there.
+      remat, scan_layers, decode_attention, mesh, rules), documented there.
 
   Returns:
     The `mathrl.models.Transformer`.

@@ -265,7 +265,7 @@ def from_pretrained(
     path: local folder with config.json and *.safetensors.
     dtype: compute dtype (matmuls and activations).
     **options: keyword-only `from_tensors` options (param_dtype, remat,
-      decode_attention, mesh, rules), documented there.
+      scan_layers, decode_attention, mesh, rules), documented there.
 
   Returns:
     The model, every parameter in its sharding.
@@ -289,7 +289,8 @@ def from_pretrained(
 
 # The keyword-only options of `from_tensors`, which the public loaders
 # (`from_pretrained`, `from_gguf`, `checkpoints.load`) pass on.
-LOAD_OPTIONS = ("param_dtype", "remat", "decode_attention", "mesh",
+LOAD_OPTIONS = ("param_dtype", "remat", "scan_layers", "decode_attention",
+                "mesh",
                 "rules")
 
 
@@ -309,6 +310,7 @@ def from_tensors(
     *,
     param_dtype: Any = None,
     remat: bool = False,
+    scan_layers: bool = True,
     decode_attention: str = "xla",
     mesh: jax.sharding.Mesh | None = None,
     rules: sharding.Rules | None = None,
@@ -324,6 +326,8 @@ def from_tensors(
     param_dtype: storage dtype of the parameters (tensors are cast on
       load); None: `dtype`.
     remat: rematerialise decoder layers in the backward pass.
+    scan_layers: loop over the layers in the cache-free forwards (False:
+      unrolled; see `Transformer`).
     decode_attention: attention of a sampler decode step ('xla' or
       'pallas', see `mathrl.models.decode_attention`).
     mesh: place parameters on this mesh (default: the first device).
@@ -335,7 +339,8 @@ def from_tensors(
   param_dtype = dtype if param_dtype is None else param_dtype
   abstract = nnx.eval_shape(lambda: transformer.Transformer(
       config, dtype=dtype, param_dtype=param_dtype, remat=remat,
-      decode_attention=decode_attention, rngs=nnx.Rngs(0)))
+      scan_layers=scan_layers, decode_attention=decode_attention,
+      rngs=nnx.Rngs(0)))
   graphdef, abstract_state = nnx.split(abstract)
   variables = dict(nnx.to_flat_state(abstract_state))
   entries = {e.path: e for e in _entries(config)}

@@ -226,7 +226,7 @@ def from_gguf(
     path: the .gguf file.
     dtype: compute dtype.
     **options: keyword-only `convert.from_tensors` options (param_dtype,
-      remat, decode_attention, mesh, rules), documented there.
+      remat, scan_layers, decode_attention, mesh, rules), documented there.
 
   Returns:
     The `mathrl.models.Transformer`.
