@@ -37,18 +37,18 @@ cannot be checked; XLA would clamp the write). `cache_sharding(cache, mesh,
 rules)` gives the cache's NamedShardings (logical axes K_CACHE_AXES and V_CACHE_AXES).
 
 Layers are stacked (leading 'layers' axis on every block parameter). The
-forward without a cache runs them with `jax.lax.scan`, so compile time does
-not grow with depth; so does `shared_prompt_forward`, which scores G
+forward without a cache runs them with `jax.lax.scan` (compile time does
+not grow with depth), and so does `shared_prompt_forward`, which scores G
 continuations of each prompt with the prompt's layers run once (the train
 step's `rl.share_prompts`). `scan_layers=False` unrolls that loop into
 straight-line code (the same values): compile time then grows with depth,
 and on CPU the gradient of a small model ran 8-15% faster (4 layers of
-width 256; benchmarks/RESULTS.md). With a cache (prefill and decode) the layers are
-unrolled and every layer has its own key and value buffers: inside the
-sampler's decode loop XLA then hoists the per-layer weight slices out of
-the loop and updates each cache buffer in place, where a scan over a
-stacked cache sliced weights and cache every step (on CPU, 14.3 → 8 ms per
-decode step for the 3.3M benchmark model at B=64).
+width 256; benchmarks/RESULTS.md). With a cache (prefill and decode) the
+layers are unrolled and every layer has its own key and value buffers:
+inside the sampler's decode loop XLA then hoists the per-layer weight
+slices out of the loop and updates each cache buffer in place, where a
+scan over a stacked cache sliced weights and cache every step (on CPU,
+14.3 → 8 ms per decode step for the 3.3M benchmark model at B=64).
 
 Numerics (mixed precision as large-model trainers do it): parameters are
 stored in `param_dtype` (float32 by default, so optimizer updates far below
@@ -447,7 +447,6 @@ class Transformer(nnx.Module):
       new_k.append(k)
       new_v.append(v)
     return x_BSD, tuple(new_k), tuple(new_v)
-
 
   def shared_prompt_forward(
       self,
