@@ -85,6 +85,14 @@ def test_unrolled_layers_give_the_same_logprobs_and_gradients():
           unrolled_def, params, group_size)
       jax.tree.map(lambda a, b: np.testing.assert_allclose(
           a, b, atol=1e-6, rtol=1e-5), want, got)
+  # ...and the unrolled program has lost both layer loops of the scanned
+  # one (the forward's and its transpose; the other loops are the traced
+  # random batch's threefry).
+  loops = lambda g, n: grad.lower(g, params, n).as_text().count(
+      "stablehlo.while")
+  for group_size in (1, G):
+    assert loops(scanned_def, group_size) - loops(
+        unrolled_def, group_size) == 2
 
 
 def test_param_dtype_stores_float32_and_computes_in_bfloat16():
