@@ -173,7 +173,7 @@ def one(args) -> dict:
   rss_compile = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   analysis = compiled.memory_analysis()
   temp = analysis.temp_size_in_bytes / 2**30
-  times, metrics = [None], {"kl": float("nan"), "loss": float("nan")}
+  times, metrics = [], {"kl": float("nan"), "loss": float("nan")}
   for i in range(args.steps):
     t0 = time.perf_counter()
     state, metrics = compiled(state, rollout, ref_params)
@@ -197,7 +197,7 @@ def one(args) -> dict:
       P=p, G=g, T=t,
       prompt_len=int(tokens_PL.shape[1]),
       peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-      step_s=times[-1], kl=float(metrics["kl"]),
+      step_s=times[-1] if times else None, kl=float(metrics["kl"]),
       loss=float(metrics["loss"]))
 
 

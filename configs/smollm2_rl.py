@@ -39,9 +39,10 @@ def get_config(arg=None):
   # instead of 32 x 256) without rematerialised layers; the [B, T, V]
   # logits of the 49,152-token vocabulary are never held (log-probs over
   # blocks of 32 positions). Peak RSS 16.9 GB. For a smaller machine set
-  # model.remat=True: the same values for one more forward pass of
-  # compute, and a fifth of the update's temporaries
-  # (benchmarks/RESULTS.md, "Memory of a GRPO update").
+  # model.remat=True with the scanned layers (model.scan_layers=True): the
+  # same values for one more forward pass of compute, and an eighth of the
+  # update's temporaries (1.3 against 10.3 GiB; benchmarks/RESULTS.md,
+  # "Memory of a GRPO update").
   c.model.logits_chunk_size = 32
   # The layers of the update's forward unrolled, as in the recorded runs
   # (experiments/2026-11-30_smollm2_rl): about the step time of the scanned

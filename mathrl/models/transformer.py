@@ -405,24 +405,29 @@ class Transformer(nnx.Module):
   def _scanned_layers(self, x_BSD, rope_BSH, mask_BST):
     """x ← blockₗ(x) for l = 1..L; one block scanned over the stacked params.
 
-    The forward without a cache (see the module docstring); with `remat`
-    each layer is rematerialised in the backward pass.
+    The forward without a cache (see the module docstring).
+    """
+    return self._layer_loop(
+        lambda block, x_BSD: block(x_BSD, rope_BSH, mask_BST)[0], x_BSD)
+
+  def _layer_loop(self, step, carry):
+    """carry ← step(blockₗ, carry) for l = 1..L over the stacked layers.
+
+    One `lax.scan` whose body is one layer's Block (its parameters cast to
+    `dtype`), rematerialised in the backward pass with `remat`, and
+    unrolled unless `scan_layers`.
     """
     graphdef, layer_state = nnx.split(self.layers)
 
-    def body(x_BSD, state):
+    def body(carry, state):
       block = nnx.merge(graphdef, jax.tree.map(self._compute, state))
-      return block(x_BSD, rope_BSH, mask_BST)[0], None
+      return step(block, carry), None
 
     if self.remat:
       body = jax.checkpoint(body)
-    x_BSD, _ = self._layer_loop(body, x_BSD, layer_state)
-    return x_BSD
-
-  def _layer_loop(self, body, carry, layer_state):
-    """`lax.scan(body)` over the stacked layers; unrolled unless scan_layers."""
-    return jax.lax.scan(body, carry, layer_state,
-                        unroll=1 if self.scan_layers else True)
+    carry, _ = jax.lax.scan(body, carry, layer_state,
+                            unroll=1 if self.scan_layers else True)
+    return carry
 
   def _cached_layers(self, x_BSD, rope_BSH, mask_BST, cache, blocks):
     """x ← blockₗ(x) for l = 1..L, unrolled, each writing its cache slots.
@@ -499,11 +504,9 @@ class Transformer(nnx.Module):
     rope_BSH = self._rope(_rope_positions(mask_BS, prefix))
     prompt_mask_PLL, _ = _attention_mask(prompt_mask_PL, None)
     mask_BSM, _ = _attention_mask(mask_BS, prefix)
-    graphdef, layer_state = nnx.split(self.layers)
 
-    def body(carry, state):
+    def step(block, carry):
       x_PLD, x_BSD = carry
-      block = nnx.merge(graphdef, jax.tree.map(self._compute, state))
       kv = self._empty_kv(p, prompt_len, x_PLD.dtype)
       x_PLD, (k_PKHL, v_PKLH) = block(x_PLD, prompt_rope, prompt_mask_PLL,
                                       kv, 0)
@@ -511,12 +514,10 @@ class Transformer(nnx.Module):
       kv = (jnp.concatenate([repeat(k_PKHL), k_BKHS], axis=3),
             jnp.concatenate([repeat(v_PKLH), v_BKSH], axis=2))
       x_BSD, _ = block(x_BSD, rope_BSH, mask_BSM, kv, prompt_len)
-      return (x_PLD, x_BSD), None
+      return x_PLD, x_BSD
 
-    if self.remat:
-      body = jax.checkpoint(body)
-    carry = (self._embed(prompt_tokens_PL), self._embed(tokens_BS))
-    (x_PLD, x_BSD), _ = self._layer_loop(body, carry, layer_state)
+    x_PLD, x_BSD = self._layer_loop(
+        step, (self._embed(prompt_tokens_PL), self._embed(tokens_BS)))
     head = (lambda h: h) if return_hidden else self.logits
     return (head(self.final_norm(x_PLD[:, -1:])),
             head(self.final_norm(x_BSD)))
