@@ -33,6 +33,11 @@ from mathrl.data import tokenizer as tokenizer_lib
 from mathrl.models import checkpoints
 from mathrl.models import gguf_import
 
+# One worker runs the whole module, so the session fixtures (the GGUF read
+# and dequantized, its converted folder, the tokenizers) are built once
+# (`--dist loadgroup`, pyproject.toml).
+pytestmark = pytest.mark.xdist_group("real_model")
+
 NAME = "smollm2-135m-instruct"
 QUESTIONS = ("What is 7 plus 5?", "Name a colour.",
              "Tom has 3 apples and buys 4 more. How many apples does he have?")
