@@ -21,14 +21,17 @@ from mathrl import tpu_env
 from mathrl.models import presets
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# The test suite's persistent XLA cache stores the TPU executables but
-# cannot load them back without a TPU client; JAX then recompiles and warns.
-# One worker runs the whole module, so `tiny_report` (the tiny run's
-# programs compiled for v5e:2x2, ~20 s) is compiled once (`--dist
-# loadgroup`, pyproject.toml).
-pytestmark = [pytest.mark.filterwarnings(
-    "ignore:Error reading persistent compilation cache entry"),
-              pytest.mark.xdist_group("aot")]
+pytestmark = [
+    # The test suite's persistent XLA cache stores the TPU executables but
+    # cannot load them back without a TPU client; JAX then recompiles and
+    # warns.
+    pytest.mark.filterwarnings(
+        "ignore:Error reading persistent compilation cache entry"),
+    # One worker runs the whole module, so `tiny_report` (the tiny run's
+    # programs compiled for v5e:2x2, ~20 s) is compiled once (`--dist
+    # loadgroup`, pyproject.toml).
+    pytest.mark.xdist_group("aot"),
+]
 needs_libtpu = pytest.mark.skipif(
     importlib.util.find_spec("libtpu") is None,
     reason="libtpu is not installed (pip install -e '.[tpu]')")
