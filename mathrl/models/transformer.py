@@ -186,7 +186,6 @@ class Block(nnx.Module):
     return sharding.shard(x_BSD, "batch", "length", "embed"), kv
 
 
-
 def _remat_block(run):
   """`run(block, x, kv)` rematerialised in the backward pass.
 
@@ -199,6 +198,7 @@ def _remat_block(run):
     pure = lambda state, x, kv: run(nnx.merge(graphdef, state), x, kv)
     return jax.checkpoint(pure)(state, x, kv)
   return remat_run
+
 
 def _rope_positions(mask_BS: jax.Array, cache: KVCache | None) -> jax.Array:
   """p_bs = max(n_b + Σ_{s' ≤ s} mask_bs' − 1, 0); RoFormer arXiv:2104.09864.
