@@ -9,8 +9,8 @@ problems; it boxes an answer in 22% of them and most completions run into the
 128-token limit), leaving room for RL. Seed 0 reaches 34.4% [26.7, 43.0] test
 accuracy at step 60, the step its validation split picks (35.9%); the policy
 learns to finish within the limit (mean length 120 -> 53 tokens). Seed 2 gains
-+20.3 points (7.8% -> 28.1% at step 60), seed 1 +7.8 (step 40, run to step 50);
-record, with the three seeds: experiments/2026-11-30_smollm2_rl/. Cost on a
++20.3 points (7.8% -> 28.1% at step 60), seed 1 +16.4 (9.4% -> 25.8% at step
+60); record, with the three seeds: experiments/2026-11-30_smollm2_rl/. Cost on a
 2-core x86-64 CPU: a GRPO step samples up to 2 rounds of 32 rows (each prompt
 prefilled once for its 8 samples) and trains on 4 prompts of up to 128 tokens
 plus 32 completions of 128 (forward and backward, ~0.8 GFLOP per token for this
