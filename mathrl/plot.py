@@ -1,7 +1,7 @@
 """Training curves and a summary table from run workdirs.
 
   python -m mathrl.plot WORKDIR [WORKDIR ...] --out FILE.png [--table FILE.md]
-      [--baseline LABEL]
+      [--baseline LABEL] [--x hours]
 
 Reads each workdir's metrics.jsonl and config.json. Runs whose configs are
 equal except for `seed` form a group (`mathrl.workdirs`: which fields are
@@ -10,6 +10,10 @@ the mean over its seeds at every step logged by all of them, with the band
 from the lowest to the highest seed. Panels: reward, test (held-out
 evaluation) accuracy, validation accuracy, entropy, response length, KL and
 clip fraction against the RL step; a panel no run logged is left out.
+`--x hours` draws them against wall-clock hours since RL began instead
+(`workdirs.elapsed_seconds`: the steps' and evaluations' logged seconds),
+each group's point at the mean over its seeds of the hours at that step:
+methods that cost different time per step compared at equal time.
 
 The table (`mathrl.tables`, markdown, printed and optionally written) gives
 per group the number of seeds (and how many stopped before their config's
@@ -64,8 +68,28 @@ def group_curve(runs: Sequence[workdirs.RunData], key: str):
           values_RS.max(axis=0))
 
 
-def plot(groups: Mapping[str, Sequence[workdirs.RunData]], out: str):
-  """Draws the panels to `out` (PNG); returns the matplotlib figure."""
+# The panels' x axes (`plot(x=...)`, `--x`).
+X_AXES = ("step", "hours")
+
+
+def group_x(runs: Sequence[workdirs.RunData], steps, x: str) -> np.ndarray:
+  """x_s = s (x "step"), or h̄_s = mean_r τ_rs / 3600 (x "hours").
+
+  τ_rs is run r's elapsed seconds at the end of step s
+  (`workdirs.elapsed_seconds`); the group's point for step s is drawn at
+  its seeds' mean.
+  """
+  if x == "step":
+    return np.asarray(steps)
+  if x != "hours":
+    raise ValueError(f"x must be one of {X_AXES}, got {x!r}")
+  elapsed = [workdirs.elapsed_seconds(run) for run in runs]
+  return np.array([np.mean([e[s] for e in elapsed]) for s in steps]) / 3600
+
+
+def plot(groups: Mapping[str, Sequence[workdirs.RunData]], out: str,
+         x: str = "step"):
+  """Draws the panels to `out` (PNG) against `x`; returns the figure."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -86,12 +110,14 @@ def plot(groups: Mapping[str, Sequence[workdirs.RunData]], out: str):
       if not len(steps):
         continue
       color = f"C{i % 10}"
-      ax.plot(steps, mean, color=color, label=f"{label} (n={len(runs)})",
+      xs = group_x(runs, steps, x)
+      ax.plot(xs, mean, color=color, label=f"{label} (n={len(runs)})",
               marker="o" if len(steps) <= 20 else None, markersize=3)
       if len(runs) > 1:
-        ax.fill_between(steps, low, high, color=color, alpha=0.2)
+        ax.fill_between(xs, low, high, color=color, alpha=0.2)
     ax.set_title(title)
-    ax.set_xlabel("RL step")
+    ax.set_xlabel("RL step" if x == "step" else
+                  "hours (RL steps and evaluations)")
     ax.grid(alpha=0.3)
   for ax in list(axes.flat)[len(panels):]:
     ax.set_visible(False)
@@ -118,13 +144,20 @@ def main(argv: Sequence[str] | None = None) -> int:
       "--baseline", default=None, metavar="LABEL",
       help="a group label (e.g. grpo): add each group's difference to it,"
       " with a paired or Welch 95%% interval")
+  parser.add_argument(
+      "--x", default="step", choices=X_AXES,
+      help="the curves' x axis: the RL step, or wall-clock hours since RL"
+      " began (the logged seconds of its steps and evaluations)")
   args = parser.parse_args(argv)
   groups = workdirs.group_runs([workdirs.load_run(w) for w in args.workdirs])
   try:
     tables.check_baseline(groups, args.baseline)
   except ValueError as e:
     parser.error(str(e))
-  plot(groups, args.out)
+  try:
+    plot(groups, args.out, x=args.x)
+  except ValueError as e:
+    parser.error(str(e))
   table = tables.summary_table(groups, baseline=args.baseline)
   if args.table:
     with open(args.table, "w", encoding="utf-8") as f:

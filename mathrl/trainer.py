@@ -425,9 +425,11 @@ def run_rl(run: Run, params) -> dict[str, float]:
   step_fn = setup.step_fn()
   sample_key = jax.random.PRNGKey(c.seed + 1)
   if not meta["eval_start"]:
+    t0 = time.perf_counter()
     meta["eval_start"] = run.evaluate(state.params)
-    run.writer.write(meta["step"], {f"eval_{k}": v for k, v in
-                                    meta["eval_start"].items()}, stage="eval")
+    run.writer.write(meta["step"], {
+        **{f"eval_{k}": v for k, v in meta["eval_start"].items()},
+        "eval_seconds": time.perf_counter() - t0}, stage="eval")
   last_eval = meta["eval"] or meta["eval_start"]
   step = meta["step"]
   skipped_steps = meta.get("skipped_steps", 0)
@@ -441,13 +443,17 @@ def run_rl(run: Run, params) -> dict[str, float]:
     m = row
     done = step == rl.steps
     if (c.eval.every_steps and step % c.eval.every_steps == 0) or done:
+      t0 = time.perf_counter()
       last_eval = run.evaluate(state.params)
-      row.update({f"eval_{k}": v for k, v in last_eval.items()})
+      row.update({f"eval_{k}": v for k, v in last_eval.items()},
+                 eval_seconds=time.perf_counter() - t0)
       # Validation is for choosing; test (eval_*) is for the record. Only
       # the synthetic task has a split apart from both training and test.
       if c.eval.validation and c.data.eval == "synthetic":
+        t0 = time.perf_counter()
         row.update({f"validation_{k}": v for k, v in run.evaluate(
-            state.params, source=run.validation_source).items()})
+            state.params, source=run.validation_source).items()},
+                   validation_seconds=time.perf_counter() - t0)
       _log(f"RL step {step}: reward {row.get('reward_mean', 0.0):.3f},"
            f" eval accuracy {last_eval['accuracy']:.3f}")
     if step % c.log.every_steps == 0 or done:

@@ -20,6 +20,8 @@ import os
 import re
 from typing import Any
 
+import numpy as np
+
 from mathrl import configlib
 from mathrl import metrics as metrics_lib
 
@@ -106,3 +108,42 @@ def curve(run: RunData, key: str) -> dict[int, float]:
   A step logged again (after a resume) has its last value.
   """
   return {int(row["step"]): float(row[key]) for row in curve_rows(run, key)}
+
+
+# The logged wall-clock of a run: each RL step and each evaluation.
+SECONDS_KEYS = ("step_seconds", "eval_seconds", "validation_seconds")
+
+
+def elapsed_seconds(run: RunData) -> dict[int, float]:
+  """τ_s = e_0 + Σ_{s'=1..s} (t_s' + e_s' + v_s'): seconds since RL began.
+
+  At the end of each RL step s: t is a step's `step_seconds`, e and v the
+  seconds of its test and validation evaluations (`eval_seconds`,
+  `validation_seconds`; e_0 the evaluation before step 1), each from the
+  last row logged for its stage and step (a step redone after a resume
+  counts once, as redone). Compile time is inside the steps' seconds;
+  model loading and checkpoint writes are not counted. Runs logged before
+  evaluations were timed count their evaluations as 0 s.
+
+  Raises:
+    ValueError: when an RL step between 1 and the last has no row (a run
+      logged with log.every_steps > 1): the sum would leave steps out.
+  """
+  last: dict[tuple[str, int], dict[str, Any]] = {}
+  for row in run.rows:
+    if row["stage"] in CURVE_STAGES:
+      last[(row["stage"], int(row["step"]))] = row
+  steps = sorted(s for stage, s in last if stage == "rl")
+  missing = sorted(set(range(1, steps[-1] + 1)) - set(steps)) if steps else []
+  if missing:
+    more = " ..." if len(missing) > 5 else ""
+    raise ValueError(
+        f"{run.workdir}: RL steps {missing[:5]}{more} have no metrics row,"
+        " so its elapsed time cannot be summed; plot it against the RL"
+        " step, or rerun with log.every_steps=1")
+  spent = {0: 0.0}
+  for (_, s), row in last.items():
+    spent[s] = spent.get(s, 0.0) + sum(float(row.get(k) or 0.0)
+                                       for k in SECONDS_KEYS)
+  order = sorted(spent)
+  return dict(zip(order, np.cumsum([spent[s] for s in order]).tolist()))

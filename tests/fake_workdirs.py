@@ -16,7 +16,8 @@ def write(root, name, *, seed, advantage, end_accuracy, evals=None,
 
   Four RL steps (2 s each, reward 0.1 step + seed), test accuracy 0.5 at
   step 0 and `end_accuracy` at step 4 (its interval [end - 0.2,
-  end + 0.1]; level 1 the same). `evals` {step: (validation, test)} adds
+  end + 0.1]; level 1 the same); each test evaluation takes 3 s and each
+  validation 1 s. `evals` {step: (validation, test)} adds
   evaluations before the last step, validation and test in separate rows
   (an "eval"-stage row and the step's "rl" row; metrics.jsonl keeps one
   row per stage and step); the last step has both in one row, validation
@@ -32,23 +33,25 @@ def write(root, name, *, seed, advantage, end_accuracy, evals=None,
     writer.write(2, {"validation_accuracy": 0.4}, stage="sft")
     writer.write(0, {"eval_accuracy": 0.5, "eval_ci_low/accuracy": 0.3,
                      "eval_ci_high/accuracy": 0.7,
-                     "eval_accuracy/difficulty_1": 0.6}, stage="eval")
+                     "eval_accuracy/difficulty_1": 0.6,
+                     "eval_seconds": 3.0}, stage="eval")
     for step in range(1, 5):
       row = {"reward_mean": 0.1 * step + seed, "entropy": 1.0 / step,
              "response_length_mean": 10.0 + step, "kl": 0.01 * step,
              "clip_fraction": 0.0, "step_seconds": 2.0}
       if step in (evals or {}):
         validation, test = evals[step]
-        writer.write(step, {"validation_accuracy": validation},
-                     stage="eval")
+        writer.write(step, {"validation_accuracy": validation,
+                            "validation_seconds": 1.0}, stage="eval")
         row.update({"eval_accuracy": test, "eval_ci_low/accuracy": test - 0.2,
-                    "eval_ci_high/accuracy": test + 0.1})
+                    "eval_ci_high/accuracy": test + 0.1, "eval_seconds": 3.0})
       if step == 4:
         row.update({"eval_accuracy": end_accuracy,
                     "eval_ci_low/accuracy": end_accuracy - 0.2,
                     "eval_ci_high/accuracy": end_accuracy + 0.1,
                     "eval_accuracy/difficulty_1": end_accuracy,
-                    "validation_accuracy": 0.45})
+                    "validation_accuracy": 0.45, "eval_seconds": 3.0,
+                    "validation_seconds": 1.0})
       writer.write(step, row, stage="rl")
   return str(path)
 

@@ -4,6 +4,7 @@ import fake_workdirs
 import numpy as np
 import pytest
 
+from mathrl import metrics
 from mathrl import plot
 from mathrl import workdirs
 
@@ -36,6 +37,20 @@ def test_plot_writes_a_png_with_one_line_per_group(three_runs, tmp_path):
     assert len(ax.get_lines()) == 2, ax.get_title()  # two workdirs, two lines
   reward = fig.axes[0].get_lines()[0]
   np.testing.assert_allclose(reward.get_ydata(), [0.1, 0.2, 0.3, 0.4])
+
+
+def test_plot_against_hours_puts_each_step_at_its_elapsed_time(
+    three_runs, tmp_path):
+  groups = workdirs.group_runs([workdirs.load_run(w) for w in three_runs])
+  fig = plot.plot(groups, str(tmp_path / "hours.png"), x="hours")
+  assert fig.axes[0].get_xlabel() == "hours (RL steps and evaluations)"
+  # Both grpo seeds: start evaluation 3 s, then 2 s steps, step 4 with a
+  # test (3 s) and a validation (1 s): 5, 7, 9, 15 s.
+  reward = fig.axes[0].get_lines()[0]
+  np.testing.assert_allclose(reward.get_xdata(),
+                             np.array([5, 7, 9, 15]) / 3600)
+  accuracy = fig.axes[1].get_lines()[0]  # steps 0 and 4
+  np.testing.assert_allclose(accuracy.get_xdata(), np.array([3, 15]) / 3600)
 
 
 def test_cli_writes_png_and_markdown_table(three_runs, tmp_path, capsys):
@@ -78,3 +93,17 @@ def test_cli_unknown_baseline_lists_the_groups_and_draws_nothing(
     plot.main(dirs + ["--out", str(tmp_path / "c.png"), "--baseline", "ppo"])
   assert "the groups are: 'grpo', 'dgpo'" in capsys.readouterr().err
   assert not (tmp_path / "c.png").exists()
+
+
+def test_cli_hours_of_a_run_with_unlogged_steps_names_the_run(
+    tmp_path, capsys):
+  path = tmp_path / "sparse_s0"
+  path.mkdir()
+  with metrics.MetricWriter(str(path), use_tensorboard=False) as writer:
+    writer.write(2, {"reward_mean": 0.5, "step_seconds": 1.0}, stage="rl")
+  out = tmp_path / "c.png"
+  with pytest.raises(SystemExit):
+    plot.main([str(path), "--out", str(out), "--x", "hours"])
+  assert "sparse_s0: RL steps [1] have no metrics row" in (
+      capsys.readouterr().err)
+  assert not out.exists()

@@ -62,6 +62,11 @@ def test_two_step_run_logs_every_required_metric(two_step_run):
     assert not missing, missing
   assert [r["step"] for r in rows if r["stage"] == "sft"] == [1, 2]
   assert any("eval_accuracy" in r for r in rows if r["stage"] == "rl")
+  # Every evaluation during RL logs its wall-clock seconds beside it.
+  for row in rl_rows:
+    assert ("eval_accuracy" in row) == ("eval_seconds" in row)
+    assert row.get("eval_seconds", 1.0) > 0
+    assert ("validation_accuracy" in row) == ("validation_seconds" in row)
   # The SFT stop rule reads the validation split, not the eval set.
   assert any("validation_accuracy" in r for r in rows if r["stage"] == "sft")
   assert not any("eval_accuracy" in r for r in rows if r["stage"] == "sft")

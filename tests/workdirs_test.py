@@ -3,6 +3,7 @@
 import fake_workdirs
 import pytest
 
+from mathrl import metrics
 from mathrl import workdirs
 
 
@@ -43,3 +44,36 @@ def test_curve_reads_the_rl_and_eval_stages(tmp_path):
 def test_a_folder_without_metrics_is_named(tmp_path):
   with pytest.raises(FileNotFoundError, match="has no metrics.jsonl"):
     workdirs.load_run(str(tmp_path))
+
+
+def test_elapsed_seconds_sums_steps_and_evaluations(tmp_path):
+  run = workdirs.load_run(fake_workdirs.write(
+      tmp_path, "grpo_s0", seed=0, advantage="grpo", end_accuracy=0.7,
+      evals={2: (0.45, 0.55)}))
+  # Start evaluation 3 s; steps 2 s each; step 2 adds a test (3 s) and a
+  # validation (1 s, its own "eval" row); step 4 both (3 + 1 s):
+  # 3, 3+2=5, 5+2+3+1=11, 11+2=13, 13+2+3+1=19.
+  assert workdirs.elapsed_seconds(run) == {0: 3.0, 1: 5.0, 2: 11.0,
+                                           3: 13.0, 4: 19.0}
+
+
+def test_elapsed_seconds_counts_a_redone_step_once(tmp_path):
+  path = fake_workdirs.write(tmp_path, "grpo_s0", seed=0, advantage="grpo",
+                             end_accuracy=0.7)
+  with metrics.MetricWriter(path, use_tensorboard=False) as writer:
+    # Resumed from a step-2 checkpoint: steps 3 and 4 logged again, 5 s.
+    writer.write(3, {"step_seconds": 5.0}, stage="rl")
+    writer.write(4, {"step_seconds": 5.0}, stage="rl")
+  # 3 + 2 + 2 + 5 + 5 (step 4's redone row has no evaluation).
+  assert workdirs.elapsed_seconds(workdirs.load_run(path))[4] == 17.0
+
+
+def test_elapsed_seconds_of_a_run_with_unlogged_steps_is_an_error(tmp_path):
+  path = tmp_path / "sparse"
+  path.mkdir()
+  with metrics.MetricWriter(str(path), use_tensorboard=False) as writer:
+    for step in (2, 4, 6, 8, 10, 12, 14):  # log.every_steps = 2
+      writer.write(step, {"step_seconds": 1.0}, stage="rl")
+  with pytest.raises(ValueError, match=r"sparse: RL steps \[1, 3, 5, 7, 9\]"
+                     r" \.\.\. have no metrics row.*log.every_steps=1"):
+    workdirs.elapsed_seconds(workdirs.load_run(str(path)))
