@@ -67,6 +67,8 @@ def test_two_step_run_logs_every_required_metric(two_step_run):
     assert ("eval_accuracy" in row) == ("eval_seconds" in row)
     assert row.get("eval_seconds", 1.0) > 0
     assert ("validation_accuracy" in row) == ("validation_seconds" in row)
+  start, = [r for r in rows if r["stage"] == "eval" and r["step"] == 0]
+  assert start["eval_seconds"] > 0
   # The SFT stop rule reads the validation split, not the eval set.
   assert any("validation_accuracy" in r for r in rows if r["stage"] == "sft")
   assert not any("eval_accuracy" in r for r in rows if r["stage"] == "sft")
