@@ -152,9 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
   groups = workdirs.group_runs([workdirs.load_run(w) for w in args.workdirs])
   try:
     tables.check_baseline(groups, args.baseline)
-  except ValueError as e:
-    parser.error(str(e))
-  try:
     plot(groups, args.out, x=args.x)
   except ValueError as e:
     parser.error(str(e))

@@ -204,6 +204,20 @@ class Run:
         samples_path=samples_path, mesh=self.mesh, **kwargs,
     )
 
+  def evaluate_row(self, params, prefix: str, **kwargs
+                   ) -> tuple[dict[str, float], dict[str, float]]:
+    """`evaluate` and its metrics row: `{prefix}_{k}` and `{prefix}_seconds`.
+
+    Returns:
+      (the evaluation's results, the row: each result under the prefix and
+      the evaluation's wall-clock seconds).
+    """
+    t0 = time.perf_counter()
+    results = self.evaluate(params, **kwargs)
+    row = {f"{prefix}_{k}": v for k, v in results.items()}
+    row[f"{prefix}_seconds"] = time.perf_counter() - t0
+    return results, row
+
   def close(self):
     self.writer.close()
 
@@ -297,8 +311,9 @@ def run_sft(run: Run) -> tuple[Any, dict[str, float]]:
     row = {k: float(distributed.to_host(v)) for k, v in m.items()}
     done = step == c.sft.steps
     if step % c.sft.eval_every == 0 or done:
-      last_eval = run.evaluate(state.params, source=run.validation_source)
-      row.update({f"validation_{k}": v for k, v in last_eval.items()})
+      last_eval, evaluated = run.evaluate_row(
+          state.params, "validation", source=run.validation_source)
+      row.update(evaluated)
       _log(f"SFT step {step}: nll {row['nll']:.3f},"
            f" validation accuracy {last_eval['accuracy']:.3f}")
       done = done or last_eval["accuracy"] >= c.sft.stop_accuracy
@@ -425,11 +440,8 @@ def run_rl(run: Run, params) -> dict[str, float]:
   step_fn = setup.step_fn()
   sample_key = jax.random.PRNGKey(c.seed + 1)
   if not meta["eval_start"]:
-    t0 = time.perf_counter()
-    meta["eval_start"] = run.evaluate(state.params)
-    run.writer.write(meta["step"], {
-        **{f"eval_{k}": v for k, v in meta["eval_start"].items()},
-        "eval_seconds": time.perf_counter() - t0}, stage="eval")
+    meta["eval_start"], evaluated = run.evaluate_row(state.params, "eval")
+    run.writer.write(meta["step"], evaluated, stage="eval")
   last_eval = meta["eval"] or meta["eval_start"]
   step = meta["step"]
   skipped_steps = meta.get("skipped_steps", 0)
@@ -443,17 +455,13 @@ def run_rl(run: Run, params) -> dict[str, float]:
     m = row
     done = step == rl.steps
     if (c.eval.every_steps and step % c.eval.every_steps == 0) or done:
-      t0 = time.perf_counter()
-      last_eval = run.evaluate(state.params)
-      row.update({f"eval_{k}": v for k, v in last_eval.items()},
-                 eval_seconds=time.perf_counter() - t0)
+      last_eval, evaluated = run.evaluate_row(state.params, "eval")
+      row.update(evaluated)
       # Validation is for choosing; test (eval_*) is for the record. Only
       # the synthetic task has a split apart from both training and test.
       if c.eval.validation and c.data.eval == "synthetic":
-        t0 = time.perf_counter()
-        row.update({f"validation_{k}": v for k, v in run.evaluate(
-            state.params, source=run.validation_source).items()},
-                   validation_seconds=time.perf_counter() - t0)
+        row.update(run.evaluate_row(
+            state.params, "validation", source=run.validation_source)[1])
       _log(f"RL step {step}: reward {row.get('reward_mean', 0.0):.3f},"
            f" eval accuracy {last_eval['accuracy']:.3f}")
     if step % c.log.every_steps == 0 or done:

@@ -119,21 +119,19 @@ def elapsed_seconds(run: RunData) -> dict[int, float]:
 
   At the end of each RL step s: t is a step's `step_seconds`, e and v the
   seconds of its test and validation evaluations (`eval_seconds`,
-  `validation_seconds`; e_0 the evaluation before step 1), each from the
-  last row logged for its stage and step (a step redone after a resume
-  counts once, as redone). Compile time is inside the steps' seconds;
-  model loading and checkpoint writes are not counted. Runs logged before
-  evaluations were timed count their evaluations as 0 s.
+  `validation_seconds`; e_0 the evaluation before step 1), from the rows
+  of its curve stages (`load_run` keeps one row per stage and step, so a
+  step redone after a resume counts once, as redone). Compile time is
+  inside the steps' seconds; model loading and checkpoint writes are not
+  counted. Runs logged before evaluations were timed count their
+  evaluations as 0 s.
 
   Raises:
     ValueError: when an RL step between 1 and the last has no row (a run
       logged with log.every_steps > 1): the sum would leave steps out.
   """
-  last: dict[tuple[str, int], dict[str, Any]] = {}
-  for row in run.rows:
-    if row["stage"] in CURVE_STAGES:
-      last[(row["stage"], int(row["step"]))] = row
-  steps = sorted(s for stage, s in last if stage == "rl")
+  rows = [row for row in run.rows if row["stage"] in CURVE_STAGES]
+  steps = sorted(int(row["step"]) for row in rows if row["stage"] == "rl")
   missing = sorted(set(range(1, steps[-1] + 1)) - set(steps)) if steps else []
   if missing:
     more = " ..." if len(missing) > 5 else ""
@@ -142,7 +140,8 @@ def elapsed_seconds(run: RunData) -> dict[int, float]:
         " so its elapsed time cannot be summed; plot it against the RL"
         " step, or rerun with log.every_steps=1")
   spent = {0: 0.0}
-  for (_, s), row in last.items():
+  for row in rows:
+    s = int(row["step"])
     spent[s] = spent.get(s, 0.0) + sum(float(row.get(k) or 0.0)
                                        for k in SECONDS_KEYS)
   order = sorted(spent)
