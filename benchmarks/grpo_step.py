@@ -18,6 +18,10 @@ step whose bucket is new compiles the update again; each step's width is
 printed.
 `benchmarks/peers/compare.py` runs this and the peers in one run.
 
+`--gsm8k FILE`: the workload's GSM8K variant for a real checkpoint
+(chat-templated questions, boxed-answer reward, rows that end at the
+model's EOS; see workload.py).
+
   python benchmarks/peers/make_checkpoint.py /tmp/tinyqwen
   python benchmarks/grpo_step.py --model /tmp/tinyqwen --prompts 8 --G 8 \\
       --max_new 32 --steps 6
@@ -74,6 +78,9 @@ def _parse_args():
   p.add_argument("--prompts", type=int, default=8)
   p.add_argument("--G", type=int, default=8)
   p.add_argument("--max_new", type=int, default=32)
+  p.add_argument("--gsm8k", default=None,
+                 help="GSM8K jsonl: chat prompts, boxed-answer reward"
+                      " (workload.py)")
   p.add_argument("--stop_ids", type=int, default=0,
                  help="stop tokens besides EOS (workload.stop_ids)")
   p.add_argument("--share_prompts", action=argparse.BooleanOptionalAction,
@@ -96,14 +103,33 @@ def _parse_args():
   return p.parse_args()
 
 
+def boxed_reward(completions, answers, **extra):
+  """1 if the last \\boxed{} holds the gold number (`--gsm8k`'s rule)."""
+  del extra
+  return np.asarray([workload.boxed_correct(c, a)
+                     for c, a in zip(completions, answers)], np.float32)
+
+
 def _prompt_batches(a, tok):
-  """The peers' addition prompts as batches of P prompts x G samples."""
+  """The workload's prompts as batches of P prompts x G samples.
+
+  The addition prompts as the peers' plain text (not the tokenizer's
+  trivial chat template), or `--gsm8k`'s questions through the
+  checkpoint's chat template (the library's default `PromptTemplate` is
+  the question, then `workload.BOXED_INSTRUCTION`).
+  """
+  if a.gsm8k:
+    pairs = workload.gsm8k_rows(a.gsm8k)
+    template = prompts.PromptTemplate()
+  else:
+    pairs = workload.addition_rows()
+    template = prompts.PromptTemplate(
+        plain=workload.prompt_text("{question}"), use_chat_template=False)
   rows = [{"question": q, "answer": ans, "id": str(i)}
-          for i, (q, ans) in enumerate(workload.addition_rows())]
-  # The peers' prompt text, not the tokenizer's (trivial) chat template.
-  template = prompts.PromptTemplate(
-      plain=workload.prompt_text("{question}"), use_chat_template=False)
-  longest = max(len(tok(workload.prompt_text(r["question"]))["input_ids"])
+          for i, (q, ans) in enumerate(pairs)]
+  chat = prompts.uses_chat_template(tok, template)
+  longest = max(len(prompts.encode(prompts.render(r["question"], tok,
+                                                  template), tok, chat=chat))
                 for r in rows)
   return pipeline.PromptIterator(
       rows, tokenizer=tok, template=template, prompts_per_batch=a.prompts,
@@ -140,7 +166,8 @@ def main():
   state = jax.device_put(state, state_sh)
   ref_params = jax.tree.map(jnp.copy, params)
   reward_set = rewards.RewardSet(
-      [("correctness", first_integer_reward, 1.0)])
+      [("correctness", boxed_reward if a.gsm8k else first_integer_reward,
+        1.0)])
   sampler = rollout_lib.Sampler(
       method=sampling.Temperature(1.0), max_new_tokens=a.max_new,
       eos_ids=tuple(workload.stop_ids(len(tok), a.stop_ids,

@@ -12,9 +12,10 @@ this interpreter, each peer with the Python of its virtual environment),
 in an order that rotates from round to round, so slow phases of a shared
 machine fall on all systems alike. Every process prints its own
 `median_step_s` (the median of its steps after the first, which compiles).
-Printed at the end: per system the median over rounds of those medians,
-and per peer the median over rounds of the same-round ratio
-peer / mathrl. Writes the checkpoint first if `--model` does not exist.
+Printed at the end: per system the median over rounds of those medians
+(and of its generation's share, where the system reports it), and per
+peer the median over rounds of the same-round ratio peer / mathrl, of the
+whole step and, where the peer reports it, of its generation. Writes the checkpoint first if `--model` does not exist.
 """
 
 import argparse
@@ -37,6 +38,8 @@ def commands(a):
   shape = ["--steps", str(a.steps), "--prompts", str(a.prompts), "--G",
            str(a.G), "--max_new", str(a.max_new), "--stop_ids",
            str(a.stop_ids)]
+  if a.gsm8k:
+    shape += ["--gsm8k", os.path.abspath(a.gsm8k)]
   out = {"mathrl": [sys.executable, os.path.join(ROOT, "benchmarks",
                                                  "grpo_step.py"),
                     "--model", a.model] + shape + mathrl_flags(a)}
@@ -44,6 +47,9 @@ def commands(a):
     out["trl"] = [a.trl_python, os.path.join(HERE, "trl_step.py"), a.model,
                   "--torch_threads", str(a.torch_threads)] + shape
   if a.tunix_python:
+    if a.gsm8k:
+      raise SystemExit("--gsm8k runs mathrl and TRL only (tunix_step.py has"
+                       " no chat-template prompts): drop --tunix_python")
     out["tunix"] = [a.tunix_python, os.path.join(HERE, "tunix_step.py"),
                     a.model] + shape
   return out
@@ -96,6 +102,9 @@ def main():
   p.add_argument("--prompts", type=int, default=8)
   p.add_argument("--G", type=int, default=8)
   p.add_argument("--max_new", type=int, default=32)
+  p.add_argument("--gsm8k", default=None,
+                 help="GSM8K jsonl: chat prompts and boxed-answer reward"
+                      " (workload.py), for a real checkpoint")
   p.add_argument("--stop_ids", type=int, default=0,
                  help="stop tokens besides EOS: lengths that vary"
                  " (workload.stop_ids)")
@@ -136,10 +145,11 @@ def summarise(results):
   step = {n: [r["median_step_s"] for r in rs] for n, rs in results.items()}
   out = {n: {"median_step_s": round(statistics.median(v), 4),
              "rounds": v} for n, v in step.items()}
-  for key in ("median_generate_s", "median_update_s"):
-    vals = [r[key] for r in results["mathrl"] if key in r]
-    if vals:
-      out["mathrl"][key] = round(statistics.median(vals), 4)
+  for n, rs in results.items():
+    for key in ("median_generate_s", "median_update_s"):
+      vals = [r[key] for r in rs if key in r]
+      if vals:
+        out[n][key] = round(statistics.median(vals), 4)
   for n, rs in results.items():
     vals = [r["mean_completion_tokens"] for r in rs
             if "mean_completion_tokens" in r]
@@ -150,6 +160,12 @@ def summarise(results):
       ratios = [t / m for t, m in zip(step[n], step["mathrl"])]
       out[n]["ratio_to_mathrl"] = round(statistics.median(ratios), 3)
       out[n]["ratio_rounds"] = [round(x, 3) for x in ratios]
+      gen = [(r["median_generate_s"], m["median_generate_s"])
+             for r, m in zip(results[n], results["mathrl"])
+             if "median_generate_s" in r and "median_generate_s" in m]
+      if gen:  # the peer reports its rollouts' time too (TRL does)
+        out[n]["generate_ratio_to_mathrl"] = round(
+            statistics.median(t / m for t, m in gen), 3)
   return out
 
 

@@ -15,6 +15,15 @@ checkpoint with the same stop set, so their lengths have the same
 distribution (not the same per-row values: each system has its own random
 numbers); each prints the mean completion length it trained on.
 
+`--gsm8k FILE` (a GSM8K jsonl with `question` and `answer` fields):
+a real-checkpoint workload instead. Its first 512 questions, each as
+one user message (the question, then the instruction to reason and box
+the answer, `chat_user_text`) through the checkpoint's own chat template,
+and reward 1 when the last \\boxed{} of the completion holds the gold
+number (`boxed_correct`). With a pretrained checkpoint, such as
+SmolLM2-135M-Instruct converted by `python -m mathrl.models.convert`, the
+rows end at the model's EOS, so lengths vary as the model's answers do.
+
 Imported by mathrl's `benchmarks/grpo_step.py` and by the peer scripts in
 this folder, which run in their own virtual environments (no mathrl, no
 numpy needed here).
@@ -41,6 +50,52 @@ def addition_rows(num: int = NUM_ROWS, seed: int = 0):
   return out
 
 
+BOXED_INSTRUCTION = (
+    "Please reason step by step, and put your final answer within \\boxed{}.")
+
+
+def gsm8k_rows(path: str, num: int = NUM_ROWS):
+  """[(question, answer)]: the first `num` rows of a GSM8K jsonl file.
+
+  The answer is the number after GSM8K's `####` marker, without commas.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  out = []
+  with open(path) as f:
+    for i, line in enumerate(f):
+      if len(out) == num:
+        break
+      row = json.loads(line)
+      if "####" not in row.get("answer", ""):
+        raise ValueError(
+            f"{path}, line {i + 1}: no '####' final answer in its 'answer'"
+            " field; --gsm8k wants GSM8K's jsonl (question, answer)")
+      gold = row["answer"].split("####")[-1].strip().replace(",", "")
+      out.append((row["question"], gold))
+  if not out:
+    raise ValueError(f"{path} has no rows")
+  return out
+
+
+def chat_user_text(question: str) -> str:
+  """The user message of a GSM8K prompt (the chat template wraps it)."""
+  return question + "\n" + BOXED_INSTRUCTION
+
+
+def boxed_correct(completion: str, answer: str) -> float:
+  """1.0 if the last \\boxed{...} of `completion` is the number `answer`.
+
+  Commas, spaces and a trailing `.0` are ignored: `\\boxed{1,200}` and
+  `\\boxed{1200.0}` both match 1200.
+  """
+  found = re.findall(r"\\boxed\{([^{}]*)\}", completion)
+  if not found:
+    return 0.0
+  got = found[-1].replace(",", "").replace(" ", "").removesuffix(".0")
+  want = str(answer).replace(",", "").removesuffix(".0")
+  return 1.0 if got == want else 0.0
+
+
 def prompt_text(question: str) -> str:
   """The prompt the model sees (no chat template)."""
   return f"Question: {question} Answer:"
@@ -61,6 +116,8 @@ def add_arguments(parser) -> None:
   parser.add_argument("--max_new", type=int, default=32)
   parser.add_argument("--stop_ids", type=int, default=0,
                       help="stop tokens besides EOS (see stop_ids)")
+  parser.add_argument("--gsm8k", default=None,
+                      help="GSM8K jsonl: chat prompts, boxed-answer reward")
 
 
 def stop_ids(vocab_size: int, num: int, eos_id: int) -> list[int]:
