@@ -341,10 +341,12 @@ def sample_rows(method, logits_RV: jax.Array, rng: jax.Array,
 
 @functools.partial(
     jax.jit, static_argnames=("graphdef", "max_new_tokens", "return_entropy",
-                              "pad_id", "num_samples"))
+                              "pad_id", "num_samples", "cache_steps"))
 def _prefill(graphdef, params, prompt_tokens_PL, prompt_mask_PL, *,
-             max_new_tokens, return_entropy, pad_id, num_samples=1):
-  """The decode state after prefilling the prompts into an L + T cache.
+             max_new_tokens, return_entropy, pad_id, num_samples=1,
+             cache_steps=None):
+  """The decode state after prefilling the prompts into an L + T cache
+  (L + `cache_steps` when given: `_grow_cache` makes room for the rest).
 
   Each of the P prompts is prefilled once; its cache rows and first-token
   logits are then repeated G = `num_samples` times (row p·G + g), so the
@@ -357,7 +359,7 @@ def _prefill(graphdef, params, prompt_tokens_PL, prompt_mask_PL, *,
   model = nnx.merge(graphdef, params)
   p, l = prompt_tokens_PL.shape
   b, t = p * num_samples, max_new_tokens
-  cache = model.init_cache(p, l + t)
+  cache = model.init_cache(p, l + (t if cache_steps is None else cache_steps))
   # Only the last prompt position's logits are needed (the first token's).
   logits_P1V, cache = model(prompt_tokens_PL, attention_mask_BS=prompt_mask_PL,
                             cache=cache, logits_start=l - 1)
@@ -433,16 +435,19 @@ def _decode(graphdef, params, state, rng, *, shards, stop_at, eos_ids, method,
   """The state after decoding until T tokens exist or few rows run.
 
   The loop stops once no shard has more than `stop_at` live rows (with
-  stop_at 0: once every row is done), i.e. when they fit a smaller bucket.
+  stop_at 0: once every row is done), i.e. when they fit a smaller bucket,
+  or once the KV cache is full (`_grow_cache` then makes room).
   """
   model = nnx.merge(graphdef, params)
   # Per-layer weights sliced once, outside the decode loop.
   blocks = model.split_layers()
   t = state.tokens_RT.shape[1]
+  slots = state.cache.mask_BM.shape[1]
 
   def cond(s: SamplingState):
     live_DR = ~s.done_R.reshape(shards, -1)
-    return (s.step < t) & (jnp.max(jnp.sum(live_DR, axis=1)) > stop_at)
+    return ((s.step < t) & (s.cache.index < slots)
+            & (jnp.max(jnp.sum(live_DR, axis=1)) > stop_at))
 
   def body(s: SamplingState):
     return _decode_step(model, blocks, s, rng, eos_ids=eos_ids,
@@ -450,6 +455,63 @@ def _decode(graphdef, params, state, rng, *, shards, stop_at, eos_ids, method,
                         pad_id=pad_id)
 
   return jax.lax.while_loop(cond, body, state)
+
+
+# New-token room of the first KV cache `generate` allocates; it doubles
+# each time it fills (`cache_windows`).
+CACHE_STEPS = 128
+
+
+def cache_windows(max_new_tokens: int,
+                  cache_steps: int | None) -> tuple[int, ...]:
+  """New-token room of the KV cache's successive sizes: c, 2c, 4c, ..., T.
+
+  A decode step attends over every slot of the cache, filled or not, so a
+  cache that grows with the sequence (as `transformers`' does) reads
+  fewer keys and values than one of L + T slots from the start: with
+  doubling, about L + 0.7·T slots per step on average for long T, against
+  L + T. Each size is one more compile of the decode loop.
+
+  Args:
+    max_new_tokens: T.
+    cache_steps: c, the first size's room; None (or c >= T): (T,), the
+      whole cache up front.
+
+  Returns:
+    Increasing sizes ending at T. Example: cache_windows(600, 128) =
+    (128, 256, 512, 600).
+  """
+  if cache_steps is not None and cache_steps < 1:
+    raise ValueError(f"cache_steps must be >= 1 or None, got {cache_steps}")
+  if cache_steps is None or cache_steps >= max_new_tokens:
+    return (max_new_tokens,)
+  sizes = [cache_steps]
+  while sizes[-1] * 2 < max_new_tokens:
+    sizes.append(sizes[-1] * 2)
+  return tuple(sizes) + (max_new_tokens,)
+
+
+@functools.partial(jax.jit, static_argnames=("slots",))
+def _grown(c: transformer.KVCache, *, slots: int) -> transformer.KVCache:
+  """The cache padded to `slots` empty, masked slots (a new buffer)."""
+  extra = slots - c.mask_BM.shape[1]
+
+  def pad(x, axis):
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (0, extra)
+    return jnp.pad(x, widths)
+
+  return c.replace(
+      k=tuple(sharding.shard(pad(k, 3), *transformer.K_CACHE_AXES)
+              for k in c.k),
+      v=tuple(sharding.shard(pad(v, 2), *transformer.V_CACHE_AXES)
+              for v in c.v),
+      mask_BM=sharding.shard(pad(c.mask_BM, 1), "batch", None))
+
+
+def _grow_cache(state: SamplingState, *, slots: int) -> SamplingState:
+  """The state with its KV cache grown to `slots` slots (`_grown`)."""
+  return state.replace(cache=_grown(state.cache, slots=slots))
 
 
 def _take_rows(x_R, index_DR):
@@ -542,16 +604,20 @@ def _compaction_index(done_R: np.ndarray, shards: int,
 
 
 def _decode_all(graphdef, params, state, out, rng, *, compact, shards,
-                max_new_tokens, **kw) -> SamplingOutput:
+                max_new_tokens, windows, **kw) -> SamplingOutput:
   """The [B, T] outputs of the decode loop, finished rows compacted away.
 
   Without `compact`, one loop over all B rows until every row is done.
   With it, the loop returns whenever every shard's live rows fit the next
   smaller bucket; the live rows are gathered into that bucket (within
   their shard) and decoding resumes, so a finished row stops costing a
-  decode step, at one compile per bucket size.
+  decode step, at one compile per bucket size. `windows`
+  (`cache_windows`) are the KV cache's new-token room, the present one
+  first: when the cache fills, the loop returns and the cache grows to
+  the next.
   """
   buckets = batch_buckets(state.done_R.shape[0], shards) if compact else ()
+  rooms = list(windows)
   compacted = False
   while True:
     r = state.done_R.shape[0]
@@ -559,16 +625,21 @@ def _decode_all(graphdef, params, state, out, rng, *, compact, shards,
     stop_at = max(smaller) if smaller else 0
     state = _decode(graphdef, params, state, rng, shards=shards,
                     stop_at=stop_at, **kw)
-    if not stop_at:
-      break
-    # Every process reads all rows' flags, so all compact alike.
+    if not stop_at and len(rooms) == 1:
+      break  # every row is done or has T tokens
+    # Every process reads all rows' flags, so all grow and compact alike.
     step, done_R = distributed.to_host(state.step), distributed.to_host(
         state.done_R)
     if step >= max_new_tokens or done_R.all():
       break
-    index_DR, pad_DR = _compaction_index(done_R, shards, buckets)
-    state, out = _compact(state, out, index_DR, pad_DR)
-    compacted = True
+    if step == rooms[0]:  # the cache is full
+      prompt_len = state.cache.mask_BM.shape[1] - rooms.pop(0)
+      state = _grow_cache(state, slots=prompt_len + rooms[0])
+    live = (~done_R.reshape(shards, -1)).sum(axis=1).max()
+    if stop_at and live <= stop_at:
+      index_DR, pad_DR = _compaction_index(done_R, shards, buckets)
+      state, out = _compact(state, out, index_DR, pad_DR)
+      compacted = True
   if not compacted:
     return SamplingOutput(tokens_BT=state.tokens_RT,
                           logprobs_BT=state.logprobs_RT,
@@ -619,6 +690,7 @@ def generate(
     mesh: jax.sharding.Mesh | None = None,
     max_cache_bytes: int | None = None,
     compact: bool = True,
+    cache_steps: int | None = CACHE_STEPS,
 ) -> SamplingOutput:
   """Samples up to `max_new_tokens` tokens after each left-padded prompt.
 
@@ -647,6 +719,12 @@ def generate(
       gathered into it, so a finished row stops costing decode steps
       (one compile per bucket size). The output is the same either way:
       each row samples from its own key stream.
+    cache_steps: the KV cache first holds the prompt and this many new
+      tokens, and its new-token room doubles each time it fills (up to
+      max_new_tokens; `cache_windows`), so early decode steps attend over
+      fewer slots, at one compile per size; the last growth briefly holds
+      both caches. None: all max_new_tokens slots from the start. The
+      output is the same either way (up to float rounding).
 
   Returns:
     SamplingOutput with [B·G, T] arrays.
@@ -659,8 +737,11 @@ def generate(
                               buckets=buckets, pad_id=pad_id)
   p, l = tokens.shape
   b = p * num_samples
+  windows = cache_windows(max_new_tokens, cache_steps)
+  # The last growth holds the cache it grows from and the whole one.
   _check_cache_fits(model.config, b, l + max_new_tokens, model.dtype,
-                    max_cache_bytes)
+                    max_cache_bytes,
+                    growing_from=l + windows[-2] if len(windows) > 1 else 0)
   graphdef, params = nnx.split(model)
   shards = 1 if mesh is None else batch_shards((b, l), mesh)
   shared = prefill_copies(p, num_samples, shards)
@@ -674,6 +755,7 @@ def generate(
   run = functools.partial(
       _sample, graphdef, params, tokens, mask, rng, compact=compact,
       shards=shards, max_new_tokens=max_new_tokens, num_samples=shared,
+      cache_steps=cache_steps,
       eos_ids=tuple(int(e) for e in eos_ids), method=method,
       return_entropy=return_entropy, pad_id=pad_id)
   if mesh is None:
@@ -722,20 +804,25 @@ def _prompt_rows(
   return tokens, mask
 
 
-def _check_cache_fits(config, b: int, m: int, dtype, max_cache_bytes):
-  """Raises when a KV cache of B rows × M slots exceeds the memory limit."""
-  need = kv_cache_bytes(config, b, m, dtype)
+def _check_cache_fits(config, b: int, m: int, dtype, max_cache_bytes,
+                      growing_from: int = 0):
+  """Raises when a KV cache of B rows × M slots (plus the `growing_from`
+  slots of the cache it last grows from) exceeds the memory limit."""
+  need = kv_cache_bytes(config, b, m + growing_from, dtype)
   limit = max_cache_bytes if max_cache_bytes is not None else (
       _device_memory_limit())
   if limit is not None and need > limit:
+    growing = (f" + {growing_from} slots of the cache it grows from"
+               if growing_from else "")
     raise ValueError(
         f"the KV cache needs {need / 2**30:.2f} GiB (2 × {config.num_layers}"
-        f" layers × B={b} × L+T={m} × K="
+        f" layers × B={b} × (L+T={m}{growing}) × K="
         f"{config.num_kv_heads} × H={config.head_dim} ×"
         f" {jnp.dtype(dtype).itemsize} bytes) but only"
         f" {limit / 2**30:.2f} GiB are available: reduce the batch (rows ×"
-        " samples), the prompt bucket or max_new_tokens, or shard the batch"
-        " over more devices"
+        " samples), the prompt bucket or max_new_tokens, shard the batch"
+        " over more devices" + (", or allocate the cache whole"
+                                " (cache_steps=None)" if growing_from else "")
     )
 
 
@@ -760,13 +847,15 @@ def _place_on_mesh(params, tokens_BL, mask_BL, mesh):
 
 
 def _sample(graphdef, params, tokens_PL, mask_PL, rng, *, compact, shards,
-            max_new_tokens, num_samples, return_entropy, pad_id,
+            max_new_tokens, num_samples, return_entropy, pad_id, cache_steps,
             **kw) -> SamplingOutput:
   """Prefill (once per prompt), then the (compacting) decode loop."""
+  windows = cache_windows(max_new_tokens, cache_steps)
   state, out = _prefill(graphdef, params, tokens_PL, mask_PL,
                         max_new_tokens=max_new_tokens,
                         return_entropy=return_entropy, pad_id=pad_id,
-                        num_samples=num_samples)
+                        num_samples=num_samples, cache_steps=windows[0])
   return _decode_all(graphdef, params, state, out, rng, compact=compact,
                      shards=shards, max_new_tokens=max_new_tokens,
-                     return_entropy=return_entropy, pad_id=pad_id, **kw)
+                     windows=windows, return_entropy=return_entropy,
+                     pad_id=pad_id, **kw)

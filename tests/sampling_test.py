@@ -254,6 +254,12 @@ def test_cache_too_large_fails_before_compiling(loaded):
     sampling.generate(model, PROMPTS_BL, MASK_BL, rng=jax.random.key(0),
                       max_new_tokens=T, eos_ids=(1,),
                       max_cache_bytes=need - 1)
+  # Growing (room 2, 4, 8) last holds the 6 + 4 slots it grows from and
+  # the whole 14: the whole cache's bytes are not enough for that.
+  with pytest.raises(ValueError, match=r"\+ 10 slots .*cache_steps=None"):
+    sampling.generate(model, PROMPTS_BL, MASK_BL, rng=jax.random.key(0),
+                      max_new_tokens=T, eos_ids=(1,), cache_steps=2,
+                      max_cache_bytes=need)
 
 
 def test_bucket_padding_and_its_errors():
@@ -340,6 +346,47 @@ def test_compaction_gives_the_full_batch_output(method, loaded, compactions):
   np.testing.assert_allclose(compact.entropy_BT, full.entropy_BT, atol=1e-5)
 
 
+def test_cache_windows_double_up_to_t():
+  # 128, 256, 512, then T = 600 itself.
+  assert sampling.cache_windows(600, 128) == (128, 256, 512, 600)
+  assert sampling.cache_windows(12, 2) == (2, 4, 8, 12)
+  assert sampling.cache_windows(128, 128) == (128,)  # fits at once
+  assert sampling.cache_windows(32, None) == (32,)
+  with pytest.raises(ValueError, match="cache_steps must be >= 1"):
+    sampling.cache_windows(32, 0)
+
+
+def test_growing_cache_gives_the_whole_cache_output(loaded, compactions,
+                                                    monkeypatch):
+  compactions, _ = compactions
+  grown = []
+  grow = sampling._grow_cache  # pylint: disable=protected-access
+
+  def counted(state, *, slots):
+    grown.append((state.cache.mask_BM.shape[1], slots))
+    return grow(state, slots=slots)
+
+  monkeypatch.setattr(sampling, "_grow_cache", counted)
+  model = loaded["llama"]
+  kw = dict(rng=jax.random.key(6), max_new_tokens=12, eos_ids=_STOPS,
+            method=sampling.Temperature(1.0), return_entropy=True)
+  mask_BL = (_RAGGED_BL > 0).astype(np.int32)
+  whole = sampling.generate(model, _RAGGED_BL, mask_BL, compact=False,
+                            cache_steps=None, **kw)
+  assert not grown
+  growing = sampling.generate(model, _RAGGED_BL, mask_BL, cache_steps=2, **kw)
+  # Prompt bucket 6 + room 2, 4, 8, 12: the cache grew from 8 slots
+  # (while rows still ran) and rows were compacted in between.
+  assert grown[0] == (8, 10) and all(
+      b - a in (2, 4) for a, b in grown), grown
+  assert compactions
+  np.testing.assert_array_equal(growing.tokens_BT, whole.tokens_BT)
+  np.testing.assert_array_equal(growing.mask_BT, whole.mask_BT)
+  np.testing.assert_allclose(growing.logprobs_BT, whole.logprobs_BT,
+                             atol=1e-5)
+  np.testing.assert_allclose(growing.entropy_BT, whole.entropy_BT, atol=1e-5)
+
+
 def test_row_draws_do_not_depend_on_the_other_rows():
   logits_RV = jax.random.normal(jax.random.key(0), (8, 50))
   row_R = jnp.arange(8, dtype=jnp.int32)
@@ -379,7 +426,9 @@ def test_sharded_compaction_equals_single_device(loaded, compactions):
   single = sampling.generate(model, _RAGGED_BL, mask_BL, compact=False, **kw)
   # Batch over data × fsdp = 4 shards: buckets of 32, 16 and 8 rows.
   mesh = sharding.make_mesh(data=2, fsdp=2, tensor=2)
-  sharded = sampling.generate(model, _RAGGED_BL, mask_BL, mesh=mesh, **kw)
+  # The cache grows too (room 4, 8, 12): its padding keeps the sharding.
+  sharded = sampling.generate(model, _RAGGED_BL, mask_BL, mesh=mesh,
+                              cache_steps=4, **kw)
   compactions, collectives = compactions
   assert compactions and all(n % 4 == 0 for n in compactions)
   # Rows stay in their shard: the cache [B, K, H, M] and logits [B, V] are
