@@ -296,6 +296,16 @@ def make_sampling_method(config: mlc.ConfigDict, greedy: bool = False):
   return methods[s.method]()
 
 
+def sampler_cache_steps(config: mlc.ConfigDict) -> int | None:
+  """`sampling.generate`'s cache_steps from sampling.cache_steps (0: None)."""
+  steps = config.sampling.cache_steps
+  if steps < 0:
+    raise ConfigError(
+        f"sampling.cache_steps={steps} must be >= 0 (0 allocates the whole"
+        " KV cache up front)")
+  return steps or None
+
+
 def train_temperature(config: mlc.ConfigDict) -> float:
   """τ of the train step's log-probs: the rollout's sampling temperature."""
   if config.sampling.method == "greedy":
@@ -611,7 +621,8 @@ def make_rl(config: mlc.ConfigDict, graphdef: Any = None,
       sampler=rollout_lib.Sampler(
           method=make_sampling_method(config),
           max_new_tokens=config.sampling.max_new_tokens, eos_ids=eos_ids,
-          compact=config.sampling.compact),
+          compact=config.sampling.compact,
+          cache_steps=sampler_cache_steps(config)),
       group_filter=make_group_filter(config),
       needs_reference=kl_coef > 0 or "ref_rewards" in extras,
       rollout_extras=extras,

@@ -290,6 +290,11 @@ def _add_sampling_fields(c: mlc.ConfigDict) -> None:
   # buckets, one compile each) so they stop costing decode steps; the
   # samples are the same either way.
   c.sampling.compact = True
+  # The KV cache first holds the prompt and this many new tokens and
+  # doubles its room when full (sampling.cache_windows), so early decode
+  # steps attend over fewer slots; 0 allocates all max_new_tokens slots
+  # up front. The samples are the same either way.
+  c.sampling.cache_steps = 128
 
 
 def _add_sft_fields(c: mlc.ConfigDict) -> None:

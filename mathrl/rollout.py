@@ -34,6 +34,8 @@ class Sampler:
   eos_ids: tuple[int, ...]
   compact: bool = True
   """`sampling.generate`'s `compact`: finished rows leave the batch."""
+  cache_steps: int | None = sampling.CACHE_STEPS
+  """`sampling.generate`'s `cache_steps`: the KV cache grows from this."""
 
 
 @dataclasses.dataclass
@@ -83,7 +85,7 @@ def sample_and_score(
       model, prompt["tokens"], prompt["mask"], num_samples=g,
       rng=rng, max_new_tokens=sampler.max_new_tokens,
       eos_ids=sampler.eos_ids, method=sampler.method, mesh=mesh,
-      compact=sampler.compact,
+      compact=sampler.compact, cache_steps=sampler.cache_steps,
   )
   prompt = {k: np.repeat(v, g, axis=0) for k, v in prompt.items()}
   tokens_BT = distributed.to_host(out.tokens_BT)

@@ -159,6 +159,16 @@ def test_train_step_scores_the_sampling_temperature():
     trainer.validate(config)
 
 
+def test_sampler_cache_steps_reach_the_sampler():
+  config = load("default")
+  assert builders.make_rl(config).sampler.cache_steps == 128  # the base's
+  config.sampling.cache_steps = 0  # the whole cache up front
+  assert builders.make_rl(config).sampler.cache_steps is None
+  config.sampling.cache_steps = -1
+  with pytest.raises(ValueError, match="sampling.cache_steps=-1"):
+    trainer.validate(config)
+
+
 def test_unknown_method_lists_methods_not_building_blocks():
   config = load("grpo")
   config.rl.advantage = "grpoo"
