@@ -5,7 +5,8 @@ c new tokens and doubles its new-token room when it fills; with
 `cache_steps=None` the cache holds all L + T slots from the start, and
 every decode step attends over all of them. Both settings run on the
 same GSM8K prompts (the first `--rows` test questions, the library's
-default template through SmolLM2's chat template), greedy, `--new`
+default template through SmolLM2's chat template, as
+`real_model.py --gsm8k` builds them), greedy, `--new`
 tokens per row with EOS disabled (every row decodes to the end), fp32,
 alternating in one process after a first call of each (which compiles);
 prints both settings' seconds, the median same-run ratio, and how many
@@ -33,7 +34,9 @@ from mathrl import sampling
 from mathrl.data import prompts
 from mathrl.data import tokenizer as tokenizer_lib
 
-NAME = "smollm2-135m-instruct"
+import real_model  # pylint: disable=g-bad-import-order
+
+NAME = real_model.NAME
 
 
 def main():
@@ -44,14 +47,9 @@ def main():
   p.add_argument("--cache_steps", type=int, default=sampling.CACHE_STEPS)
   p.add_argument("--repeats", type=int, default=2)
   a = p.parse_args()
-  with open(a.gsm8k) as f:
-    questions = [json.loads(line)["question"] for line in f][:a.rows]
   tok = tokenizer_lib.load(NAME)
   model = models.load(NAME, dtype=jnp.float32)
-  ids = [prompts.encode(prompts.render(q, tok, prompts.PromptTemplate()),
-                        tok, chat=True) for q in questions]
-  tokens, mask = prompts.left_pad(ids, (max(map(len, ids)),),
-                                  tok.pad_token_id)
+  tokens, mask = real_model.prompt_rows(a.gsm8k, a.rows, tok, prompts)
   never = model.config.vocab_size + 1  # an id never sampled: full length
 
   def run(cache_steps):

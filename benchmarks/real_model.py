@@ -35,6 +35,7 @@ near-tie between two tokens can go either way).
 """
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -51,14 +52,17 @@ def _xla_flags(threads: int) -> str:
   return f"{flags} intra_op_parallelism_threads={threads}"
 
 
-def _prompts(args, rows, tok, prompts):
-  """[rows, L] left-padded prompt ids and mask: GSM8K's first questions
-  with the default template (`--gsm8k`), else the pens questions."""
-  if args.gsm8k:
-    with open(args.gsm8k) as f:
-      questions = [json.loads(line)["question"] for line in f][:rows]
+def prompt_rows(gsm8k, rows, tok, prompts):
+  """[rows, L] left-padded prompt ids and mask: the first `rows` questions
+  of the GSM8K file `gsm8k` with the default template, else (None) the
+  pens questions. `prompts` is `mathrl.data.prompts` (imported by the
+  caller: the driver process imports no JAX)."""
+  if gsm8k:
+    from mathrl.data import benchmarks  # pylint: disable=g-import-not-at-top
+    questions = [r["question"] for r in itertools.islice(
+        benchmarks.read("gsm8k", gsm8k), rows)]
     if len(questions) < rows:
-      raise SystemExit(f"--gsm8k {args.gsm8k} has {len(questions)} "
+      raise SystemExit(f"--gsm8k {gsm8k} has {len(questions)} "
                        f"questions, fewer than --rows {rows}")
     template = prompts.PromptTemplate()
   else:
@@ -102,7 +106,7 @@ def worker(args) -> dict:
   out = {"threads": args.threads, "new": args.new,
          "prompts": "gsm8k" if args.gsm8k else "pens", "rows": {}}
   for rows in args.rows:
-    tokens, mask = _prompts(args, rows, tok, prompts)
+    tokens, mask = prompt_rows(args.gsm8k, rows, tok, prompts)
     result = {}
 
     def run_mathrl():

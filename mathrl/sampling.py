@@ -346,7 +346,7 @@ def _prefill(graphdef, params, prompt_tokens_PL, prompt_mask_PL, *,
              max_new_tokens, return_entropy, pad_id, num_samples=1,
              cache_steps=None):
   """The decode state after prefilling the prompts into an L + T cache
-  (L + `cache_steps` when given: `_grow_cache` makes room for the rest).
+  (L + `cache_steps` when given: `_grown` makes room for the rest).
 
   Each of the P prompts is prefilled once; its cache rows and first-token
   logits are then repeated G = `num_samples` times (row p·G + g), so the
@@ -436,7 +436,7 @@ def _decode(graphdef, params, state, rng, *, shards, stop_at, eos_ids, method,
 
   The loop stops once no shard has more than `stop_at` live rows (with
   stop_at 0: once every row is done), i.e. when they fit a smaller bucket,
-  or once the KV cache is full (`_grow_cache` then makes room).
+  or once the KV cache is full (`_grown` then makes room).
   """
   model = nnx.merge(graphdef, params)
   # Per-layer weights sliced once, outside the decode loop.
@@ -507,11 +507,6 @@ def _grown(c: transformer.KVCache, *, slots: int) -> transformer.KVCache:
       v=tuple(sharding.shard(pad(v, 2), *transformer.V_CACHE_AXES)
               for v in c.v),
       mask_BM=sharding.shard(pad(c.mask_BM, 1), "batch", None))
-
-
-def _grow_cache(state: SamplingState, *, slots: int) -> SamplingState:
-  """The state with its KV cache grown to `slots` slots (`_grown`)."""
-  return state.replace(cache=_grown(state.cache, slots=slots))
 
 
 def _take_rows(x_R, index_DR):
@@ -634,7 +629,8 @@ def _decode_all(graphdef, params, state, out, rng, *, compact, shards,
       break
     if step == rooms[0]:  # the cache is full
       prompt_len = state.cache.mask_BM.shape[1] - rooms.pop(0)
-      state = _grow_cache(state, slots=prompt_len + rooms[0])
+      state = state.replace(
+          cache=_grown(state.cache, slots=prompt_len + rooms[0]))
     live = (~done_R.reshape(shards, -1)).sum(axis=1).max()
     if stop_at and live <= stop_at:
       index_DR, pad_DR = _compaction_index(done_R, shards, buckets)
@@ -755,7 +751,7 @@ def generate(
   run = functools.partial(
       _sample, graphdef, params, tokens, mask, rng, compact=compact,
       shards=shards, max_new_tokens=max_new_tokens, num_samples=shared,
-      cache_steps=cache_steps,
+      windows=windows,
       eos_ids=tuple(int(e) for e in eos_ids), method=method,
       return_entropy=return_entropy, pad_id=pad_id)
   if mesh is None:
@@ -847,10 +843,10 @@ def _place_on_mesh(params, tokens_BL, mask_BL, mesh):
 
 
 def _sample(graphdef, params, tokens_PL, mask_PL, rng, *, compact, shards,
-            max_new_tokens, num_samples, return_entropy, pad_id, cache_steps,
+            max_new_tokens, num_samples, return_entropy, pad_id, windows,
             **kw) -> SamplingOutput:
-  """Prefill (once per prompt), then the (compacting) decode loop."""
-  windows = cache_windows(max_new_tokens, cache_steps)
+  """Prefill (once per prompt), then the (compacting, growing) decode
+  loop; `windows` as `cache_windows` gives them."""
   state, out = _prefill(graphdef, params, tokens_PL, mask_PL,
                         max_new_tokens=max_new_tokens,
                         return_entropy=return_entropy, pad_id=pad_id,

@@ -122,6 +122,18 @@ def test_gsm8k_rows_take_the_number_after_the_marker(tmp_path):
     workload.gsm8k_rows(str(bad))
 
 
+def test_gsm8k_rows_read_as_the_library_reads_gsm8k(tmp_path):
+  # The peers cannot import mathrl, so workload.py parses GSM8K itself;
+  # it must give the library's questions and answers.
+  from mathrl.data import benchmarks  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "train.jsonl"
+  path.write_text(
+      '{"question": "Q1?", "answer": "3 + 4 = 7\\n#### 7"}\n'
+      '{"question": "Q2?", "answer": "so\\n#### 1,200"}\n')
+  assert workload.gsm8k_rows(str(path)) == [
+      (r["question"], r["answer"]) for r in benchmarks.read("gsm8k", path)]
+
+
 def test_gsm8k_instruction_is_the_library_default():
   # The peers cannot import mathrl; the text must stay the library's.
   from mathrl.data import prompts  # pylint: disable=g-import-not-at-top

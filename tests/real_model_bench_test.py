@@ -44,11 +44,10 @@ def test_gsm8k_prompts_are_the_first_rows_left_padded(tmp_path):
   path = tmp_path / "test.jsonl"
   path.write_text("".join(json.dumps({"question": q, "answer": "#### 1"})
                           + "\n" for q in ("a bb", "ccc", "d")))
-  args = real_model.argparse.Namespace(gsm8k=str(path))
-  tokens, mask = real_model._prompts(args, 2, _Tok(), prompts)
+  tokens, mask = real_model.prompt_rows(str(path), 2, _Tok(), prompts)
   # Rendered: "<u> a bb\n<instruction> <a>" and "<u> ccc\n<instruction> <a>";
   # the second has one word fewer, so one pad on the left.
   assert tokens.shape[0] == 2 and mask[1, 0] == 0 and mask[0].all()
   assert mask.sum(1).tolist() == [mask.shape[1], mask.shape[1] - 1]
   with pytest.raises(SystemExit, match="fewer than --rows 4"):
-    real_model._prompts(args, 4, _Tok(), prompts)
+    real_model.prompt_rows(str(path), 4, _Tok(), prompts)

@@ -360,13 +360,13 @@ def test_growing_cache_gives_the_whole_cache_output(loaded, compactions,
                                                     monkeypatch):
   compactions, _ = compactions
   grown = []
-  grow = sampling._grow_cache  # pylint: disable=protected-access
+  grow = sampling._grown  # pylint: disable=protected-access
 
-  def counted(state, *, slots):
-    grown.append((state.cache.mask_BM.shape[1], slots))
-    return grow(state, slots=slots)
+  def counted(cache, *, slots):
+    grown.append((cache.mask_BM.shape[1], slots))
+    return grow(cache, slots=slots)
 
-  monkeypatch.setattr(sampling, "_grow_cache", counted)
+  monkeypatch.setattr(sampling, "_grown", counted)
   model = loaded["llama"]
   kw = dict(rng=jax.random.key(6), max_new_tokens=12, eos_ids=_STOPS,
             method=sampling.Temperature(1.0), return_entropy=True)
