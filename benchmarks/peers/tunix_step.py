@@ -11,12 +11,14 @@ rollout of P × G completions, reference log-probs, reward and group
 advantages, one optimizer update. The learner pulls its next batch only
 when the previous step is done, so the time between two pulls of the
 batch iterator is one step. Prints `median_step_s` (median of the steps
-after the first).
+after the first) and `median_generate_s`, the same median of the time
+spent in the cluster's `generate` (Tunix's rollouts) within each step.
 """
 
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -116,11 +118,21 @@ def main():
       top_k=None, eos_tokens=workload.stop_ids(
           len(tok), a.stop_ids, tok.eos_token_id))
   learner, actor = build_learner(a, tok, rollout_config)
-  stamps = []
+  stamps, generate_seconds = [], []
+  generate = learner.rl_cluster.generate
+
+  def timed_generate(*args, **kwargs):
+    t0 = time.perf_counter()
+    out = generate(*args, **kwargs)
+    generate_seconds[len(stamps) - 1] += time.perf_counter() - t0
+    return out
+
+  learner.rl_cluster.generate = timed_generate
 
   def batches():
     for i in range(a.steps):
       stamps.append(time.perf_counter())
+      generate_seconds.append(0.0)
       rollout_config.seed = i  # fresh sampling noise every step
       chunk = [rows[(i * a.prompts + j) % len(rows)]
                for j in range(a.prompts)]
@@ -131,6 +143,9 @@ def main():
   jax.block_until_ready(nnx.state(actor))
   stamps.append(time.perf_counter())
   print(f"tunix {getattr(tunix, '__version__', '?')}, jax {jax.__version__}")
+  if len(generate_seconds) > 1:
+    print("median_generate_s",
+          round(statistics.median(generate_seconds[1:]), 4))
   workload.report([t1 - t0 for t0, t1 in zip(stamps, stamps[1:])])
 
 
