@@ -137,6 +137,25 @@ def _prompt_batches(a, tok):
       shard_count=1)
 
 
+def workload_rewards(a):
+  """The workload's reward: `--gsm8k`'s boxed answer, else the first integer."""
+  return rewards.RewardSet(
+      [("correctness", boxed_reward if a.gsm8k else first_integer_reward,
+        1.0)])
+
+
+def workload_train_step(graphdef, optimizer, adv_tx, *, share_prompts=True,
+                        chunk=None):
+  """The workload's GRPO update (unjitted): PPO-clip with token mean, k3 KL
+  at β = 0.04 against the reference, one update per batch."""
+  return train_step_lib.make_train_step(
+      graphdef, optimizer, adv_tx, policy_loss=losses.ppo_clip(),
+      aggregate=losses.token_mean, kl_estimator=losses.kl_k3,
+      kl_coef=workload.KL_COEF,
+      recompute_old_logp=False,  # one update per batch, as TRL's default
+      share_prompts=share_prompts, logits_chunk_size=chunk)
+
+
 def main():
   a = _parse_args()
   tok = transformers.AutoTokenizer.from_pretrained(a.model)
@@ -154,20 +173,16 @@ def main():
           params, optimizer, adv_tx.init(jnp.zeros((a.prompts, a.G))),
           jax.random.key_data(jax.random.PRNGKey(0))),
       optimizer, mesh, sharding.TRAIN_RULES)
-  step_fn = jax.jit(train_step_lib.make_train_step(
-      graphdef, optimizer, adv_tx, policy_loss=losses.ppo_clip(),
-      aggregate=losses.token_mean, kl_estimator=losses.kl_k3, kl_coef=0.04,
-      recompute_old_logp=False,  # one update per batch, as TRL's default
-      share_prompts=a.share_prompts, logits_chunk_size=a.chunk or None,
-  ), out_shardings=(state_sh, replicated), donate_argnums=0)
+  step_fn = jax.jit(workload_train_step(
+      graphdef, optimizer, adv_tx, share_prompts=a.share_prompts,
+      chunk=a.chunk or None), out_shardings=(state_sh, replicated),
+      donate_argnums=0)
   state = train_step_lib.init_train_state(
       params, optimizer, adv_tx.init(jnp.zeros((a.prompts, a.G))),
       jax.random.key_data(jax.random.PRNGKey(0)))
   state = jax.device_put(state, state_sh)
   ref_params = jax.tree.map(jnp.copy, params)
-  reward_set = rewards.RewardSet(
-      [("correctness", boxed_reward if a.gsm8k else first_integer_reward,
-        1.0)])
+  reward_set = workload_rewards(a)
   sampler = rollout_lib.Sampler(
       method=sampling.Temperature(1.0), max_new_tokens=a.max_new,
       eos_ids=tuple(workload.stop_ids(len(tok), a.stop_ids,

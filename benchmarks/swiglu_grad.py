@@ -41,10 +41,8 @@ from flax import nnx
 import grpo_step  # pylint: disable=g-bad-import-order
 from mathrl import advantages
 from mathrl import logprobs
-from mathrl import losses
 from mathrl import models
 from mathrl import optim
-from mathrl import rewards
 from mathrl import rollout as rollout_lib
 from mathrl import sampling
 from mathrl import train_step as train_step_lib
@@ -59,33 +57,33 @@ def swiglu_forward(x_BSD, gate_DF, up_DF, down_FD):
   return jnp.einsum("BSF,FD->BSD", hidden_BSF, down_FD)
 
 
-def _vjp(gate_up_BSF2, x_BSD, dy_BSD, gate_DF, up_DF, down_FD, flat):
+def _vjp(gate_up_BSF2, x_BSD, dy_BSD, w_DF2, down_FD, flat):
   """∂L/∂(x, W_g, W_u, W_d) of SwiGLU from its saved gate/up outputs.
 
   With z = ∂L/∂y, h = silu(g) ⊙ u: ∂L/∂h = z·W_dᵀ, ∂L/∂g = ∂L/∂h ⊙ u ⊙
   σ(g)(1 + g(1 − σ(g))), ∂L/∂u = ∂L/∂h ⊙ silu(g), ∂L/∂W_d = hᵀz,
   ∂L/∂[W_g W_u] = xᵀ[∂L/∂g ∂L/∂u], ∂L/∂x = [∂L/∂g ∂L/∂u]·[W_g W_u]ᵀ;
-  gate and up interleaved per feature ([.., F, 2]). `flat`: the matmuls
-  over B·S positions as 2-D arrays, else [B, S, ...] einsums.
+  gate and up interleaved per feature (`w_DF2` = [W_g W_u] as [D, F, 2]).
+  `flat`: the matmuls over B·S positions as 2-D arrays, else [B, S, ...]
+  einsums.
   """
   b, s, d = x_BSD.shape
   gate, up = gate_up_BSF2[..., 0], gate_up_BSF2[..., 1]
   sigmoid = jax.nn.sigmoid(gate)
+  silu = gate * sigmoid
   dhidden = jnp.einsum("BSD,FD->BSF", dy_BSD, down_FD)
   dgate_up_BSF2 = jnp.stack(
-      [dhidden * up * sigmoid * (1 + gate * (1 - sigmoid)),
-       dhidden * gate * sigmoid], -1)
-  w_DF2 = jnp.stack([gate_DF, up_DF], -1)
+      [dhidden * up * sigmoid * (1 + gate * (1 - sigmoid)), dhidden * silu],
+      -1)
   if flat:
     dgu_MK, x_MD = dgate_up_BSF2.reshape(b * s, -1), x_BSD.reshape(b * s, d)
     dx = (dgu_MK @ w_DF2.reshape(d, -1).T).reshape(b, s, d)
     dw_DF2 = (x_MD.T @ dgu_MK).reshape(w_DF2.shape)
-    ddown = (gate * sigmoid * up).reshape(b * s, -1).T @ dy_BSD.reshape(
-        b * s, d)
+    ddown = (silu * up).reshape(b * s, -1).T @ dy_BSD.reshape(b * s, d)
   else:
     dx = jnp.einsum("BSFE,DFE->BSD", dgate_up_BSF2, w_DF2)
     dw_DF2 = jnp.einsum("BSD,BSFE->DFE", x_BSD, dgate_up_BSF2)
-    ddown = jnp.einsum("BSF,BSD->FD", gate * sigmoid * up, dy_BSD)
+    ddown = jnp.einsum("BSF,BSD->FD", silu * up, dy_BSD)
   return dx, dw_DF2[..., 0], dw_DF2[..., 1], ddown
 
 
@@ -94,15 +92,15 @@ def hand_written(flat: bool):
   fn = jax.custom_vjp(swiglu_forward)
 
   def fwd(x_BSD, gate_DF, up_DF, down_FD):
-    gate_up_BSF2 = jnp.einsum("BSD,DFE->BSFE", x_BSD,
-                              jnp.stack([gate_DF, up_DF], -1))
+    w_DF2 = jnp.stack([gate_DF, up_DF], -1)
+    gate_up_BSF2 = jnp.einsum("BSD,DFE->BSFE", x_BSD, w_DF2)
     hidden_BSF = jax.nn.silu(gate_up_BSF2[..., 0]) * gate_up_BSF2[..., 1]
     return (jnp.einsum("BSF,FD->BSD", hidden_BSF, down_FD),
-            (gate_up_BSF2, x_BSD, gate_DF, up_DF, down_FD))
+            (gate_up_BSF2, x_BSD, w_DF2, down_FD))
 
   def bwd(res, dy_BSD):
-    gate_up_BSF2, x_BSD, *weights = res
-    return _vjp(gate_up_BSF2, x_BSD, dy_BSD, *weights, flat=flat)
+    gate_up_BSF2, x_BSD, w_DF2, down_FD = res
+    return _vjp(gate_up_BSF2, x_BSD, dy_BSD, w_DF2, down_FD, flat=flat)
 
   fn.defvjp(fwd, bwd)
   return fn
@@ -129,8 +127,7 @@ def _rollout(a, model, tok):
   batch, _, _ = rollout_lib.collect(
       model, grpo_step._prompt_batches(args, tok),  # pylint: disable=protected-access
       rng=jax.random.PRNGKey(1), sampler=sampler, tokenizer=tok,
-      reward_set=rewards.RewardSet(
-          [("correctness", grpo_step.first_integer_reward, 1.0)]),
+      reward_set=grpo_step.workload_rewards(args),
       dynamic_sampling=False, max_rounds=1, multi_reward=False, progress=0.0)
   return batch
 
@@ -148,10 +145,7 @@ def _program(a, graphdef, params, batch):
     state = train_step_lib.init_train_state(
         params, optimizer, adv_tx.init(jnp.zeros((a.prompts, a.G))),
         jax.random.key_data(jax.random.PRNGKey(0)))
-    fn = train_step_lib.make_train_step(
-        graphdef, optimizer, adv_tx, policy_loss=losses.ppo_clip(),
-        aggregate=losses.token_mean, kl_estimator=losses.kl_k3,
-        kl_coef=0.04, recompute_old_logp=False, share_prompts=True)
+    fn = grpo_step.workload_train_step(graphdef, optimizer, adv_tx)
     args = (state, batch, jax.tree.map(jnp.copy, params))
   else:
     def logp_sum(p):

@@ -22,7 +22,6 @@ sys.path.insert(0, _BENCH)
 
 import swiglu_grad  # noqa: E402  pylint: disable=g-import-not-at-top
 from mathrl import models  # noqa: E402  pylint: disable=g-import-not-at-top
-from mathrl.models import layers  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 def _grads(fn, *args):
